@@ -1,0 +1,59 @@
+"""Sink type ``http``: POST each event, as a structured CloudEvent, to a URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+from attrs import field, frozen
+from cloudevents.core.bindings.http import to_structured_event
+
+from eventrouter.errors import RetryableError
+from eventrouter.events import Event
+from eventrouter.hookspecs import hookimpl
+from eventrouter.sinks import Sink, error_for_status
+
+__all__ = ["HTTPForwardSink"]
+
+
+@frozen
+class HTTPForwardOptions:
+    #: where to POST (http or https)
+    url: str
+    #: extra request headers, e.g. {Authorization = "Bearer ${TOKEN}"}
+    headers: dict[str, str] = field(factory=dict)
+
+
+class HTTPForwardSink(Sink):
+    """Any 2xx is success; 408/429/5xx and network errors are retried; other 4xx are permanent."""
+
+    type_name = "http"
+    Options = HTTPForwardOptions
+    secret_options = ("headers",)
+
+    def check(self) -> Iterable[str]:
+        parts = urlsplit(self.options.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            yield f"url: expected an http:// or https:// URL, got {self.options.url!r}"
+
+    async def deliver(self, event: Event) -> None:
+        message = to_structured_event(event.to_cloudevent())
+        headers = {**message.headers, **self.options.headers}
+        try:
+            async with self.context.http.post(
+                self.options.url, data=message.body, headers=headers, allow_redirects=False
+            ) as response:
+                if response.status < 300:
+                    return
+                detail = (await response.text(errors="replace"))[:200]
+                raise error_for_status(
+                    response.status, detail=detail, retry_after=response.headers.get("Retry-After")
+                )
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+
+
+@hookimpl
+def register_sinks(register: Callable[[type[Sink]], None]) -> None:
+    register(HTTPForwardSink)

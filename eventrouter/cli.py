@@ -1,0 +1,384 @@
+"""The ``eventrouter`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from eventrouter import __version__
+from eventrouter.config import Config, load_config
+from eventrouter.errors import ConfigError, StoreUnavailable
+from eventrouter.plugins import Registry, create_plugin_manager, plugin_infos
+from eventrouter.store import Store, StoredEvent, create_store
+
+__all__ = ["cli"]
+
+T = TypeVar("T")
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="eventrouter.toml",
+    show_default=True,
+    envvar="EVENTROUTER_CONFIG",
+    help="The configuration file (or set EVENTROUTER_CONFIG).",
+)
+
+
+def _load(config_path: Path) -> tuple[Config, Any]:
+    pm = create_plugin_manager()
+    try:
+        registry = Registry.collect(pm)
+        return load_config(config_path, registry), pm
+    except ConfigError as exc:
+        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
+        raise click.ClickException(f"invalid configuration in {config_path}:\n{lines}") from None
+
+
+def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = create_store(config.store, base_dir=config.base_dir)
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            raise click.ClickException(
+                f"store: {exc} (check [store] in the configuration)"
+            ) from None
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@click.group()
+@click.version_option(__version__, prog_name="eventrouter")
+def cli() -> None:
+    """Receive, verify, normalise, store and route webhooks."""
+
+
+@cli.command()
+@config_option
+@click.option("--host", help="Override [server] host.")
+@click.option("--port", type=int, help="Override [server] port.")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    config_path: Path, host: str | None, port: int | None, log_format: str, log_level: str
+) -> None:
+    """Receive webhooks and deliver them to the sinks."""
+    _run_server(
+        config_path, host=host, port=port, log_format=log_format, log_level=log_level, ingest=True
+    )
+
+
+def _run_server(
+    config_path: Path,
+    *,
+    host: str | None,
+    port: int | None,
+    log_format: str,
+    log_level: str,
+    ingest: bool,
+) -> None:
+    from aiohttp import web
+
+    from eventrouter.logs import setup_logging
+    from eventrouter.redact import Redactor
+    from eventrouter.server import create_app
+
+    config, pm = _load(config_path)
+    setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
+    log = logging.getLogger("eventrouter")
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    app = create_app(config, pm=pm, ingest=ingest)
+    for name, path in config.source_paths.items() if ingest else ():
+        log.info(
+            "source %s (%s) at http://%s:%d%s",
+            name,
+            config.sources[name].type_name,
+            host,
+            port,
+            path,
+        )
+    for name, spec in config.sinks.items():
+        log.info(
+            "sink %s (%s), concurrency %d", name, spec.sink.type_name, spec.delivery.concurrency
+        )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout=float(config.server.shutdown_timeout),
+            access_log=logging.getLogger("aiohttp.access"),
+            print=lambda _: log.info(
+                "eventrouter %s listening on http://%s:%d", __version__, host, port
+            ),
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror} (change [server] port or pass --port)"
+        ) from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
+
+
+@cli.command()
+@config_option
+def check(config_path: Path) -> None:
+    """Validate the configuration, plugin options included, without serving."""
+    config, _ = _load(config_path)
+    click.echo(
+        f"{config_path}: OK — {len(config.sources)} sources, {len(config.sinks)} sinks, "
+        f"{len(config.routes)} routes, {config.store.backend} store"
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: distribution, version, source/sink types and hooks."""
+    pm = create_plugin_manager()
+    infos = plugin_infos(pm)
+    if as_json:
+        click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
+        return
+    for info in infos:
+        version = (
+            f"{info.distribution} {info.version}" if info.distribution else "(registered directly)"
+        )
+        click.echo(f"{info.name}  [{version}]")
+        if info.sources:
+            click.echo(f"  sources: {', '.join(info.sources)}")
+        if info.sinks:
+            click.echo(f"  sinks:   {', '.join(info.sinks)}")
+        click.echo(f"  hooks:   {', '.join(info.hooks) or '-'}")
+
+
+def _event_lines(stored: StoredEvent) -> list[str]:
+    event = stored.event
+    lines = [
+        f"{event.received_at:%Y-%m-%d %H:%M:%S} {event.id} {event.source} {event.type} ({event.provider_type})"
+    ]
+    for record in stored.deliveries:
+        detail = f" — {record.last_error}" if record.last_error else ""
+        due = (
+            f" next at {record.next_attempt_at:%H:%M:%S}"
+            if record.next_attempt_at and record.state == "pending"
+            else ""
+        )
+        lines.append(f"    {record.sink}: {record.state}, {record.attempts} attempts{due}{detail}")
+    if not stored.deliveries:
+        lines.append("    (no route matched)")
+    return lines
+
+
+def _stored_dict(stored: StoredEvent) -> dict[str, Any]:
+    return {
+        "event": stored.event.redacted().to_dict(),
+        "deliveries": [
+            {
+                "sink": r.sink,
+                "state": r.state.value,
+                "attempts": r.attempts,
+                "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+                "last_error": r.last_error,
+            }
+            for r in stored.deliveries
+        ],
+    }
+
+
+@cli.command()
+@config_option
+@click.argument("event_id", required=False)
+@click.option("--limit", default=20, show_default=True, help="How many recent events.")
+@click.option("--source", help="Only events from this source.")
+@click.option(
+    "--type", "type_glob", help="Only events whose type matches this glob, e.g. 'call.*'."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (credentials redacted).")
+def events(
+    config_path: Path,
+    event_id: str | None,
+    limit: int,
+    source: str | None,
+    type_glob: str | None,
+    as_json: bool,
+) -> None:
+    """Recent events and the state of their deliveries (or one event, by id)."""
+    config, _ = _load(config_path)
+
+    async def action(store: Store) -> list[StoredEvent]:
+        if event_id:
+            found = await store.get_event(event_id)
+            if found is None:
+                raise click.ClickException(f"no event {event_id} in the store")
+            return [found]
+        return await store.list_events(limit=limit, source=source, type=type_glob)
+
+    for stored in _with_store(config, action):
+        if as_json:
+            click.echo(json.dumps(_stored_dict(stored), ensure_ascii=False))
+        else:
+            click.echo("\n".join(_event_lines(stored)))
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: deliveries given up on after their last attempt."""
+
+
+@dlq.command("list")
+@config_option
+@click.option("--sink", help="Only this sink's dead letters.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters, newest first."""
+    config, _ = _load(config_path)
+    letters = _with_store(config, lambda store: store.list_dead_letters(sink=sink, limit=limit))
+    for letter in letters:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "event_id": letter.event_id,
+                        "source": letter.source,
+                        "type": letter.type,
+                        "sink": letter.sink,
+                        "attempts": letter.attempts,
+                        "reason": letter.reason,
+                        "dead_at": letter.dead_at.isoformat(),
+                    }
+                )
+            )
+        else:
+            click.echo(
+                f"{letter.dead_at:%Y-%m-%d %H:%M:%S} {letter.event_id} -> {letter.sink} "
+                f"({letter.type}, {letter.attempts} attempts): {letter.reason}"
+            )
+    if not letters and not as_json:
+        click.echo("no dead letters")
+
+
+@dlq.command("retry")
+@config_option
+@click.option("--sink", help="Only this sink's dead letters.")
+@click.argument("event_ids", nargs=-1)
+def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -> None:
+    """Queue dead letters for delivery again (all, a sink's, or the EVENT_IDS given)."""
+    config, _ = _load(config_path)
+    if sink and sink not in config.sinks:
+        raise click.ClickException(
+            f"--sink: no sink named {sink!r} (configured: {', '.join(config.sinks)})"
+        )
+    count = _with_store(
+        config, lambda store: store.retry_dead_letters(sink=sink, event_ids=event_ids)
+    )
+    click.echo(f"{count} dead letters queued for delivery again")
+
+
+@cli.command()
+@config_option
+@click.argument("event_id")
+@click.option(
+    "--sink",
+    "sinks",
+    multiple=True,
+    help="Deliver to this sink (repeatable); default: the event's sinks.",
+)
+def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
+    """Deliver a stored event again."""
+    config, _ = _load(config_path)
+    unknown = [s for s in sinks if s not in config.sinks]
+    if unknown:
+        raise click.ClickException(
+            f"--sink: no sink named {unknown[0]!r} (configured: {', '.join(config.sinks)})"
+        )
+
+    async def action(store: Store) -> int:
+        stored = await store.get_event(event_id)
+        if stored is None:
+            raise click.ClickException(f"no event {event_id} in the store")
+        chosen = list(sinks) or [r.sink for r in stored.deliveries if r.sink in config.sinks]
+        if not chosen:
+            raise click.ClickException(f"event {event_id} had no sinks; name one with --sink")
+        return await store.replay(event_id, chosen)
+
+    count = _with_store(config, action)
+    click.echo(f"event {event_id} queued for {count} sinks")
+
+
+@cli.command()
+@config_option
+@click.argument("source_name", metavar="SOURCE")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", help="Where to post; default: the source's path on [server] host and port.")
+@click.option(
+    "--content-type", help="Default: application/json for .json files, else form-encoded."
+)
+def send(
+    config_path: Path, source_name: str, file: Path, url: str | None, content_type: str | None
+) -> None:
+    """Sign FILE the way SOURCE expects (with its configured secret) and post it to the server."""
+    import aiohttp
+
+    config, _ = _load(config_path)
+    source = config.sources.get(source_name)
+    if source is None:
+        raise click.ClickException(
+            f"no source named {source_name!r} (configured: {', '.join(config.sources)})"
+        )
+    body = file.read_bytes()
+    content_type = content_type or (
+        "application/json" if file.suffix == ".json" else "application/x-www-form-urlencoded"
+    )
+    try:
+        signed = source.sign(body, content_type=content_type)
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from None
+    if url is None:
+        host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host  # noqa: S104
+        url = f"http://{host}:{config.server.port}{config.source_paths[source_name]}"
+    headers = {"Content-Type": content_type, **signed.headers}
+
+    async def post() -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers, params=signed.query) as response,
+        ):
+            return response.status, await response.text()
+
+    try:
+        status, text = asyncio.run(post())
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(
+            f"cannot post to {url}: {exc} (is `eventrouter serve` running?)"
+        ) from None
+    click.echo(f"{status} {text}")
+    if status >= 300:
+        sys.exit(1)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    cli()

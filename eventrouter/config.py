@@ -1,0 +1,458 @@
+"""One TOML file: ``[server]``, ``[store]``, ``[sources.NAME]``, ``[sinks.NAME]``, ``[[routes]]``.
+
+Every problem is collected and reported at once, each with its path
+(``sinks.alerts.webhook_url: required``), so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import jmespath
+import jmespath.exceptions
+from attrs import define, field, frozen
+
+from eventrouter.converter import Duration, converter
+from eventrouter.errors import ConfigError
+from eventrouter.plugins import Registry, install_hint
+from eventrouter.sinks import Sink
+from eventrouter.sources import Source
+
+__all__ = [
+    "Config",
+    "DeliveryPolicy",
+    "Route",
+    "ServerConfig",
+    "SinkSpec",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+"""Like Svix: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = field(
+        default=8080,
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535)),
+    )
+    max_body_bytes: int = field(default=1024 * 1024, validator=attrs.validators.gt(0))
+    shutdown_timeout: Duration = Duration(30)
+    #: seconds a client may take to send its body before it gets a 408
+    read_timeout: Duration = Duration(15)
+
+
+@frozen
+class StoreConfig:
+    backend: str = field(default="sqlite", validator=attrs.validators.in_(("sqlite", "redis")))
+    #: sqlite: the database file, relative to the config file's directory
+    path: str = "eventrouter.db"
+    #: redis: the server, e.g. redis://localhost:6379/0
+    url: str | None = None
+    #: redis: prefix of every key eventrouter writes
+    key_prefix: str = "eventrouter"
+    #: how long a delivery's idempotency key is remembered
+    dedupe_window: Duration = Duration(3 * 86400)
+    #: delivered events older than this are deleted (dead and pending ones are kept)
+    retention: Duration = Duration(7 * 86400)
+    #: writes waiting for the disk before ingest answers 503 instead of queueing more
+    max_pending_writes: int = field(default=5000, validator=attrs.validators.gt(0))
+
+
+@frozen
+class DeliveryPolicy:
+    #: deliveries to this sink in flight at once
+    concurrency: int = field(default=4, validator=attrs.validators.gt(0))
+    #: delay before each retry; after the last one the delivery is dead-lettered
+    retry_schedule: tuple[Duration, ...] = tuple(Duration(s) for s in DEFAULT_RETRY_SCHEDULE)
+    #: each delay is varied by up to this fraction, so retries do not arrive in lock-step
+    jitter: float = field(default=0.2, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
+    #: one attempt may take this long before it counts as failed (retryable)
+    timeout: Duration = Duration(30)
+    #: hand the sink credential fields (e.g. Pelcro's magic_link_token) instead of [redacted]
+    include_sensitive: bool = False
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
+
+
+@frozen
+class SinkSpec:
+    """A configured sink: its instance and how deliveries to it are made."""
+
+    sink: Sink
+    delivery: DeliveryPolicy
+
+
+@define
+class Route:
+    """Which events (by source and type glob, optional JMESPath filter) go to which sinks."""
+
+    sinks: list[str]
+    sources: list[str] = field(factory=lambda: ["*"])
+    types: list[str] = field(factory=lambda: ["*"])
+    filter: str | None = None
+    _compiled: Any = field(default=None, init=False, repr=False, eq=False)
+
+    def matches(self, source: str, event_type: str, event_dict: Mapping[str, Any] | None) -> bool:
+        if not any(fnmatch.fnmatchcase(source, pattern) for pattern in self.sources):
+            return False
+        if not any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.types):
+            return False
+        if self._compiled is None:
+            return True
+        return bool(self._compiled.search(event_dict))
+
+
+@frozen
+class _SourceTable:
+    plugin: str
+    path: str | None = None
+
+
+@frozen
+class _SinkTable:
+    plugin: str
+    delivery: DeliveryPolicy = DeliveryPolicy()
+
+
+@define
+class Config:
+    """A validated configuration, with its sources and sinks instantiated."""
+
+    server: ServerConfig
+    store: StoreConfig
+    sources: dict[str, Source]
+    source_paths: dict[str, str]
+    sinks: dict[str, SinkSpec]
+    routes: list[Route]
+    base_dir: Path
+    #: every secret value in the file, for the log redactor; never printed
+    secrets: frozenset[str] = field(repr=False, factory=frozenset)
+
+    def store_path(self) -> Path:
+        return (self.base_dir / self.store.path).resolve()
+
+    def sinks_for(
+        self, source: str, event_type: str, event_dict: Mapping[str, Any] | None
+    ) -> list[str]:
+        """The sinks an event goes to: the union of every matching route's, in config order."""
+        chosen: dict[str, None] = {}
+        for route in self.routes:
+            if route.matches(source, event_type, event_dict):
+                chosen.update(dict.fromkeys(route.sinks))
+        return list(chosen)
+
+    @property
+    def needs_event_dict(self) -> bool:
+        return any(route.filter for route in self.routes)
+
+
+def load_config(
+    path: str | os.PathLike[str], registry: Registry, *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, interpolate, validate and instantiate the config file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{file}: no such file (pass --config PATH, e.g. examples/eventrouter.toml)"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read: {exc}"]) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    return parse_config(document, registry, base_dir=file.resolve().parent, environ=environ)
+
+
+def parse_config(
+    document: Mapping[str, Any],
+    registry: Registry,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a config already read into a dict (as :func:`load_config` and tests do)."""
+    problems: list[str] = []
+    secrets: set[str] = set()
+    document = _interpolate(
+        document, os.environ if environ is None else environ, "", problems, secrets
+    )
+
+    known = {"server", "store", "sources", "sinks", "routes"}
+    for key in sorted(set(document) - known):
+        problems.append(f"{key}: unknown section (expected one of {', '.join(sorted(known))})")
+
+    server = _structure(document.get("server", {}), ServerConfig, "server", problems)
+    store = _structure(document.get("store", {}), StoreConfig, "store", problems)
+    if store is not None and store.backend == "redis" and not store.url:
+        problems.append(
+            "store.url: required when backend = 'redis' (e.g. url = 'redis://localhost:6379/0')"
+        )
+
+    source_tables = _table(document, "sources", problems)
+    sink_tables = _table(document, "sinks", problems)
+    sources, paths = _sources(source_tables, registry, problems, secrets)
+    sinks = _sinks(sink_tables, registry, problems, secrets)
+    routes = _routes(document.get("routes", []), set(source_tables), set(sink_tables), problems)
+
+    if problems:
+        raise ConfigError(_root_causes(problems))
+    assert server is not None
+    assert store is not None
+    return Config(
+        server=server,
+        store=store,
+        sources=sources,
+        source_paths=paths,
+        sinks=sinks,
+        routes=routes,
+        base_dir=base_dir or Path.cwd(),
+        secrets=frozenset(s for s in secrets if s),
+    )
+
+
+_MISSING_ENV = "environment variable "
+
+
+def _root_causes(problems: list[str]) -> list[str]:
+    """Drop problems that only follow from a missing environment variable on the same key."""
+    missing = {
+        re.sub(r"\[\d+\]$", "", p.split(": ", 1)[0])
+        for p in problems
+        if p.split(": ", 1)[-1].startswith(_MISSING_ENV)
+    }
+    return [
+        p
+        for p in problems
+        if p.split(": ", 1)[-1].startswith(_MISSING_ENV) or p.split(": ", 1)[0] not in missing
+    ]
+
+
+def _interpolate(
+    value: Any, environ: Mapping[str, str], path: str, problems: list[str], secrets: set[str]
+) -> Any:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                secrets.add(environ[name])
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(
+                f"{path}: {_MISSING_ENV}{name} is not set (export {name}=... or remove ${{{name}}})"
+            )
+            return ""
+
+        return _ENV.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {
+            k: _interpolate(v, environ, f"{path}.{k}" if path else k, problems, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _interpolate(v, environ, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _table(document: Mapping[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        problems.append(f"{key}: expected a table of named {key} ([{key}.NAME])")
+        return {}
+    return value
+
+
+def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        problems.extend(_render(exc, path))
+        return None
+
+
+def _render(exc: Exception, prefix: str) -> Iterator[str]:
+    """cattrs' ``... @ $.a.b`` lines as ``prefix.a.b: ...``."""
+    if not isinstance(exc, cattrs.BaseValidationError):
+        yield f"{prefix}: {exc}"
+        return
+    for line in cattrs.transform_error(exc, path="$"):
+        message, _, where = line.rpartition(" @ ")
+        if not message:
+            message, where = line, "$"
+        where = where.removeprefix("$")
+        location = (
+            prefix + where
+            if where.startswith("[")
+            else ".".join(p for p in (prefix, where.lstrip(".")) if p)
+        )
+        message = message.replace("required field missing", "required")
+        if message.startswith("extra fields found"):
+            message = (
+                "unknown key"
+                + message.removeprefix("extra fields found")
+                + " (check the spelling in the plugin's README)"
+            )
+        yield f"{location}: {message}"
+
+
+def _split(
+    table: Any, path: str, core_keys: set[str], problems: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    if not isinstance(table, dict):
+        problems.append(f"{path}: expected a table")
+        return None
+    core = {k: v for k, v in table.items() if k in core_keys}
+    options = {k: v for k, v in table.items() if k not in core_keys}
+    if "plugin" not in core:
+        problems.append(f'{path}.plugin: required (the type of this entry, e.g. plugin = "csv")')
+        return None
+    return core, options
+
+
+def _instantiate(
+    kind: str,
+    name: str,
+    plugin: str,
+    options: dict[str, Any],
+    registry_types: Mapping[str, Any],
+    problems: list[str],
+    secrets: set[str],
+) -> Any:
+    path = f"{kind}s.{name}"
+    if not _NAME.match(name):
+        problems.append(f"{path}: names may hold letters, digits, '_', '.' and '-' only")
+        return None
+    provided = registry_types.get(plugin)
+    if provided is None:
+        available = ", ".join(sorted(registry_types)) or "none"
+        problems.append(
+            f"{path}.plugin: no installed plugin provides {kind} type {plugin!r} "
+            f"(install it with: pip install {install_hint(plugin)}; installed {kind} types: {available})"
+        )
+        return None
+    cls = provided.cls
+    structured = _structure(options, cls.Options, path, problems)
+    if structured is None:
+        return None
+    for option in cls.secret_options:
+        _collect_strings(getattr(structured, option, None), secrets)
+    try:
+        instance = cls(name, structured)
+        found = list(instance.check())
+    except (ValueError, TypeError) as exc:
+        problems.append(f"{path}: {exc}")
+        return None
+    problems.extend(f"{path}.{problem}" for problem in found)
+    return instance if not found else None
+
+
+def _collect_strings(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        into.add(value)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _collect_strings(item, into)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect_strings(item, into)
+
+
+def _sources(
+    tables: dict[str, Any], registry: Registry, problems: list[str], secrets: set[str]
+) -> tuple[dict[str, Source], dict[str, str]]:
+    sources: dict[str, Source] = {}
+    paths: dict[str, str] = {}
+    for name, table in tables.items():
+        split = _split(table, f"sources.{name}", {"plugin", "path"}, problems)
+        if split is None:
+            continue
+        core = _structure(split[0], _SourceTable, f"sources.{name}", problems)
+        if core is None:
+            continue
+        route = core.path or f"/hooks/{name}"
+        if not route.startswith("/"):
+            problems.append(
+                f"sources.{name}.path: must start with '/', e.g. path = \"/hooks/{name}\""
+            )
+            continue
+        if route in paths.values():
+            other = next(n for n, p in paths.items() if p == route)
+            problems.append(f"sources.{name}.path: {route} is already the path of sources.{other}")
+            continue
+        instance = _instantiate(
+            "source", name, core.plugin, split[1], registry.sources, problems, secrets
+        )
+        if instance is not None:
+            sources[name] = instance
+            paths[name] = route
+    return sources, paths
+
+
+def _sinks(
+    tables: dict[str, Any], registry: Registry, problems: list[str], secrets: set[str]
+) -> dict[str, SinkSpec]:
+    sinks: dict[str, SinkSpec] = {}
+    for name, table in tables.items():
+        split = _split(table, f"sinks.{name}", {"plugin", "delivery"}, problems)
+        if split is None:
+            continue
+        core = _structure(split[0], _SinkTable, f"sinks.{name}", problems)
+        if core is None:
+            continue
+        instance = _instantiate(
+            "sink", name, core.plugin, split[1], registry.sinks, problems, secrets
+        )
+        if instance is not None:
+            sinks[name] = SinkSpec(sink=instance, delivery=core.delivery)
+    return sinks
+
+
+def _routes(value: Any, sources: set[str], sinks: set[str], problems: list[str]) -> list[Route]:
+    if not isinstance(value, list):
+        problems.append("routes: expected an array of tables ([[routes]])")
+        return []
+    routes = []
+    for index, table in enumerate(value):
+        path = f"routes[{index}]"
+        route = _structure(table, Route, path, problems)
+        if route is None:
+            continue
+        for sink in route.sinks:
+            if sink not in sinks:
+                problems.append(f"{path}.sinks: no sink named {sink!r} (define [sinks.{sink}])")
+        for pattern in route.sources:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in sources):
+                problems.append(f"{path}.sources: {pattern!r} matches no configured source")
+        if route.filter:
+            try:
+                route._compiled = jmespath.compile(route.filter)
+            except jmespath.exceptions.JMESPathError as exc:
+                problems.append(f"{path}.filter: invalid JMESPath expression: {exc}")
+        routes.append(route)
+    return routes

@@ -1,0 +1,286 @@
+"""The normalised event: one model for every provider, CloudEvents 1.0 compatible.
+
+A sink written against :class:`Contact`, :class:`Call` and :class:`Campaign` works for every
+source; the provider's own payload stays available, untouched, in :attr:`Event.raw`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+from eventrouter.converter import converter
+
+__all__ = [
+    "REDACTED",
+    "AnsweredBy",
+    "Call",
+    "CallDirection",
+    "CallStatus",
+    "Campaign",
+    "CampaignStatus",
+    "Contact",
+    "Event",
+    "EventData",
+    "EventType",
+    "TranscriptTurn",
+    "new_event_id",
+]
+
+REDACTED = "[redacted]"
+
+
+class EventType(enum.StrEnum):
+    """Normalised event types. A provider event outside these keeps ``<provider>.<its type>``."""
+
+    CALL_ENDED = "call.ended"
+    CALL_ATTEMPTS_EXHAUSTED = "call.attempts_exhausted"
+    CAMPAIGN_TRIGGERED = "campaign.triggered"
+    CAMPAIGN_CYCLE_COMPLETED = "campaign.cycle_completed"
+    CAMPAIGN_STATUS_CHANGED = "campaign.status_changed"
+    CAMPAIGN_COMPLETED = "campaign.completed"
+
+
+class CallDirection(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class CallStatus(enum.StrEnum):
+    """One vocabulary for call outcomes across providers."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+
+class AnsweredBy(enum.StrEnum):
+    HUMAN = "human"
+    MACHINE = "machine"
+    UNKNOWN = "unknown"
+
+
+class CampaignStatus(enum.StrEnum):
+    """One vocabulary for campaign states across providers."""
+
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COOLDOWN = "cooldown"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+
+@frozen
+class Contact:
+    """The person an event is about. ``phone`` is E.164 (``+521234567890``) when known."""
+
+    phone: str | None = None
+    email: str | None = None
+    name: str | None = None
+    external_id: str | None = None
+
+
+@frozen
+class TranscriptTurn:
+    """One utterance of a call transcript; ``speaker`` is ``agent`` or ``contact``."""
+
+    speaker: str
+    text: str
+    at: datetime | None = None
+
+
+@frozen
+class Call:
+    """One call attempt, or (for ``call.attempts_exhausted``) the last of several."""
+
+    id: str | None = None
+    direction: CallDirection | None = None
+    status: CallStatus = CallStatus.UNKNOWN
+    provider_status: str | None = None
+    answered_by: AnsweredBy | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    recording_url: str | None = None
+    transcript: tuple[TranscriptTurn, ...] = ()
+    attempt_ids: tuple[str, ...] = ()
+    from_number: str | None = None
+    to_number: str | None = None
+
+
+@frozen
+class Campaign:
+    """A campaign, and where relevant the run or cycle an event reports on."""
+
+    id: str | None = None
+    name: str | None = None
+    status: CampaignStatus = CampaignStatus.UNKNOWN
+    provider_status: str | None = None
+    previous_status: CampaignStatus | None = None
+    run_id: str | None = None
+    cycle: int | None = None
+    next_cycle_at: datetime | None = None
+    report_url: str | None = None
+    stats: dict[str, int | float] = field(factory=dict)
+
+
+@frozen
+class EventData:
+    """The normalised part of an event. ``attributes`` holds provider extras worth keeping."""
+
+    contact: Contact | None = None
+    call: Call | None = None
+    campaign: Campaign | None = None
+    attributes: dict[str, Any] = field(factory=dict)
+
+
+def new_event_id() -> str:
+    """A new, unique event id."""
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("event timestamps must be timezone-aware")
+    return value
+
+
+@frozen
+class Event:
+    """A webhook, authenticated, normalised and ready to route.
+
+    ``id``, ``source``, ``type``, ``time``, ``subject`` and ``specversion`` are the CloudEvents
+    attributes. ``source`` is the name of the configured source that received the event.
+    ``sensitive`` lists dotted paths into ``raw`` (and ``data.attributes``) that hold
+    credentials; :meth:`redacted` blanks them before the event reaches a sink.
+    """
+
+    id: str
+    source: str
+    type: str
+    time: datetime = field(converter=_aware)
+    provider: str
+    provider_type: str
+    idempotency_key: str
+    received_at: datetime = field(converter=_aware)
+    data: EventData = field(factory=EventData)
+    raw: Any = None
+    subject: str | None = None
+    specversion: str = "1.0"
+    sensitive: tuple[str, ...] = ()
+
+    def evolve(self, **changes: Any) -> Event:
+        """A copy with some fields changed (events are frozen)."""
+        return attrs.evolve(self, **changes)
+
+    def redacted(self) -> Event:
+        """A copy whose credential fields (``sensitive``) read ``[redacted]``."""
+        if not self.sensitive:
+            return self
+        raw = _redact(self.raw, self.sensitive)
+        attributes = _redact(self.data.attributes, self.sensitive)
+        return attrs.evolve(self, raw=raw, data=attrs.evolve(self.data, attributes=attributes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` reads it back into an equal event."""
+        return converter.unstructure(self)
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> Event:
+        return converter.structure(value, cls)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        return cls.from_dict(json.loads(text))
+
+    def to_cloudevent(self) -> Any:
+        """This event as a ``cloudevents`` SDK CloudEvent (structured JSON data)."""
+        from cloudevents.core.v1.event import CloudEvent
+
+        attributes: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "specversion": self.specversion,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "provider": self.provider,
+            "providertype": self.provider_type,
+            "idempotencykey": self.idempotency_key,
+            "receivedat": self.received_at.isoformat(),
+        }
+        if self.subject is not None:
+            attributes["subject"] = self.subject
+        if self.sensitive:
+            attributes["sensitive"] = ",".join(self.sensitive)
+        data = {"data": converter.unstructure(self.data), "raw": self.raw}
+        return CloudEvent(attributes=attributes, data=data)
+
+    @classmethod
+    def from_cloudevent(cls, cloudevent: Any) -> Event:
+        """Read back an event written by :meth:`to_cloudevent`."""
+        attributes = cloudevent.get_attributes()
+        payload = cloudevent.get_data()
+        if isinstance(payload, str | bytes):
+            payload = json.loads(payload)
+        sensitive = attributes.get("sensitive")
+        return cls(
+            id=attributes["id"],
+            source=attributes["source"],
+            type=attributes["type"],
+            time=_as_datetime(attributes["time"]),
+            subject=attributes.get("subject"),
+            specversion=attributes["specversion"],
+            provider=attributes["provider"],
+            provider_type=attributes["providertype"],
+            idempotency_key=attributes["idempotencykey"],
+            received_at=_as_datetime(attributes["receivedat"]),
+            data=converter.structure(payload["data"], EventData),
+            raw=payload["raw"],
+            sensitive=tuple(sensitive.split(",")) if sensitive else (),
+        )
+
+
+def _as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _redact(value: Any, paths: tuple[str, ...]) -> Any:
+    """A deep copy of ``value`` with each dotted path that exists in it replaced."""
+    if not isinstance(value, dict):
+        return value
+    result = json.loads(json.dumps(value))
+    for path in paths:
+        parts = path.split(".")
+        node = result
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict) and parts[-1] in node and node[parts[-1]] is not None:
+            node[parts[-1]] = REDACTED
+    return result
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)

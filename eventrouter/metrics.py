@@ -1,0 +1,54 @@
+"""Prometheus metrics, in a registry of each router's own (so tests and apps do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "eventrouter_requests",
+            "Webhook requests by source and outcome (accepted, duplicate, dropped, unauthorized, invalid, too_large, unavailable)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "eventrouter_deliveries",
+            "Delivery attempts by sink and outcome (delivered, retry, dead)",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "eventrouter_queue_depth",
+            "Deliveries by sink and state (pending, inflight, dead)",
+            ["sink", "state"],
+            registry=self.registry,
+        )
+        self.pending_writes = Gauge(
+            "eventrouter_store_pending_writes",
+            "Writes waiting for the disk",
+            registry=self.registry,
+        )
+        self.ack_latency = Histogram(
+            "eventrouter_ack_seconds",
+            "Time from request received to 2xx sent (event durably stored)",
+            ["source"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "eventrouter_delivery_seconds",
+            "Duration of delivery attempts",
+            ["sink"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,191 @@
+"""Finding plugins (built-in modules and the ``eventrouter`` entry-point group) and what they provide."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+from attrs import define, field, frozen
+
+from eventrouter import hookspecs
+from eventrouter.errors import ConfigError
+from eventrouter.sinks import Sink
+from eventrouter.sources import Source
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PluginInfo",
+    "Provided",
+    "Registry",
+    "await_me_maybe",
+    "create_plugin_manager",
+    "install_hint",
+    "plugin_infos",
+]
+
+ENTRY_POINT_GROUP = "eventrouter"
+LOAD_PLUGINS_ENV = "EVENTROUTER_LOAD_PLUGINS"
+
+#: Built-in behaviour, registered through the same hooks as any third-party plugin.
+DEFAULT_PLUGINS = (
+    "eventrouter.builtin.standard_webhooks",
+    "eventrouter.builtin.http_forward",
+)
+
+
+def create_plugin_manager(
+    *, load_entrypoints: bool = True, plugins: Iterable[Any] = ()
+) -> pluggy.PluginManager:
+    """A plugin manager with the built-in plugins, installed ones and ``plugins`` registered.
+
+    ``EVENTROUTER_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty for
+    none) restricts which installed plugins load; built-in plugins always load.
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    if load_entrypoints:
+        allowed = os.environ.get(LOAD_PLUGINS_ENV)
+        if allowed is None:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        else:
+            _load_selected(pm, {name.strip() for name in allowed.split(",") if name.strip()})
+    for plugin in plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def _load_selected(pm: pluggy.PluginManager, names: set[str]) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist_name = ep.dist.name if ep.dist else ""
+        if ep.name in names or dist_name in names:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+
+
+@frozen
+class Provided:
+    """A source or sink type and the plugin that registered it."""
+
+    type_name: str
+    cls: type
+    plugin: str
+
+
+@define
+class Registry:
+    """Source and sink types by name, as the installed plugins registered them."""
+
+    sources: dict[str, Provided] = field(factory=dict)
+    sinks: dict[str, Provided] = field(factory=dict)
+
+    @classmethod
+    def collect(cls, pm: pluggy.PluginManager) -> Registry:
+        """Call every plugin's registration hooks; refuse two types with one name."""
+        registry = cls()
+        registry._collect(pm, "register_sources", Source, registry.sources)
+        registry._collect(pm, "register_sinks", Sink, registry.sinks)
+        return registry
+
+    @staticmethod
+    def _collect(
+        pm: pluggy.PluginManager, hook_name: str, base: type, into: dict[str, Provided]
+    ) -> None:
+        kind = "source" if base is Source else "sink"
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            plugin = impl.plugin_name
+
+            def register(type_: type, plugin: str = plugin) -> None:
+                if not (inspect.isclass(type_) and issubclass(type_, base)):
+                    raise TypeError(
+                        f"plugin {plugin!r} registered {type_!r}, not a {base.__name__} subclass"
+                    )
+                name = getattr(type_, "type_name", None)
+                if not isinstance(name, str) or not name:
+                    raise TypeError(
+                        f"{kind} type {type_.__qualname__} from plugin {plugin!r} has no type_name"
+                    )
+                if name in into:
+                    raise ConfigError(
+                        [
+                            f"{kind} type {name!r} is registered twice: by plugin {into[name].plugin!r} "
+                            f"and by plugin {plugin!r}; uninstall one of them"
+                        ]
+                    )
+                into[name] = Provided(type_name=name, cls=type_, plugin=plugin)
+
+            impl.function(register=register)
+
+
+def install_hint(type_name: str) -> str:
+    """The package that conventionally provides a source or sink type."""
+    return f"eventrouter-{type_name.replace('_', '-')}"
+
+
+@frozen
+class PluginInfo:
+    """One plugin as ``eventrouter plugins`` shows it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    sources: tuple[str, ...]
+    sinks: tuple[str, ...]
+    hooks: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "sources": list(self.sources),
+            "sinks": list(self.sinks),
+            "hooks": list(self.hooks),
+        }
+
+
+def plugin_infos(pm: pluggy.PluginManager, registry: Registry | None = None) -> list[PluginInfo]:
+    """Every registered plugin with its distribution, version, types and hooks."""
+    from eventrouter import __version__
+
+    registry = registry or Registry.collect(pm)
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distributions()}
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        dist = dists.get(id(plugin))
+        if dist is not None:
+            distribution, version = dist.metadata["Name"], dist.version
+        elif name in DEFAULT_PLUGINS:
+            distribution, version = "eventrouter", __version__
+        else:
+            distribution = version = None
+        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
+        infos.append(
+            PluginInfo(
+                name=name,
+                distribution=distribution,
+                version=version,
+                sources=_provided_by(registry.sources, name),
+                sinks=_provided_by(registry.sinks, name),
+                hooks=hooks,
+            )
+        )
+    return sorted(infos, key=lambda info: (info.name not in DEFAULT_PLUGINS, info.name))
+
+
+def _provided_by(types: dict[str, Provided], plugin: str) -> tuple[str, ...]:
+    return tuple(sorted(p.type_name for p in types.values() if p.plugin == plugin))
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Await ``value`` if a hook implementation returned an awaitable."""
+    if inspect.isawaitable(value):
+        value = await value
+    return value

@@ -1,0 +1,357 @@
+"""The aiohttp application: receive, authenticate, normalise, de-duplicate, store, acknowledge.
+
+Per request: body size limit (413) -> source authenticates (401/403) -> parse (400) ->
+``event_normalised`` hooks -> route -> store durably, de-duplicating (200 duplicate) -> 200.
+The 2xx is sent only once the event is durable; if it cannot be stored the answer is 503 with
+``Retry-After`` so the provider retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pluggy
+from aiohttp import web
+
+from eventrouter import __version__
+from eventrouter.config import Config
+from eventrouter.dispatch import Dispatcher, event_for_log, notify_observers
+from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
+from eventrouter.events import Event
+from eventrouter.metrics import Metrics
+from eventrouter.redact import Redactor
+from eventrouter.sinks import SinkContext
+from eventrouter.sources import Source, WebhookRequest
+from eventrouter.store import Store, create_store
+
+__all__ = [
+    "CONFIG",
+    "DISPATCHER",
+    "METRICS",
+    "STORE",
+    "create_app",
+    "error_response",
+]
+
+log = logging.getLogger("eventrouter.server")
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+METRICS = web.AppKey("metrics", Metrics)
+PLUGIN_MANAGER = web.AppKey("plugin_manager", pluggy.PluginManager)
+REDACTOR = web.AppKey("redactor", Redactor)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+OUTCOME = web.ResponseKey("outcome", str)
+
+
+def error_response(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    """A JSON error body: ``{"error": code, "message": what is wrong, ...}``."""
+    headers = {}
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return web.json_response(
+        {"error": error, "message": message, **extra}, status=status, headers=headers
+    )
+
+
+_REASONS = {
+    404: ("not_found", "no source is mounted at this path"),
+    405: ("method_not_allowed", "webhooks are received with POST"),
+    413: ("payload_too_large", "the body is larger than the configured limit"),
+}
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answered as JSON, never an HTML page or a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _REASONS.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
+        if exc.status == 405:
+            allowed = exc.headers.get("Allow", "")
+            message = f"{request.method} is not allowed here (allowed: {allowed})"
+        response = error_response(exc.status, code, message)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return error_response(
+            503, "internal_error", "the request could not be processed; retry later", retry_after=30
+        )
+
+
+class _Receiver:
+    """The handler of one source's path."""
+
+    def __init__(self, name: str, source: Source) -> None:
+        self.name = name
+        self.source = source
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        app = request.app
+        metrics = app[METRICS]
+        config = app[CONFIG]
+        response = await self._receive(request, app, config)
+        outcome = response.get(OUTCOME, "error")
+        metrics.requests.labels(self.name, outcome).inc()
+        if response.status < 300:
+            metrics.ack_latency.labels(self.name).observe(time.monotonic() - started)
+        return response
+
+    async def _receive(
+        self, request: web.Request, app: web.Application, config: Config
+    ) -> web.Response:
+        limit = config.server.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _outcome(
+                error_response(
+                    413,
+                    "payload_too_large",
+                    f"body of {request.content_length} bytes exceeds the limit of {limit}",
+                ),
+                "too_large",
+            )
+        try:
+            async with asyncio.timeout(config.server.read_timeout):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _outcome(
+                error_response(
+                    413, "payload_too_large", f"body exceeds the limit of {limit} bytes"
+                ),
+                "too_large",
+            )
+        except TimeoutError:
+            return _outcome(
+                error_response(
+                    408,
+                    "request_timeout",
+                    f"body not received within {config.server.read_timeout:g}s",
+                ),
+                "timeout",
+            )
+        webhook = WebhookRequest(
+            body=body,
+            headers=request.headers,
+            query=request.query,
+            method=request.method,
+            path=request.path,
+            remote=request.remote,
+        )
+        try:
+            self.source.authenticate(webhook)
+        except AuthenticationError as exc:
+            log.info("source %s: request refused: %s", self.name, exc.message)
+            code = "forbidden" if exc.status == 403 else "unauthorized"
+            return _outcome(error_response(exc.status, code, exc.message), "unauthorized")
+        pm = app[PLUGIN_MANAGER]
+        await notify_observers(pm, "event_received", source=self.source, request=webhook)
+        try:
+            event = self.source.parse(webhook)
+        except PayloadError as exc:
+            log.info("source %s: invalid payload: %s", self.name, exc)
+            extra = {"field": exc.field} if exc.field else {}
+            return _outcome(error_response(400, "invalid_payload", exc.message, **extra), "invalid")
+        except Exception:
+            # authenticated, so genuine: answer 503 so the provider retries once the plugin is fixed
+            log.exception(
+                "source %s: the %s plugin failed to parse a request",
+                self.name,
+                self.source.type_name,
+            )
+            return _outcome(
+                error_response(
+                    503,
+                    "parser_failed",
+                    "the event could not be parsed; retry later",
+                    retry_after=60,
+                ),
+                "unavailable",
+            )
+        event = await _transform(pm, event, self.source)
+        if event is None:
+            return _outcome(web.json_response({"status": "dropped"}), "dropped")
+        event_dict = event.to_dict() if config.needs_event_dict else None
+        sinks = config.sinks_for(event.source, event.type, event_dict)
+        store = app[STORE]
+        try:
+            result = await store.ingest(event, sinks)
+        except StoreUnavailable as exc:
+            log.error("source %s: cannot store event %s: %s", self.name, event.id, exc)
+            return _outcome(
+                error_response(
+                    503,
+                    "unavailable",
+                    "the event could not be stored; retry later",
+                    retry_after=exc.retry_after,
+                ),
+                "unavailable",
+            )
+        if not result.accepted:
+            log.info(
+                "source %s: duplicate of %s (key %s)",
+                self.name,
+                result.event_id,
+                event.idempotency_key,
+            )
+            return _outcome(
+                web.json_response({"status": "duplicate", "event_id": result.event_id}), "duplicate"
+            )
+        app[DISPATCHER].notify(sinks)
+        log.info(
+            "source %s: accepted %s %s for %s",
+            self.name,
+            event.type,
+            event.id,
+            ", ".join(sinks) or "no sink",
+            extra=event_for_log(event),
+        )
+        return _outcome(
+            web.json_response({"status": "accepted", "event_id": event.id, "sinks": sinks}),
+            "accepted",
+        )
+
+
+def _outcome(response: web.Response, outcome: str) -> web.Response:
+    response[OUTCOME] = outcome
+    return response
+
+
+async def _transform(pm: pluggy.PluginManager, event: Event, source: Source) -> Event | None:
+    """Run ``event_normalised`` implementations in turn, each seeing the previous one's event."""
+    for impl in reversed(pm.hook.event_normalised.get_hookimpls()):
+        kwargs = {"event": event, "source": source}
+        result = impl.function(**{name: kwargs[name] for name in impl.argnames})
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is False:
+            log.info("event %s dropped by plugin %s", event.id, impl.plugin_name)
+            return None
+        if isinstance(result, Event):
+            event = result
+    return event
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except StoreUnavailable as exc:
+        return error_response(503, "store_unavailable", str(exc), retry_after=5)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    store = request.app[STORE]
+    try:
+        depth = await store.queue_depth()
+    except StoreUnavailable:
+        depth = {}
+    metrics.queue_depth.clear()
+    for sink in request.app[CONFIG].sinks:
+        for state in ("pending", "inflight", "dead"):
+            metrics.queue_depth.labels(sink, state).set(depth.get(sink, {}).get(state, 0))
+    metrics.pending_writes.set(store.pending_writes)
+    return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def create_app(
+    config: Config,
+    *,
+    pm: pluggy.PluginManager,
+    store: Store | None = None,
+    deliver: bool = True,
+    ingest: bool = True,
+) -> web.Application:
+    """The eventrouter application for ``config``; ``deliver=False`` receives only."""
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[json_errors])
+    app[CONFIG] = config
+    app[PLUGIN_MANAGER] = pm
+    app[METRICS] = Metrics()
+    app[REDACTOR] = Redactor(config.secrets)
+    app[STORE] = store or create_store(config.store, base_dir=config.base_dir)
+    app[DISPATCHER] = Dispatcher(
+        store=app[STORE],
+        sinks=config.sinks if deliver else {},
+        pm=pm,
+        metrics=app[METRICS],
+        redactor=app[REDACTOR],
+    )
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_dispatcher_ctx)
+    app.cleanup_ctx.append(_maintenance_ctx)
+    if ingest:
+        for name, source in config.sources.items():
+            app.router.add_post(config.source_paths[name], _Receiver(name, source).handle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].open()
+    yield
+    await app[STORE].close()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers={"User-Agent": f"eventrouter/{__version__}"}
+    ) as session:
+        app[HTTP] = session
+        yield
+
+
+async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    context = SinkContext(
+        http=app[HTTP], base_dir=Path(config.base_dir), logger=logging.getLogger("eventrouter.sink")
+    )
+    dispatcher = app[DISPATCHER]
+    await dispatcher.start(context)
+    yield
+    await dispatcher.stop(grace=float(config.server.shutdown_timeout))
+
+
+async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Forget expired idempotency keys and old delivered events, every ten minutes."""
+    store = app[STORE]
+    retention = float(app[CONFIG].store.retention)
+
+    async def run() -> None:
+        while True:
+            purge = getattr(store, "purge", None)
+            if purge is not None:
+                try:
+                    removed = await purge(retention=retention)
+                    if removed:
+                        log.info("purged %d delivered events older than the retention", removed)
+                except StoreUnavailable as exc:
+                    log.warning("purge failed: %s", exc)
+            await asyncio.sleep(600)
+
+    task = asyncio.create_task(run(), name="eventrouter-maintenance")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

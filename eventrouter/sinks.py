@@ -1,0 +1,100 @@
+"""What a sink plugin implements: deliver one event somewhere, raising a retryable or permanent error."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from attrs import frozen
+
+from eventrouter.errors import DeliveryError, PermanentError, RetryableError
+from eventrouter.sources import NoOptions
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from eventrouter.events import Event
+
+__all__ = ["Sink", "SinkContext", "error_for_status", "retry_after_seconds"]
+
+
+@frozen
+class SinkContext:
+    """What the core lends a sink when it starts.
+
+    ``http`` is the one ClientSession every sink shares; ``base_dir`` is the directory relative
+    paths in the config are read against (the config file's directory).
+    """
+
+    http: aiohttp.ClientSession
+    base_dir: Path
+    logger: logging.Logger
+
+
+class Sink(abc.ABC):
+    """Base class of a sink type; one instance per ``[sinks.NAME]`` table.
+
+    ``deliver`` is awaited once per event and attempt, up to the sink's ``concurrency`` at a
+    time. Return normally when the event is delivered (durably, if the sink stores it); raise
+    :class:`~eventrouter.errors.RetryableError` or :class:`~eventrouter.errors.PermanentError`
+    otherwise. Any other exception counts as retryable.
+    """
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    secret_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, options: Any) -> None:
+        self.name = name
+        self.options = options
+
+    def check(self) -> Iterable[str]:
+        """Problems with the options that types alone cannot catch, as ``option: message``."""
+        return ()
+
+    async def start(self, context: SinkContext) -> None:
+        """Open what the sink needs (called once before the first delivery)."""
+        self.context = context
+
+    @abc.abstractmethod
+    async def deliver(self, event: Event) -> None:
+        """Deliver ``event``; raise RetryableError or PermanentError when it cannot be."""
+
+    async def close(self) -> None:
+        """Flush and release what ``start`` opened (called once at shutdown)."""
+
+
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_for_status(status: int, *, detail: str, retry_after: str | None = None) -> DeliveryError:
+    """The error a sink should raise for an unsuccessful HTTP answer.
+
+    408, 409, 425, 429 and 5xx are retryable (honouring ``Retry-After``); other statuses are
+    permanent: sending the same request again would fail the same way.
+    """
+    message = f"HTTP {status}: {detail}"[:500]
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableError(message, retry_after=retry_after_seconds(retry_after))
+    return PermanentError(message)

@@ -1,0 +1,159 @@
+"""The store contract every backend implements (SQLite embedded, Redis Streams distributed).
+
+An event is stored together with one delivery per sink it is routed to. A delivery is
+*pending* until a worker *claims* it (leased for a while), then *acked* (done), *retried later*
+(pending again with a due time) or *dead-lettered*. A claim whose lease runs out (the worker
+died) becomes claimable again, so delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+
+from attrs import frozen
+
+from eventrouter.events import Event
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "DeliveryRecord",
+    "DeliveryState",
+    "IngestResult",
+    "Store",
+    "StoredEvent",
+]
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    INFLIGHT = "inflight"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@frozen
+class IngestResult:
+    """``accepted`` is False when the idempotency key was seen within the window."""
+
+    accepted: bool
+    event_id: str
+
+
+@frozen
+class Delivery:
+    """A claimed delivery: deliver ``event`` to ``sink``; ``attempts`` made before this one."""
+
+    event: Event
+    sink: str
+    attempts: int
+    #: backend-specific handle (a row key, a stream entry id) used to ack or retry
+    token: str
+
+
+@frozen
+class DeliveryRecord:
+    """The state of one (event, sink) delivery, as listings show it."""
+
+    sink: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+@frozen
+class StoredEvent:
+    event: Event
+    deliveries: tuple[DeliveryRecord, ...]
+
+
+@frozen
+class DeadLetter:
+    event_id: str
+    source: str
+    type: str
+    sink: str
+    attempts: int
+    reason: str
+    dead_at: datetime
+
+
+class Store(abc.ABC):
+    """Durable events, their deliveries, de-duplication and dead letters."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create what is missing; raise StoreUnavailable when it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers (``/readyz``)."""
+
+    @abc.abstractmethod
+    async def ingest(self, event: Event, sinks: Sequence[str]) -> IngestResult:
+        """De-duplicate on ``event.idempotency_key`` and, if new, durably store the event and
+        one pending delivery per sink. Returns only once it is durable. Raises StoreUnavailable
+        (or Overloaded) when it cannot store it."""
+
+    @abc.abstractmethod
+    async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
+        """Up to ``limit`` due deliveries for ``sink``, leased for ``lease`` seconds."""
+
+    @abc.abstractmethod
+    async def next_due(self, sink: str) -> datetime | None:
+        """When the next delivery for ``sink`` becomes due (None when there is none)."""
+
+    @abc.abstractmethod
+    async def ack(self, delivery: Delivery) -> None:
+        """Mark a claimed delivery done."""
+
+    @abc.abstractmethod
+    async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        """Count a failed attempt and make the delivery due again at ``at``."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+        """Count a failed attempt and give up on the delivery, keeping ``error`` as the reason."""
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        """One event and the state of its deliveries."""
+
+    @abc.abstractmethod
+    async def list_events(
+        self, *, limit: int = 50, source: str | None = None, type: str | None = None
+    ) -> list[StoredEvent]:
+        """The most recently received events, newest first."""
+
+    @abc.abstractmethod
+    async def list_dead_letters(
+        self, *, sink: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead-lettered deliveries, newest first."""
+
+    @abc.abstractmethod
+    async def retry_dead_letters(
+        self, *, sink: str | None = None, event_ids: Sequence[str] = ()
+    ) -> int:
+        """Make dead letters pending again (attempts reset); returns how many."""
+
+    @abc.abstractmethod
+    async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
+        """Deliver a stored event again to ``sinks``; returns how many deliveries were queued."""
+
+    @abc.abstractmethod
+    async def queue_depth(self) -> dict[str, dict[str, int]]:
+        """Deliveries by sink and state (pending, inflight, dead)."""
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes accepted but not yet durable (for back-pressure and metrics)."""
+        return 0

@@ -1,0 +1,493 @@
+"""The embedded default store: SQLite in WAL mode, with group commit.
+
+One writer thread owns the write connection. Writes queue up while it commits; each commit
+takes every queued write in one transaction and one fsync (``synchronous = FULL``), so ingest
+does not serialise on the disk, and a caller hears back only once its write is durable. Reads
+go through a second connection on their own thread; WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from eventrouter.errors import Overloaded, StoreUnavailable
+from eventrouter.events import Event
+from eventrouter.store.base import (
+    DeadLetter,
+    Delivery,
+    DeliveryRecord,
+    DeliveryState,
+    IngestResult,
+    Store,
+    StoredEvent,
+)
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger("eventrouter.store")
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    type TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE TABLE IF NOT EXISTS dedupe (
+    key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedupe_expires ON dedupe (expires_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    sink TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (event_id, sink)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at)
+    WHERE state IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
+"""
+
+_STOP = object()
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes; commits every queued write in one transaction."""
+
+    def __init__(self, path: Path, *, max_batch: int = 512) -> None:
+        super().__init__(name="eventrouter-sqlite-writer", daemon=True)
+        self.path = path
+        self.max_batch = max_batch
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.pending = 0
+        self.batches = 0
+        self._lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[[sqlite3.Connection], T]
+    ) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self.pending += 1
+        self.jobs.put((loop, future, fn))
+        return future
+
+    def stop(self) -> None:
+        self.jobs.put(_STOP)
+
+    def run(self) -> None:
+        self.conn = _connect(self.path)
+        try:
+            while True:
+                first = self.jobs.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(batch)
+                if stop:
+                    return
+        finally:
+            self.conn.close()
+
+    def _commit(self, batch: list[Any]) -> None:
+        assert self.conn is not None
+        conn = self.conn
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for _, _, fn in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
+                except (sqlite3.OperationalError, sqlite3.InternalError):
+                    raise  # disk full, I/O error, locked: the whole batch fails below
+                except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback failed")
+            log.error("store write failed: %s", exc)
+            error = StoreUnavailable(f"store write failed: {exc}")
+            results = [(False, error)] * len(batch)
+        self.batches += 1
+        with self._lock:
+            self.pending -= len(batch)
+        for (loop, future, _), (ok, value) in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, future, ok, value)
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SQLiteStore(Store):
+    """Events, deliveries and dead letters in one SQLite file (``[store] path``)."""
+
+    def __init__(
+        self, path: str | Path, *, dedupe_window: float = 3 * 86400, max_pending_writes: int = 5000
+    ) -> None:
+        self.path = Path(path)
+        self.dedupe_window = dedupe_window
+        self.max_pending_writes = max_pending_writes
+        self._writer: _Writer | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path)
+            try:
+                conn.executescript(SCHEMA)
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
+        self._writer = _Writer(self.path)
+        self._writer.start()
+        self._reader = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="eventrouter-sqlite-reader"
+        )
+        self._read_conn = await self._in_reader(lambda: _connect(self.path))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            if self._read_conn is not None:
+                conn = self._read_conn
+                await self._in_reader(conn.close)
+                self._read_conn = None
+            self._reader.shutdown(wait=True)
+            self._reader = None
+
+    @property
+    def pending_writes(self) -> int:
+        return self._writer.pending if self._writer else 0
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("the store is closed")
+        return await self._writer.submit(asyncio.get_running_loop(), fn)
+
+    async def _in_reader(self, fn: Callable[[], T]) -> T:
+        if self._reader is None:
+            raise StoreUnavailable("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._read_conn is not None
+            return fn(self._read_conn)
+
+        try:
+            return await self._in_reader(run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store read failed: {exc}") from None
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("the store writer is not running")
+
+    # -- ingest and delivery -------------------------------------------------------------
+
+    async def ingest(self, event: Event, sinks: Sequence[str]) -> IngestResult:
+        if self.pending_writes >= self.max_pending_writes:
+            raise Overloaded(f"{self.pending_writes} writes are waiting for the disk")
+        key = f"{event.source}\x1f{event.idempotency_key}"
+        body = event.to_json()
+        received = event.received_at.timestamp()
+        window = self.dedupe_window
+
+        def write(conn: sqlite3.Connection) -> IngestResult:
+            now = time.time()
+            row = conn.execute(
+                "SELECT event_id, expires_at FROM dedupe WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None and row[1] > now:
+                return IngestResult(accepted=False, event_id=row[0])
+            conn.execute(
+                "INSERT OR REPLACE INTO dedupe (key, event_id, expires_at) VALUES (?, ?, ?)",
+                (key, event.id, now + window),
+            )
+            conn.execute(
+                "INSERT INTO events (id, source, type, received_at, body) VALUES (?, ?, ?, ?, ?)",
+                (event.id, event.source, event.type, received, body),
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
+                " VALUES (?, ?, 'pending', 0, ?, ?)",
+                [(event.id, sink, now, now) for sink in sinks],
+            )
+            return IngestResult(accepted=True, event_id=event.id)
+
+        return await self._write(write)
+
+    async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
+        def write(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
+            now = time.time()
+            rows = conn.execute(
+                "SELECT d.event_id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id"
+                " WHERE d.sink = ? AND d.state IN ('pending', 'inflight') AND d.next_attempt_at <= ?"
+                " ORDER BY d.next_attempt_at LIMIT ?",
+                (sink, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE deliveries SET state = 'inflight', next_attempt_at = ?, updated_at = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(now + lease, now, row[0], sink) for row in rows],
+            )
+            return rows
+
+        rows = await self._write(write)
+        return [
+            Delivery(event=Event.from_json(body), sink=sink, attempts=attempts, token=event_id)
+            for event_id, attempts, body in rows
+        ]
+
+    async def next_due(self, sink: str) -> datetime | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE sink = ? AND state IN ('pending', 'inflight')",
+                (sink,),
+            ).fetchone()
+        )
+        return _ts(row[0])
+
+    async def _settle(
+        self,
+        delivery: Delivery,
+        state: DeliveryState,
+        *,
+        attempts: int,
+        at: float,
+        error: str | None,
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE event_id = ? AND sink = ? AND state = 'inflight'",
+                (state.value, attempts, at, error, time.time(), delivery.token, delivery.sink),
+            )
+
+        await self._write(write)
+
+    async def ack(self, delivery: Delivery) -> None:
+        now = time.time()
+        await self._settle(
+            delivery, DeliveryState.DONE, attempts=delivery.attempts + 1, at=now, error=None
+        )
+
+    async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        await self._settle(
+            delivery,
+            DeliveryState.PENDING,
+            attempts=delivery.attempts + 1,
+            at=at.timestamp(),
+            error=error,
+        )
+
+    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+        now = time.time()
+        await self._settle(
+            delivery, DeliveryState.DEAD, attempts=delivery.attempts + 1, at=now, error=error
+        )
+
+    # -- listings and operations ---------------------------------------------------------
+
+    @staticmethod
+    def _records(conn: sqlite3.Connection, event_id: str) -> tuple[DeliveryRecord, ...]:
+        rows = conn.execute(
+            "SELECT sink, state, attempts, next_attempt_at, last_error FROM deliveries WHERE event_id = ? ORDER BY sink",
+            (event_id,),
+        ).fetchall()
+        return tuple(
+            DeliveryRecord(
+                sink=sink,
+                state=DeliveryState(state),
+                attempts=attempts,
+                next_attempt_at=_ts(due) if state in ("pending", "inflight") else None,
+                last_error=error,
+            )
+            for sink, state, attempts, due, error in rows
+        )
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        def read(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                return None
+            return StoredEvent(
+                event=Event.from_json(row[0]), deliveries=self._records(conn, event_id)
+            )
+
+        return await self._read(read)
+
+    async def list_events(
+        self, *, limit: int = 50, source: str | None = None, type: str | None = None
+    ) -> list[StoredEvent]:
+        def read(conn: sqlite3.Connection) -> list[StoredEvent]:
+            clauses, params = [], []
+            if source:
+                clauses.append("source = ?")
+                params.append(source)
+            if type:
+                clauses.append("type GLOB ?")
+                params.append(type)
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            rows = conn.execute(
+                f"SELECT id, body FROM events {where} ORDER BY received_at DESC LIMIT ?",  # noqa: S608 - clauses are constants
+                (*params, limit),
+            ).fetchall()
+            return [
+                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                for eid, body in rows
+            ]
+
+        return await self._read(read)
+
+    async def list_dead_letters(
+        self, *, sink: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        def read(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute(
+                "SELECT d.event_id, e.source, e.type, d.sink, d.attempts, d.last_error, d.updated_at"
+                " FROM deliveries d JOIN events e ON e.id = d.event_id"
+                " WHERE d.state = 'dead' AND (? IS NULL OR d.sink = ?) ORDER BY d.updated_at DESC LIMIT ?",
+                (sink, sink, limit),
+            ).fetchall()
+            return [
+                DeadLetter(
+                    event_id=eid,
+                    source=src,
+                    type=typ,
+                    sink=snk,
+                    attempts=att,
+                    reason=err or "",
+                    dead_at=_ts(at),
+                )
+                for eid, src, typ, snk, att, err, at in rows
+            ]
+
+        return await self._read(read)
+
+    async def retry_dead_letters(
+        self, *, sink: str | None = None, event_ids: Sequence[str] = ()
+    ) -> int:
+        ids = list(event_ids)
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            query = (
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                " WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
+            )
+            params: list[Any] = [now, now, sink, sink]
+            if ids:
+                query += f" AND event_id IN ({', '.join('?' * len(ids))})"
+                params.extend(ids)
+            return conn.execute(query, params).rowcount
+
+        return await self._write(write)
+
+    async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+                return 0
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
+                " VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT (event_id, sink) DO UPDATE SET"
+                " state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at,"
+                " last_error = NULL, updated_at = excluded.updated_at",
+                [(event_id, sink, now, now) for sink in sinks],
+            )
+            return len(sinks)
+
+        return await self._write(write)
+
+    async def queue_depth(self) -> dict[str, dict[str, int]]:
+        def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            depth: dict[str, dict[str, int]] = {}
+            for sink, state, count in conn.execute(
+                "SELECT sink, state, COUNT(*) FROM deliveries WHERE state != 'done' GROUP BY sink, state"
+            ):
+                depth.setdefault(sink, {})[state] = count
+            return depth
+
+        return await self._read(read)
+
+    async def purge(self, *, retention: float) -> int:
+        """Forget expired idempotency keys and delivered events older than ``retention`` seconds."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
+            return conn.execute(
+                "DELETE FROM events WHERE received_at < ? AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state != 'done')",
+                (now - retention,),
+            ).rowcount
+
+        return await self._write(write)

@@ -1,0 +1,262 @@
+"""Test kit for eventrouter and its plugins, loaded by pytest through the ``pytest11`` entry point.
+
+Fixtures:
+
+- ``make_router``: an async factory; ``await make_router(config_dict)`` starts a real server on
+  127.0.0.1 with a temporary SQLite store and returns a :class:`RouterHarness`.
+- ``recorded``: the :class:`Recorder` every ``recording`` sink of the test writes into.
+- ``register_plugin``: ``register_plugin(obj)`` adds a plugin object for this test only.
+
+A config may use ``plugin = "recording"`` sinks (options: ``fail_times``, ``fail_with`` =
+``"retryable"`` | ``"permanent"``, ``delay``) to capture what would be delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from attrs import define, field, frozen
+
+from eventrouter.config import Config, parse_config
+from eventrouter.converter import Duration
+from eventrouter.errors import PermanentError, RetryableError
+from eventrouter.events import Event
+from eventrouter.hookspecs import hookimpl
+from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.server import STORE, create_app
+from eventrouter.sinks import Sink
+from eventrouter.sources import SignedRequest, Source
+from eventrouter.store import Store
+
+__all__ = [
+    "Recorder",
+    "RecordingSink",
+    "RouterHarness",
+    "sign_request",
+]
+
+
+@define
+class Recorder:
+    """What ``recording`` sinks received: ``events[sink_name]`` in delivery order."""
+
+    events: dict[str, list[Event]] = field(factory=dict)
+    attempts: dict[str, int] = field(factory=dict)
+    changed: asyncio.Event | None = None
+
+    def record(self, sink: str, event: Event) -> None:
+        self.events.setdefault(sink, []).append(event)
+        self._notify()
+
+    def attempt(self, sink: str) -> int:
+        self.attempts[sink] = self.attempts.get(sink, 0) + 1
+        self._notify()
+        return self.attempts[sink]
+
+    def _notify(self) -> None:
+        if self.changed is not None:
+            self.changed.set()
+
+    async def wait_for(self, sink: str, count: int, *, timeout: float = 10.0) -> list[Event]:
+        """Wait until ``sink`` has received ``count`` events; AssertionError after ``timeout``."""
+        await self.wait_until(
+            lambda: len(self.events.get(sink, [])) >= count,
+            timeout=timeout,
+            what=f"{count} events at sink {sink!r}",
+        )
+        return self.events[sink]
+
+    async def wait_until(
+        self, predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checking whenever a recording sink is called."""
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}; got {self.summary()}"
+                )
+            self.changed.clear()
+            try:
+                async with asyncio.timeout(min(remaining, 0.2)):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+
+    def summary(self) -> dict[str, int]:
+        return {sink: len(events) for sink, events in self.events.items()}
+
+
+@frozen
+class RecordingOptions:
+    #: fail this many attempts before succeeding
+    fail_times: int = 0
+    #: how the failing attempts fail
+    fail_with: str = "retryable"
+    #: seconds each attempt takes
+    delay: Duration = Duration(0)
+    #: Retry-After (seconds) to report on retryable failures
+    retry_after: float | None = None
+
+
+class RecordingSink(Sink):
+    """A sink that records what it is given, optionally failing first (for tests)."""
+
+    type_name = "recording"
+    Options = RecordingOptions
+    recorder: Recorder = Recorder()
+
+    def check(self) -> Iterable[str]:
+        if self.options.fail_with not in ("retryable", "permanent"):
+            yield "fail_with: expected 'retryable' or 'permanent'"
+
+    async def deliver(self, event: Event) -> None:
+        attempt = self.recorder.attempt(self.name)
+        if self.options.delay:
+            await asyncio.sleep(self.options.delay)
+        if attempt <= self.options.fail_times:
+            if self.options.fail_with == "permanent":
+                raise PermanentError(f"recording sink refused attempt {attempt}")
+            raise RetryableError(
+                f"recording sink failed attempt {attempt}", retry_after=self.options.retry_after
+            )
+        self.recorder.record(self.name, event)
+
+
+class _RecordingPlugin:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    @hookimpl
+    def register_sinks(self, register: Callable[[type[Sink]], None]) -> None:
+        recorder = self.recorder
+
+        class BoundRecordingSink(RecordingSink):
+            pass
+
+        BoundRecordingSink.recorder = recorder
+        register(BoundRecordingSink)
+
+
+def sign_request(
+    source: Source, body: bytes | str | Mapping[str, Any], *, content_type: str = "application/json"
+) -> tuple[bytes, SignedRequest]:
+    """``body`` as bytes and the headers/query that make it genuine to ``source``."""
+    if isinstance(body, Mapping):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    return body, source.sign(body, content_type=content_type)
+
+
+@define
+class RouterHarness:
+    """A running router: post signed webhooks to it, look into its store, stop it."""
+
+    config: Config
+    client: TestClient
+    recorder: Recorder
+
+    @property
+    def store(self) -> Store:
+        return self.client.app[STORE]
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url(""))
+
+    async def post(
+        self,
+        source: str,
+        body: bytes | str | Mapping[str, Any],
+        *,
+        signed: bool = True,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST ``body`` to ``source``'s path, signed with its configured secret unless told not to.
+
+        Returns the status and the decoded JSON answer.
+        """
+        instance = self.config.sources[source]
+        data, signature = (
+            sign_request(instance, body, content_type=content_type)
+            if signed
+            else (_bytes(body), SignedRequest())
+        )
+        all_headers = {"Content-Type": content_type, **signature.headers, **(headers or {})}
+        params = {**signature.query, **(query or {})}
+        async with self.client.post(
+            self.config.source_paths[source], data=data, headers=all_headers, params=params
+        ) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+
+def _bytes(body: bytes | str | Mapping[str, Any]) -> bytes:
+    if isinstance(body, Mapping):
+        return json.dumps(body).encode()
+    return body.encode() if isinstance(body, str) else body
+
+
+@pytest.fixture
+def recorded() -> Recorder:
+    """The recorder of this test's ``recording`` sinks."""
+    return Recorder()
+
+
+@pytest.fixture
+def extra_plugins() -> list[Any]:
+    """Plugin objects registered for this test only (see ``register_plugin``)."""
+    return []
+
+
+@pytest.fixture
+def register_plugin(extra_plugins: list[Any]) -> Callable[[Any], None]:
+    """Register a plugin object (a module or an object with ``@hookimpl`` methods) for this test."""
+    return extra_plugins.append
+
+
+@pytest.fixture
+async def make_router(
+    tmp_path: Path, recorded: Recorder, extra_plugins: list[Any]
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_router(config_dict, environ={...})``: a running router on 127.0.0.1."""
+    clients: list[TestClient] = []
+
+    async def factory(
+        document: Mapping[str, Any],
+        *,
+        environ: Mapping[str, str] | None = None,
+        deliver: bool = True,
+    ) -> RouterHarness:
+        document = dict(document)
+        document.setdefault("store", {})
+        document["store"] = {"path": str(tmp_path / "eventrouter.db"), **document["store"]}
+        pm = create_plugin_manager(plugins=[_RecordingPlugin(recorded), *extra_plugins])
+        config = parse_config(
+            document, Registry.collect(pm), base_dir=tmp_path, environ=environ or {}
+        )
+        app = create_app(config, pm=pm, deliver=deliver)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return RouterHarness(config=config, client=client, recorder=recorded)
+
+    yield factory
+    for client in clients:
+        await client.close()

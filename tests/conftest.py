@@ -1,0 +1,24 @@
+"""Shared fixtures of the core tests; the router fixtures come from eventrouter.testing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def basic_config() -> dict[str, Any]:
+    """A Standard Webhooks source routed to one recording sink with a fast retry schedule."""
+    return {
+        "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
+        "sinks": {
+            "recorder": {
+                "plugin": "recording",
+                "delivery": {"retry_schedule": ["50ms", "50ms"], "jitter": 0},
+            }
+        },
+        "routes": [{"sinks": ["recorder"]}],
+    }
