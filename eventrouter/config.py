@@ -296,12 +296,27 @@ def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
         return None
 
 
+_VALIDATOR_MESSAGE = re.compile(r"^'(\w+)' (must .*)$")
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    """cattrs' wording, except where our own hooks and validators say it better."""
+    if isinstance(exc, KeyError):
+        return "required"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
+        return f"unknown key {keys} (check the spelling; see the plugin's README for its options)"
+    if isinstance(exc, ValueError) and type_ not in (int, float, str, bool) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
 def _render(exc: Exception, prefix: str) -> Iterator[str]:
     """cattrs' ``... @ $.a.b`` lines as ``prefix.a.b: ...``."""
     if not isinstance(exc, cattrs.BaseValidationError):
         yield f"{prefix}: {exc}"
         return
-    for line in cattrs.transform_error(exc, path="$"):
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
         message, _, where = line.rpartition(" @ ")
         if not message:
             message, where = line, "$"
@@ -311,13 +326,9 @@ def _render(exc: Exception, prefix: str) -> Iterator[str]:
             if where.startswith("[")
             else ".".join(p for p in (prefix, where.lstrip(".")) if p)
         )
-        message = message.replace("required field missing", "required")
-        if message.startswith("extra fields found"):
-            message = (
-                "unknown key"
-                + message.removeprefix("extra fields found")
-                + " (check the spelling in the plugin's README)"
-            )
+        validator = _VALIDATOR_MESSAGE.match(message)
+        if validator:
+            location, message = f"{location}.{validator.group(1)}", validator.group(2)
         yield f"{location}: {message}"
 
 

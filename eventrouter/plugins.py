@@ -56,9 +56,22 @@ def create_plugin_manager(
         else:
             _load_selected(pm, {name.strip() for name in allowed.split(",") if name.strip()})
     for plugin in plugins:
-        pm.register(plugin)
+        pm.register(plugin, name=_plugin_name(pm, plugin))
     pm.check_pending()
     return pm
+
+
+def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """A readable, unique name for a plugin object registered directly (tests, embedding)."""
+    base = (
+        getattr(plugin, "__name__", None)
+        or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    )
+    name, n = base, 1
+    while pm.has_plugin(name):
+        n += 1
+        name = f"{base}#{n}"
+    return name
 
 
 def _load_selected(pm: pluggy.PluginManager, names: set[str]) -> None:
@@ -99,7 +112,7 @@ class Registry:
         pm: pluggy.PluginManager, hook_name: str, base: type, into: dict[str, Provided]
     ) -> None:
         kind = "source" if base is Source else "sink"
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
             plugin = impl.plugin_name
 
             def register(type_: type, plugin: str = plugin) -> None:

@@ -22,3 +22,17 @@ def basic_config() -> dict[str, Any]:
         },
         "routes": [{"sinks": ["recorder"]}],
     }
+
+
+@pytest.fixture
+def config_with():
+    """``config_with(sinks, routes=None)``: the demo source routed to ``sinks`` (all by default)."""
+
+    def build(sinks: dict[str, Any], routes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {
+            "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
+            "sinks": sinks,
+            "routes": routes or [{"sinks": list(sinks)}],
+        }
+
+    return build

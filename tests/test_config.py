@@ -1,0 +1,198 @@
+"""Configuration: every problem reported at once, with its path, and a fix where one is known."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from eventrouter.cli import cli
+from eventrouter.config import parse_config
+from eventrouter.errors import ConfigError
+from eventrouter.plugins import Registry, create_plugin_manager
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.collect(create_plugin_manager(load_entrypoints=False))
+
+
+def problems(document, registry, environ=None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, registry, environ=environ or {})
+    return info.value.problems
+
+
+def test_valid_config_is_structured(registry):
+    config = parse_config(
+        {
+            "server": {"port": 9000, "shutdown_timeout": "1m"},
+            "store": {"dedupe_window": "2d"},
+            "sources": {"demo": {"plugin": "standard-webhooks", "secrets": ["${SECRET}"]}},
+            "sinks": {
+                "fwd": {
+                    "plugin": "http",
+                    "url": "https://example.com/hook",
+                    "delivery": {
+                        "concurrency": 2,
+                        "retry_schedule": ["1s", "2m"],
+                        "timeout": "10s",
+                    },
+                }
+            },
+            "routes": [
+                {
+                    "sources": ["de*"],
+                    "types": ["invoice.*"],
+                    "filter": "data.attributes.n > `1`",
+                    "sinks": ["fwd"],
+                }
+            ],
+        },
+        registry,
+        environ={"SECRET": WHSEC},
+    )
+    assert config.server.port == 9000
+    assert config.server.shutdown_timeout == 60
+    assert config.store.dedupe_window == 2 * 86400
+    assert config.source_paths == {"demo": "/hooks/demo"}
+    assert config.sources["demo"].options.secrets == [WHSEC]
+    assert WHSEC in config.secrets
+    delivery = config.sinks["fwd"].delivery
+    assert (
+        delivery.concurrency,
+        delivery.retry_schedule,
+        delivery.timeout,
+        delivery.max_attempts,
+    ) == (2, (1, 120), 10, 3)
+    assert config.sinks_for("demo", "invoice.paid", {"data": {"attributes": {"n": 2}}}) == ["fwd"]
+    assert config.sinks_for("demo", "invoice.paid", {"data": {"attributes": {"n": 1}}}) == []
+    assert config.sinks_for("demo", "user.created", {"data": {"attributes": {"n": 2}}}) == []
+
+
+def test_defaults(registry):
+    config = parse_config({}, registry)
+    assert config.server.host == "127.0.0.1"
+    assert config.store.backend == "sqlite"
+    assert config.store.dedupe_window == 3 * 86400
+    assert config.routes == []
+
+
+def test_every_problem_reported_at_once_with_its_path(registry):
+    found = problems(
+        {
+            "server": {"port": "eighty", "colour": "blue"},
+            "sources": {"demo": {"plugin": "standard-webhooks"}},
+            "sinks": {
+                "alerts": {"plugin": "http"},
+                "slow": {"plugin": "http", "url": "https://x.test", "delivery": {"concurrency": 0}},
+            },
+            "routes": [{"sinks": ["nowhere"], "filter": "data.[", "sources": ["nomatch"]}],
+            "extra": {},
+        },
+        registry,
+    )
+    text = "\n".join(found)
+    assert "server.port: invalid value for type, expected int" in text
+    assert "server: unknown key 'colour'" in text
+    assert "sources.demo.secrets: required" in text
+    assert "sinks.alerts.url: required" in text
+    assert "sinks.slow.delivery.concurrency: must be > 0: 0" in text
+    assert "routes[0].sinks: no sink named 'nowhere'" in text
+    assert "routes[0].filter: invalid JMESPath expression" in text
+    assert "routes[0].sources: 'nomatch' matches no configured source" in text
+    assert "extra: unknown section" in text
+    assert len(found) == 9, found
+
+
+def test_missing_environment_variable_is_named_once(registry):
+    found = problems(
+        {"sources": {"demo": {"plugin": "standard-webhooks", "secrets": ["${DEMO_SECRET}"]}}},
+        registry,
+    )
+    assert found == [
+        "sources.demo.secrets[0]: environment variable DEMO_SECRET is not set (export DEMO_SECRET=... or remove ${DEMO_SECRET})"
+    ]
+
+
+def test_environment_default_and_escape(registry):
+    config = parse_config(
+        {
+            "sinks": {
+                "fwd": {
+                    "plugin": "http",
+                    "url": "${URL:-https://fallback.test/a}",
+                    "headers": {"X": "$${literal}"},
+                }
+            }
+        },
+        registry,
+        environ={},
+    )
+    assert config.sinks["fwd"].sink.options.url == "https://fallback.test/a"
+    assert config.sinks["fwd"].sink.options.headers == {"X": "${literal}"}
+
+
+def test_unknown_plugin_names_the_package_to_install(registry):
+    found = problems({"sinks": {"chat": {"plugin": "teams"}}}, registry)
+    assert len(found) == 1
+    assert "sinks.chat.plugin: no installed plugin provides sink type 'teams'" in found[0]
+    assert "pip install eventrouter-teams" in found[0]
+
+
+def test_plugin_check_problems_are_reported(registry):
+    found = problems({"sinks": {"fwd": {"plugin": "http", "url": "ftp://x"}}}, registry)
+    assert found == ["sinks.fwd.url: expected an http:// or https:// URL, got 'ftp://x'"]
+    found = problems(
+        {"sources": {"demo": {"plugin": "standard-webhooks", "secrets": ["not base64 !"]}}},
+        registry,
+    )
+    assert found == ["sources.demo.secrets: each secret must be 'whsec_' followed by base64"]
+
+
+def test_duplicate_paths_and_bad_durations(registry):
+    found = problems(
+        {
+            "sources": {
+                "a": {"plugin": "standard-webhooks", "secrets": [WHSEC], "path": "/in"},
+                "b": {"plugin": "standard-webhooks", "secrets": [WHSEC], "path": "/in"},
+            },
+            "server": {"shutdown_timeout": "soon"},
+        },
+        registry,
+    )
+    assert "sources.b.path: /in is already the path of sources.a" in found
+    assert any(p.startswith("server.shutdown_timeout: expected a duration") for p in found), found
+
+
+def test_redis_backend_needs_a_url(registry):
+    assert problems({"store": {"backend": "redis"}}, registry) == [
+        "store.url: required when backend = 'redis' (e.g. url = 'redis://localhost:6379/0')"
+    ]
+
+
+def test_check_command(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(f'[sources.demo]\nplugin = "standard-webhooks"\nsecrets = ["{WHSEC}"]\n')
+    result = CliRunner().invoke(cli, ["check", "--config", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "OK — 1 sources" in result.output
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sinks.alerts]\nplugin = "http"\n[sources.x]\nplugin = "nope"\n')
+    result = CliRunner().invoke(cli, ["check", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "sinks.alerts.url: required" in result.output
+    assert "pip install eventrouter-nope" in result.output
+    assert "Traceback" not in result.output
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nport = 1")
+    result = CliRunner().invoke(cli, ["check", "--config", str(broken)])
+    assert result.exit_code == 1
+    assert "invalid TOML" in result.output
+
+    result = CliRunner().invoke(cli, ["check", "--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 1
+    assert "no such file" in result.output

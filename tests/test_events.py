@@ -1,0 +1,119 @@
+"""The event model: lossless JSON and CloudEvent round trips, redaction, time zones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from cloudevents.core.bindings.http import from_http_event, to_binary_event, to_structured_event
+
+from eventrouter.events import (
+    REDACTED,
+    AnsweredBy,
+    Call,
+    CallDirection,
+    CallStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Event,
+    EventData,
+    EventType,
+    TranscriptTurn,
+)
+
+IST = timezone(timedelta(hours=5, minutes=30))
+
+
+def full_event() -> Event:
+    return Event(
+        id="evt_1",
+        source="altur-prod",
+        type=EventType.CALL_ENDED,
+        time=datetime(2024, 12, 19, 15, 0, 10, tzinfo=IST),
+        subject="cll_1",
+        provider="altur",
+        provider_type="on_call_end",
+        idempotency_key="cll_1",
+        received_at=datetime(2024, 12, 19, 9, 30, 11, 123456, tzinfo=UTC),
+        data=EventData(
+            contact=Contact(
+                phone="+521234567890", email="a@example.com", name="Sofía", external_id="u1"
+            ),
+            call=Call(
+                id="cll_1",
+                direction=CallDirection.OUTBOUND,
+                status=CallStatus.NO_ANSWER,
+                provider_status="no-answer",
+                answered_by=AnsweredBy.MACHINE,
+                started_at=datetime(2024, 12, 19, 15, 0, tzinfo=IST),
+                ended_at=datetime(2024, 12, 19, 15, 0, 45, tzinfo=IST),
+                duration_seconds=45,
+                recording_url="https://example.com/r.mp3",
+                transcript=(
+                    TranscriptTurn(
+                        speaker="agent", text="Hola", at=datetime(2024, 12, 19, tzinfo=UTC)
+                    ),
+                ),
+                attempt_ids=("a", "b"),
+            ),
+            campaign=Campaign(
+                id="1234",
+                name="Q2",
+                status=CampaignStatus.COOLDOWN,
+                previous_status=CampaignStatus.ACTIVE,
+                cycle=2,
+                next_cycle_at=None,
+                stats={"calls": 10, "rate": 0.5},
+            ),
+            attributes={
+                "extracted_data": {"Payment Amount": "1200"},
+                "tags": ["x"],
+                "token": "s3cret",
+            },
+        ),
+        raw={"id": "cll_1", "nested": {"token": "s3cret"}, "list": [1, 2, {"é": None}]},
+        sensitive=("nested.token", "token"),
+    )
+
+
+def test_json_round_trip_is_lossless():
+    event = full_event()
+    text = event.to_json()
+    assert Event.from_json(text) == event
+    decoded = json.loads(text)
+    assert decoded["time"] == "2024-12-19T15:00:10+05:30"
+    assert decoded["data"]["call"]["status"] == "no_answer"
+    assert "Sofía" in text  # non-ASCII kept as is
+
+
+def test_cloudevent_round_trip_is_lossless_structured_and_binary():
+    event = full_event()
+    cloudevent = event.to_cloudevent()
+    assert cloudevent.get_id() == "evt_1"
+    assert cloudevent.get_source() == "altur-prod"
+    assert cloudevent.get_type() == "call.ended"
+    assert cloudevent.get_subject() == "cll_1"
+    assert cloudevent.get_specversion() == "1.0"
+    assert Event.from_cloudevent(cloudevent) == event
+    for encode in (to_structured_event, to_binary_event):
+        message = encode(cloudevent)
+        assert Event.from_cloudevent(from_http_event(message)) == event
+
+
+def test_naive_times_are_refused():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        full_event().evolve(time=datetime(2024, 1, 1))  # noqa: DTZ001 - the point of the test
+
+
+def test_redacted_blanks_sensitive_paths_only():
+    event = full_event()
+    redacted = event.redacted()
+    assert redacted.raw["nested"]["token"] == REDACTED
+    assert redacted.data.attributes["token"] == REDACTED
+    assert redacted.raw["list"] == event.raw["list"]
+    assert "s3cret" not in redacted.to_json()
+    assert event.raw["nested"]["token"] == "s3cret"  # the original is untouched
+    plain = event.evolve(sensitive=())
+    assert plain.redacted() is plain

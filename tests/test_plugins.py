@@ -1,0 +1,81 @@
+"""Plugin discovery: built-ins through the same hooks, duplicates refused, listing, restriction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from eventrouter import Sink, hookimpl
+from eventrouter.cli import cli
+from eventrouter.errors import ConfigError
+from eventrouter.plugins import DEFAULT_PLUGINS, Registry, create_plugin_manager, plugin_infos
+
+
+def test_builtins_register_through_the_hooks():
+    registry = Registry.collect(create_plugin_manager(load_entrypoints=False))
+    assert registry.sources["standard-webhooks"].plugin == "eventrouter.builtin.standard_webhooks"
+    assert registry.sinks["http"].plugin == "eventrouter.builtin.http_forward"
+
+
+def test_a_type_registered_twice_is_refused_naming_both_plugins():
+    class Copy(Sink):
+        type_name = "http"
+
+        async def deliver(self, event):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register):
+            register(Copy)
+
+    pm = create_plugin_manager(load_entrypoints=False, plugins=[Plugin()])
+    with pytest.raises(
+        ConfigError,
+        match="sink type 'http' is registered twice: by plugin 'eventrouter.builtin.http_forward'",
+    ):
+        Registry.collect(pm)
+
+
+def test_a_misspelt_hook_is_an_error():
+    class Typo:
+        @hookimpl
+        def register_sink(self, register):
+            pass
+
+    with pytest.raises(Exception, match="unknown hook 'register_sink'"):
+        create_plugin_manager(load_entrypoints=False, plugins=[Typo()])
+
+
+def test_registering_a_non_sink_is_refused():
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register):
+            register(dict)
+
+    with pytest.raises(TypeError, match="not a Sink subclass"):
+        Registry.collect(create_plugin_manager(load_entrypoints=False, plugins=[Plugin()]))
+
+
+def test_plugin_infos_show_distribution_version_types_and_hooks():
+    infos = {
+        info.name: info for info in plugin_infos(create_plugin_manager(load_entrypoints=False))
+    }
+    assert set(DEFAULT_PLUGINS) <= set(infos)
+    info = infos["eventrouter.builtin.standard_webhooks"]
+    assert (info.distribution, info.sources, info.sinks, info.hooks) == (
+        "eventrouter",
+        ("standard-webhooks",),
+        (),
+        ("register_sources",),
+    )
+
+
+def test_load_plugins_env_restricts_installed_plugins(monkeypatch):
+    monkeypatch.setenv("EVENTROUTER_LOAD_PLUGINS", "")
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    names = [info["name"] for info in json.loads(result.output)]
+    assert sorted(names) == sorted(DEFAULT_PLUGINS)

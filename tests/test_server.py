@@ -1,0 +1,266 @@
+"""Ingest through a real server: every answer is the right status with a JSON body."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from eventrouter import hookimpl
+from eventrouter.errors import Overloaded, StoreUnavailable
+
+EVENT = {
+    "type": "invoice.paid",
+    "timestamp": "2026-06-08T18:00:00-06:00",
+    "data": {"id": 1, "amount": 1200},
+}
+
+
+async def test_accepted_event_is_stored_routed_and_delivered(make_router, basic_config):
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", EVENT)
+    assert status == 200
+    assert body == {"status": "accepted", "event_id": body["event_id"], "sinks": ["recorder"]}
+    [event] = await router.recorder.wait_for("recorder", 1)
+    assert event.id == body["event_id"]
+    assert (event.source, event.type, event.provider, event.provider_type) == (
+        "demo",
+        "invoice.paid",
+        "standard-webhooks",
+        "invoice.paid",
+    )
+    assert event.time.isoformat() == "2026-06-08T18:00:00-06:00"
+    assert event.data.attributes == {"id": 1, "amount": 1200}
+    assert event.raw == EVENT
+    stored = await router.store.get_event(event.id)
+    assert stored.event == event
+    for _ in range(50):
+        stored = await router.store.get_event(event.id)
+        if stored.deliveries[0].state == "done":
+            break
+        await asyncio.sleep(0.02)
+    assert [(d.sink, d.state, d.attempts) for d in stored.deliveries] == [("recorder", "done", 1)]
+
+
+async def test_bad_missing_and_forged_signatures_get_401(make_router, basic_config):
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", EVENT, signed=False)
+    assert status == 401
+    assert body["error"] == "unauthorized"
+    assert "webhook-id" in body["message"]
+
+    signed_body = json.dumps(EVENT).encode()
+    from eventrouter.testing import sign_request
+
+    _, signature = sign_request(router.config.sources["demo"], signed_body)
+    forged = json.dumps({**EVENT, "data": {"id": 2}})
+    status, body = await router.post("demo", forged, signed=False, headers=signature.headers)
+    assert status == 401
+    assert body == {
+        "error": "unauthorized",
+        "message": "standard webhooks: no matching signature found",
+    }
+    status, body = await router.post(
+        "demo", EVENT, headers={"webhook-signature": "v1,bm90IGEgc2lnbmF0dXJl"}
+    )
+    assert status == 401
+    assert router.recorder.events == {}
+
+
+async def test_old_timestamp_is_refused(make_router, basic_config):
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", EVENT, headers={"webhook-timestamp": "1000000000"})
+    assert status == 401
+    assert "too old" in body["message"]
+
+
+async def test_oversized_body_gets_413(make_router, basic_config):
+    router = await make_router({**basic_config, "server": {"max_body_bytes": 200}})
+    status, body = await router.post("demo", {"type": "big", "data": {"x": "y" * 500}})
+    assert status == 413
+    assert body["error"] == "payload_too_large"
+    assert "200" in body["message"]
+
+
+async def test_malformed_json_gets_400_naming_the_problem(make_router, basic_config):
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", b'{"type": "x",')
+    assert status == 400
+    assert body["error"] == "invalid_payload"
+    assert body["message"].startswith("body is not valid JSON")
+    status, body = await router.post("demo", b"[1, 2]")
+    assert (status, body["message"]) == (400, "expected a JSON object, got list")
+    status, body = await router.post("demo", {"type": 7})
+    assert (status, body["field"]) == (400, "type")
+    # the spec signs the body as text: a body that is not UTF-8 cannot carry a valid signature
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": "v1,AAAA",
+    }
+    status, body = await router.post("demo", b"\xff\xfe{}", signed=False, headers=headers)
+    assert (status, body["error"]) == (401, "unauthorized")
+
+
+async def test_unknown_path_and_wrong_method(make_router, basic_config):
+    router = await make_router(basic_config)
+    async with router.client.post("/hooks/nope", data=b"{}") as response:
+        assert response.status == 404
+        assert (await response.json())["error"] == "not_found"
+    async with router.client.get("/hooks/demo") as response:
+        assert response.status == 405
+        assert (await response.json())["error"] == "method_not_allowed"
+        assert response.headers["Allow"] == "POST"
+
+
+async def test_duplicate_answers_200_and_is_not_delivered_again(
+    make_router, basic_config, recorded
+):
+    router = await make_router(basic_config)
+    from eventrouter.testing import sign_request
+
+    body, signature = sign_request(router.config.sources["demo"], EVENT)
+    first = await router.post("demo", body, signed=False, headers=signature.headers)
+    second = await router.post("demo", body, signed=False, headers=signature.headers)
+    assert first[0] == second[0] == 200
+    assert first[1]["status"] == "accepted"
+    assert second[1] == {"status": "duplicate", "event_id": first[1]["event_id"]}
+    await recorded.wait_for("recorder", 1)
+    await asyncio.sleep(0.3)
+    assert len(recorded.events["recorder"]) == 1
+    assert len(await router.store.list_events()) == 1
+
+
+async def test_store_failure_answers_503_with_retry_after(make_router, basic_config, monkeypatch):
+    router = await make_router(basic_config)
+
+    async def broken(event, sinks):
+        raise StoreUnavailable("disk I/O error")
+
+    monkeypatch.setattr(router.store, "ingest", broken)
+    async with router.client.post("/hooks/demo", data=b"{}") as response:
+        assert response.status == 401  # authentication still comes first
+    status, body = await router.post("demo", EVENT)
+    assert status == 503
+    assert body["error"] == "unavailable"
+
+    async def overloaded(event, sinks):
+        raise Overloaded("5000 writes are waiting for the disk")
+
+    monkeypatch.setattr(router.store, "ingest", overloaded)
+    from eventrouter.testing import sign_request
+
+    data, signature = sign_request(router.config.sources["demo"], EVENT)
+    async with router.client.post(
+        "/hooks/demo", data=data, headers={**signature.headers, "Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "2"
+        assert (await response.json())["error"] == "unavailable"
+
+
+async def test_closed_store_answers_503_and_readyz_says_so(make_router, basic_config):
+    router = await make_router(basic_config)
+    async with router.client.get("/readyz") as response:
+        assert (response.status, await response.json()) == (200, {"status": "ready"})
+    await router.store.close()
+    status, body = await router.post("demo", EVENT)
+    assert status == 503
+    async with router.client.get("/readyz") as response:
+        assert response.status == 503
+        assert (await response.json())["error"] == "store_unavailable"
+    async with router.client.get("/healthz") as response:
+        assert response.status == 200
+
+
+async def test_metrics_count_requests_and_deliveries(make_router, basic_config, recorded):
+    router = await make_router(basic_config)
+    await router.post("demo", EVENT)
+    await router.post("demo", EVENT, signed=False)
+    await recorded.wait_for("recorder", 1)
+    await asyncio.sleep(0.1)
+    async with router.client.get("/metrics") as response:
+        text = await response.text()
+    assert 'eventrouter_requests_total{outcome="accepted",source="demo"} 1.0' in text
+    assert 'eventrouter_requests_total{outcome="unauthorized",source="demo"} 1.0' in text
+    assert 'eventrouter_deliveries_total{outcome="delivered",sink="recorder"} 1.0' in text
+    assert 'eventrouter_queue_depth{sink="recorder",state="pending"} 0.0' in text
+    assert 'eventrouter_ack_seconds_count{source="demo"} 1.0' in text
+    assert "eventrouter_delivery_seconds_bucket" in text
+
+
+async def test_routes_choose_sinks_by_source_type_and_filter(make_router, basic_config, recorded):
+    config = {
+        **basic_config,
+        "sinks": {
+            "all": {"plugin": "recording"},
+            "big": {"plugin": "recording"},
+            "users": {"plugin": "recording"},
+        },
+        "routes": [
+            {"sinks": ["all"]},
+            {"types": ["invoice.*"], "filter": "data.attributes.amount > `1000`", "sinks": ["big"]},
+            {
+                "sources": ["de*"],
+                "types": ["user.*"],
+                "filter": "data.attributes.amount < `10`",
+                "sinks": ["users"],
+            },
+        ],
+    }
+    router = await make_router(config)
+    _, small = await router.post("demo", {"type": "invoice.paid", "data": {"amount": 5}})
+    _, large = await router.post("demo", {"type": "invoice.paid", "data": {"amount": 5000}})
+    _, user = await router.post("demo", {"type": "user.created", "data": {"amount": 5000}})
+    assert small["sinks"] == ["all"]
+    assert large["sinks"] == ["all", "big"]
+    assert user["sinks"] == ["all"]
+    await recorded.wait_for("all", 3)
+    await recorded.wait_for("big", 1)
+    assert recorded.events["big"][0].id == large["event_id"]
+    assert "users" not in recorded.events
+
+
+async def test_event_normalised_hook_can_enrich_and_drop(
+    make_router, basic_config, recorded, register_plugin
+):
+    class Enricher:
+        @hookimpl
+        def event_normalised(self, event):
+            if event.type == "test.drop":
+                return False
+            return event.evolve(subject="enriched")
+
+    class Observer:
+        seen: list = []
+
+        @hookimpl
+        async def event_received(self, source, request):
+            Observer.seen.append((source.name, request.path))
+
+    register_plugin(Enricher())
+    register_plugin(Observer())
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", {"type": "test.drop"})
+    assert (status, body) == (200, {"status": "dropped"})
+    status, body = await router.post("demo", {"type": "test.keep"})
+    assert body["status"] == "accepted"
+    [event] = await recorded.wait_for("recorder", 1)
+    assert event.subject == "enriched"
+    assert Observer.seen == [("demo", "/hooks/demo"), ("demo", "/hooks/demo")]
+    assert len(await router.store.list_events()) == 1
+
+
+async def test_a_failing_transform_plugin_answers_503_not_500(
+    make_router, basic_config, register_plugin
+):
+    class Broken:
+        @hookimpl
+        def event_normalised(self, event):
+            raise RuntimeError("bug in a plugin")
+
+    register_plugin(Broken())
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", EVENT)
+    assert status == 503
+    assert body["error"] == "internal_error"
