@@ -34,7 +34,7 @@ def test_a_type_registered_twice_is_refused_naming_both_plugins():
     pm = create_plugin_manager(load_entrypoints=False, plugins=[Plugin()])
     with pytest.raises(
         ConfigError,
-        match="sink type 'http' is registered twice: by plugin 'eventrouter.builtin.http_forward'",
+        match=r"sink type 'http' is registered twice: by plugin 'eventrouter\.builtin\.http_forward'",
     ):
         Registry.collect(pm)
 
