@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
-import uuid
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -151,8 +151,8 @@ class EventData:
 
 
 def new_event_id() -> str:
-    """A new, unique event id."""
-    return f"evt_{uuid.uuid4().hex}"
+    """A new, unique event id (128 random bits; cheaper than building a uuid.UUID)."""
+    return f"evt_{secrets.token_hex(16)}"
 
 
 def _aware(value: datetime) -> datetime:

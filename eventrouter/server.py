@@ -212,14 +212,15 @@ class _Receiver:
                 web.json_response({"status": "duplicate", "event_id": result.event_id}), "duplicate"
             )
         app[DISPATCHER].notify(sinks)
-        log.info(
-            "source %s: accepted %s %s for %s",
-            self.name,
-            event.type,
-            event.id,
-            ", ".join(sinks) or "no sink",
-            extra=event_for_log(event),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "source %s: accepted %s %s for %s",
+                self.name,
+                event.type,
+                event.id,
+                ", ".join(sinks) or "no sink",
+                extra=event_for_log(event),
+            )
         return _outcome(
             web.json_response({"status": "accepted", "event_id": event.id, "sinks": sinks}),
             "accepted",

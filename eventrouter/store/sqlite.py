@@ -92,17 +92,13 @@ class _Writer(threading.Thread):
         self.path = path
         self.max_batch = max_batch
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.pending = 0
         self.batches = 0
-        self._lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
 
     def submit(
         self, loop: asyncio.AbstractEventLoop, fn: Callable[[sqlite3.Connection], T]
     ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            self.pending += 1
         self.jobs.put((loop, future, fn))
         return future
 
@@ -127,53 +123,70 @@ class _Writer(threading.Thread):
                         stop = True
                         break
                     batch.append(item)
-                self._commit(batch)
+                self._resolve(batch, self._commit(batch))
                 if stop:
                     return
         finally:
             self.conn.close()
 
-    def _commit(self, batch: list[Any]) -> None:
+    def _commit(self, batch: list[Any]) -> list[tuple[bool, Any]]:
+        """Run every job of ``batch`` in one transaction; a job that raises is left out.
+
+        A job's own error (a bug, a constraint) rolls the transaction back and the batch runs
+        again without that job; a database error (disk full, I/O) fails the whole batch.
+        """
         assert self.conn is not None
         conn = self.conn
-        results: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for _, _, fn in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    results.append((True, fn(conn)))
-                    conn.execute("RELEASE job")
-                except (sqlite3.OperationalError, sqlite3.InternalError):
-                    raise  # disk full, I/O error, locked: the whole batch fails below
-                except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((False, exc))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback failed")
-            log.error("store write failed: %s", exc)
-            error = StoreUnavailable(f"store write failed: {exc}")
-            results = [(False, error)] * len(batch)
+        failed: dict[int, Exception] = {}
+        while True:
+            results: list[tuple[bool, Any]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for index, (_, _, fn) in enumerate(batch):
+                    if index in failed:
+                        results.append((False, failed[index]))
+                        continue
+                    try:
+                        results.append((True, fn(conn)))
+                    except (sqlite3.OperationalError, sqlite3.InternalError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
+                        failed[index] = exc
+                        break
+                else:
+                    conn.execute("COMMIT")
+                    return results
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.exception("rollback failed")
+                log.error("store write failed: %s", exc)
+                return [(False, StoreUnavailable(f"store write failed: {exc}"))] * len(batch)
+
+    def _resolve(self, batch: list[Any], results: list[tuple[bool, Any]]) -> None:
         self.batches += 1
-        with self._lock:
-            self.pending -= len(batch)
-        for (loop, future, _), (ok, value) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, ok, value)
+        # one wake-up per event loop per batch, not one per write
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (loop, future, _), outcome in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((future, *outcome))
+        for loop, outcomes in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_futures, outcomes)
+            except RuntimeError:
+                log.warning("%d store writes finished after their event loop closed", len(outcomes))
 
 
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle_futures(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class SQLiteStore(Store):
@@ -188,6 +201,7 @@ class SQLiteStore(Store):
         self._writer: _Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._pending = 0  # writes submitted and not yet durable; only touched on the loop's thread
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,12 +237,16 @@ class SQLiteStore(Store):
 
     @property
     def pending_writes(self) -> int:
-        return self._writer.pending if self._writer else 0
+        return self._pending
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("the store is closed")
-        return await self._writer.submit(asyncio.get_running_loop(), fn)
+        self._pending += 1
+        try:
+            return await self._writer.submit(asyncio.get_running_loop(), fn)
+        finally:
+            self._pending -= 1
 
     async def _in_reader(self, fn: Callable[[], T]) -> T:
         if self._reader is None:
@@ -262,24 +280,25 @@ class SQLiteStore(Store):
 
         def write(conn: sqlite3.Connection) -> IngestResult:
             now = time.time()
-            row = conn.execute(
-                "SELECT event_id, expires_at FROM dedupe WHERE key = ?", (key,)
-            ).fetchone()
-            if row is not None and row[1] > now:
+            # claim the key unless an unexpired claim exists: one statement on the common path
+            claimed = conn.execute(
+                "INSERT INTO dedupe (key, event_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET event_id = excluded.event_id, expires_at = excluded.expires_at WHERE dedupe.expires_at <= ?",
+                (key, event.id, now + window, now),
+            ).rowcount
+            if not claimed:
+                row = conn.execute("SELECT event_id FROM dedupe WHERE key = ?", (key,)).fetchone()
                 return IngestResult(accepted=False, event_id=row[0])
-            conn.execute(
-                "INSERT OR REPLACE INTO dedupe (key, event_id, expires_at) VALUES (?, ?, ?)",
-                (key, event.id, now + window),
-            )
             conn.execute(
                 "INSERT INTO events (id, source, type, received_at, body) VALUES (?, ?, ?, ?, ?)",
                 (event.id, event.source, event.type, received, body),
             )
-            conn.executemany(
-                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
-                " VALUES (?, ?, 'pending', 0, ?, ?)",
-                [(event.id, sink, now, now) for sink in sinks],
-            )
+            if sinks:
+                conn.executemany(
+                    "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
+                    " VALUES (?, ?, 'pending', 0, ?, ?)",
+                    [(event.id, sink, now, now) for sink in sinks],
+                )
             return IngestResult(accepted=True, event_id=event.id)
 
         return await self._write(write)

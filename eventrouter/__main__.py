@@ -1,0 +1,5 @@
+"""``python -m eventrouter`` runs the command line."""
+
+from eventrouter.cli import cli
+
+cli()
