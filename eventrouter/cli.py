@@ -380,5 +380,25 @@ def send(
         sys.exit(1)
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    cli()
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--kind", type=click.Choice(["source", "sink"]), required=True, help="What the plugin provides."
+)
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Where to create the package directory.",
+)
+def new_plugin(name: str, kind: str, directory: Path) -> None:
+    """Write a complete, tested plugin package: eventrouter-NAME."""
+    from eventrouter.scaffold import ScaffoldError, write_plugin
+
+    try:
+        target = write_plugin(name, kind=kind, directory=directory)
+    except ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {target}")
+    click.echo(f"next: pip install -e '{target}[test]' && pytest {target}")

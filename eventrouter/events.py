@@ -265,20 +265,38 @@ def _as_datetime(value: datetime | str) -> datetime:
 
 
 def _redact(value: Any, paths: tuple[str, ...]) -> Any:
-    """A deep copy of ``value`` with each dotted path that exists in it replaced."""
-    if not isinstance(value, dict):
+    """A deep copy of ``value`` with each dotted path that exists in it replaced.
+
+    A path segment that is a number indexes a list (``data.items.0.token``).
+    """
+    if not isinstance(value, dict | list):
         return value
     result = json.loads(json.dumps(value))
     for path in paths:
-        parts = path.split(".")
-        node = result
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
+        *parents, last = path.split(".")
+        node: Any = result
+        for part in parents:
+            node = _child(node, part)
             if node is None:
                 break
-        if isinstance(node, dict) and parts[-1] in node and node[parts[-1]] is not None:
-            node[parts[-1]] = REDACTED
+        if isinstance(node, dict) and node.get(last) is not None:
+            node[last] = REDACTED
+        elif (
+            isinstance(node, list)
+            and last.isdigit()
+            and int(last) < len(node)
+            and node[int(last)] is not None
+        ):
+            node[int(last)] = REDACTED
     return result
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
 
 
 def utcnow() -> datetime:

@@ -87,7 +87,13 @@ def test_events_dlq_and_replay(tmp_path):
     record = json.loads(line)
     assert record["event"]["id"] == "evt_2"
     assert record["deliveries"] == [
-        {"sink": "fwd", "state": "pending", "attempts": 0, "next_attempt_at": record["deliveries"][0]["next_attempt_at"], "last_error": None}
+        {
+            "sink": "fwd",
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": record["deliveries"][0]["next_attempt_at"],
+            "last_error": None,
+        }
     ]
     assert "tok_secret_value" not in result.output  # credentials are redacted in listings
 
@@ -99,7 +105,10 @@ def test_events_dlq_and_replay(tmp_path):
     assert result.exit_code == 1
     assert "--sink: no sink named 'nope'" in result.output
     result = run("dlq", "retry", "--config", str(config), "evt_1")
-    assert (result.exit_code, result.output.strip()) == (0, "1 dead letters queued for delivery again")
+    assert (result.exit_code, result.output.strip()) == (
+        0,
+        "1 dead letters queued for delivery again",
+    )
     assert run("dlq", "list", "--config", str(config)).output.strip() == "no dead letters"
 
     result = run("replay", "evt_2", "--config", str(config), "--sink", "other")
@@ -112,14 +121,23 @@ def test_events_dlq_and_replay(tmp_path):
     assert result.exit_code == 1
 
 
-async def test_send_signs_and_posts_to_a_running_server(make_router, basic_config, tmp_path, recorded):
+async def test_send_signs_and_posts_to_a_running_server(
+    make_router, basic_config, tmp_path, recorded
+):
     router = await make_router(basic_config)
     config = write_config(tmp_path, port=router.client.port)
     payload = tmp_path / "invoice.json"
     payload.write_text(json.dumps({"type": "invoice.paid", "data": {"id": 7}}))
     # the CLI runs its own event loop: run it in a thread beside the test server's
     result = await asyncio.to_thread(
-        run, "send", "demo", str(payload), "--config", str(config), "--url", f"{router.url.rstrip('/')}/hooks/demo"
+        run,
+        "send",
+        "demo",
+        str(payload),
+        "--config",
+        str(config),
+        "--url",
+        f"{router.url.rstrip('/')}/hooks/demo",
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith('200 {"status": "accepted"')

@@ -73,8 +73,13 @@ def full_event() -> Event:
                 "token": "s3cret",
             },
         ),
-        raw={"id": "cll_1", "nested": {"token": "s3cret"}, "list": [1, 2, {"é": None}]},
-        sensitive=("nested.token", "token"),
+        raw={
+            "id": "cll_1",
+            "nested": {"token": "s3cret"},
+            "list": [1, 2, {"é": None}],
+            "items": [{"token": "s3cret"}],
+        },
+        sensitive=("nested.token", "token", "items.0.token", "items.5.token", "missing.token"),
     )
 
 
@@ -111,6 +116,7 @@ def test_redacted_blanks_sensitive_paths_only():
     event = full_event()
     redacted = event.redacted()
     assert redacted.raw["nested"]["token"] == REDACTED
+    assert redacted.raw["items"] == [{"token": REDACTED}]
     assert redacted.data.attributes["token"] == REDACTED
     assert redacted.raw["list"] == event.raw["list"]
     assert "s3cret" not in redacted.to_json()

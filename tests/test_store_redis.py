@@ -652,3 +652,30 @@ async def test_router_delivers_through_the_redis_store(make_router, redis_server
     assert status == 200, again
     assert again == {"status": "duplicate", "event_id": body["event_id"]}
     assert [s.event.id for s in await router.store.list_events()] == [body["event_id"]]
+
+
+@pytest.mark.redis
+async def test_reclaim_finds_an_expired_lease_behind_many_live_ones(redis_server):
+    # XAUTOCLAIM looks at ten times COUNT pending entries per call: claim must follow its cursor
+    live, dying, taker = (redis_store(redis_server) for _ in range(3))
+    admin = redis_client.Redis(port=redis_server.port, host="127.0.0.1", decode_responses=True)
+    for store in (live, dying, taker):
+        await store.open()
+    try:
+        for _ in range(25):
+            await live.ingest(make_event(), ["alpha"])
+        held = await live.claim("alpha", limit=25, lease=0.2)
+        orphan = make_event()
+        await live.ingest(orphan, ["alpha"])
+        await claim_one(dying, "alpha", lease=0.2)
+        await asyncio.sleep(0.3)
+        # the live worker's entries were just (re)claimed: not idle
+        await admin.xclaim("er:queue:alpha", "workers", live.consumer, 0, [d.token for d in held])
+
+        taken = await taker.claim("alpha", limit=1, lease=0.2)
+
+        assert [d.event.id for d in taken] == [orphan.id]
+    finally:
+        await admin.aclose()
+        for store in (live, dying, taker):
+            await store.close()

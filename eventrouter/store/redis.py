@@ -5,25 +5,30 @@ Layout (every key starts with ``[store] key_prefix``, ``P`` below):
 - ``P:event:ID`` a hash: the event JSON (``body``), ``source``, ``type``, ``received`` and one
   ``sink:NAME`` field per delivery holding its record (state, attempts, due, error, entry ids);
 - ``P:events`` a stream logging every stored event (listings, newest first, and purging);
-- ``P:dedupe:SHA`` an idempotency key, written with ``SET NX``-style semantics and a TTL of
-  ``dedupe_window`` so Redis forgets it by itself;
+- ``P:dedupe:SHA`` the idempotency key of source + ``idempotency_key``, set only if absent and
+  with a TTL of ``dedupe_window`` (``PX``), so Redis forgets it by itself;
 - ``P:queue:SINK`` a stream per sink with one entry per delivery to make, read through the
-  consumer group ``workers`` (each process is one consumer): ``XREADGROUP`` hands an entry to
-  one worker only, and ``XAUTOCLAIM`` lets another worker take it over once it has been idle
-  longer than the lease (the worker died); ack, retry and dead-letter ``XACK`` + ``XDEL`` it;
+  consumer group ``workers`` (each store instance is one consumer): ``XREADGROUP`` hands an
+  entry to one worker only, and ``XAUTOCLAIM`` with min-idle = lease lets another worker take
+  it over once it has been idle that long (its worker died); ack, retry and dead-letter
+  ``XACK`` and ``XDEL`` it, so the stream holds only deliveries still to make;
 - ``P:retry:SINK`` a sorted set of deliveries waiting for a retry, scored by due time; a claim
   moves the due ones back into the stream, ``next_due`` reads the lowest score (no busy polling);
 - ``P:lease:SINK`` a sorted set of claimed deliveries scored by lease end (for ``next_due``);
 - ``P:dead:SINK`` a stream of dead letters;
 - ``P:sinks`` the set of sinks that have a queue.
 
-Every change is one Lua script, so it is atomic. Scheduling uses the Redis server's clock, so
-processes on hosts whose clocks disagree a little still agree on what is due; the times shown
-in listings are the processes' own. Ingest returns once Redis has executed the write: how
-durable that is depends on Redis persistence, so run it with ``appendonly yes`` and
-``appendfsync everysec`` (at most a second lost if the host crashes) or ``always`` (nothing
-lost), and with ``maxmemory-policy noeviction``. The scripts touch keys they compute, so this
-needs one Redis server (or primary), not Redis Cluster.
+Every operation that changes state is one Lua script, so it is atomic (ingest: dedupe key,
+event hash and one ``XADD`` per sink). A lease is measured by the worker taking it over (its
+own lease is the min-idle), which is the same for every process running one configuration.
+Scheduling uses the Redis server's clock, so processes whose clocks disagree a little still
+agree on what is due; times shown in listings are the processes' own.
+
+Durability: ingest returns once Redis has executed the write, so what survives a crash depends
+on Redis persistence. Run Redis with ``appendonly yes`` and ``appendfsync everysec`` (up to a
+second of acknowledged events lost if the host crashes) or ``always`` (none lost), and with
+``maxmemory-policy noeviction``; :meth:`RedisStore.open` warns otherwise. The scripts touch
+keys they compute, so this needs one Redis server (or primary), not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -157,9 +162,16 @@ local function take(id, fields)
   redis.call('ZADD', KEYS[3], score(server_now + lease), eid)
   out[#out + 1] = {eid, rec.attempts, id, body}
 end
+-- take over entries idle longer than the lease (their worker died); each XAUTOCLAIM looks at
+-- up to ten times COUNT pending entries, so follow its cursor through the whole list
 local idle = math.max(0, math.floor(lease * 1000))
-local reclaimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, idle, '0-0', 'COUNT', limit)
-for _, entry in ipairs(reclaimed[2]) do take(entry[1], entry[2]) end
+local cursor = '0-0'
+repeat
+  local reclaimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, idle, cursor,
+    'COUNT', limit - seen)
+  for _, entry in ipairs(reclaimed[2]) do take(entry[1], entry[2]) end
+  cursor = reclaimed[1]
+until cursor == '0-0' or seen >= limit
 if limit - seen > 0 then
   local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - seen,
     'STREAMS', KEYS[1], '>')
