@@ -1,0 +1,499 @@
+"""Pelcro webhook bodies to normalised event fields: pure functions, no I/O.
+
+Every Pelcro webhook is an envelope ``{type, id, created, data}``. ``campaign.triggered`` and
+``campaign.run_completed`` map onto the normalised campaign events; any other type is kept as a
+generic ``pelcro.<type>`` event, never dropped. ``magic_link_token`` is a credential: it stays in
+the raw payload (so the store keeps it) and its dotted paths go into ``Event.sensitive``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from attrs import frozen
+
+from eventrouter.errors import PayloadError
+from eventrouter.events import (
+    REDACTED,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    EventData,
+    EventType,
+)
+from eventrouter.normalise import json_object, parse_timestamp, phone_e164
+
+__all__ = [
+    "CAMPAIGN_TRIGGERED",
+    "CREDENTIAL_KEY",
+    "RUN_COMPLETED",
+    "Envelope",
+    "Normalised",
+    "campaign_triggered",
+    "credentials",
+    "normalise",
+    "other_event",
+    "run_completed",
+]
+
+CAMPAIGN_TRIGGERED = "campaign.triggered"
+RUN_COMPLETED = "campaign.run_completed"
+#: the one credential Pelcro puts in a payload (a passwordless log-in link's token)
+CREDENTIAL_KEY = "magic_link_token"
+
+_MAX_TYPE = 200
+_MAX_ID = 255
+_PERSON_OBJECTS = ("user", "customer")
+# type and id end up in log lines and routing globs: no whitespace or control characters
+_UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# run fields that are numbers but identify or date the run rather than count anything
+_NOT_STATS = re.compile(r"^(id|key|date)$|_(id|at|date)$")
+
+
+@frozen
+class Envelope:
+    """The fields every Pelcro webhook shares; ``payload`` is the whole decoded body."""
+
+    type: str
+    id: str
+    created: datetime
+    data: Any
+    payload: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Envelope:
+        """Decode and check the envelope, or raise PayloadError naming the bad field."""
+        payload = json_object(body)
+        event_type = payload.get("type")
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise PayloadError(_expected("a non-empty string", event_type), field="type")
+        if len(event_type) > _MAX_TYPE:
+            raise PayloadError(f"longer than {_MAX_TYPE} characters", field="type")
+        if _UNPRINTABLE.search(event_type):
+            raise PayloadError("expected an event name such as subscription.created", field="type")
+        event_id = payload.get("id")
+        if isinstance(event_id, bool) or not isinstance(event_id, str | int) or event_id == "":
+            raise PayloadError(
+                _expected('a non-empty string such as "evt_..."', event_id), field="id"
+            )
+        event_id = str(event_id)
+        if len(event_id) > _MAX_ID:
+            raise PayloadError(f"longer than {_MAX_ID} characters", field="id")
+        if _UNPRINTABLE.search(event_id):
+            raise PayloadError("expected an event id such as evt_...", field="id")
+        created = payload.get("created")
+        if isinstance(created, str) and created.strip().isdigit():
+            created = int(created.strip())
+        try:
+            time = parse_timestamp(created, field="created", required=True)
+        except PayloadError:
+            # the core's message quotes the value; an error body never repeats what was sent
+            raise PayloadError(_created_problem(created), field="created") from None
+        assert time is not None
+        return cls(
+            type=event_type, id=event_id, created=time, data=payload.get("data"), payload=payload
+        )
+
+
+@frozen
+class Normalised:
+    """A Pelcro webhook as the arguments of ``Source.make_event``."""
+
+    type: str
+    provider_type: str
+    idempotency_key: str
+    time: datetime
+    subject: str | None
+    data: EventData
+    raw: dict[str, Any]
+    sensitive: tuple[str, ...]
+
+
+def normalise(body: bytes) -> Normalised:
+    """Turn one (already authenticated) Pelcro webhook body into normalised event fields."""
+    envelope = Envelope.from_body(body)
+    if envelope.type == CAMPAIGN_TRIGGERED:
+        event_type = EventType.CAMPAIGN_TRIGGERED.value
+        data, subject = campaign_triggered(envelope.data)
+    elif envelope.type == RUN_COMPLETED:
+        event_type = EventType.CAMPAIGN_COMPLETED.value
+        data, subject = run_completed(envelope.data)
+    else:
+        event_type = f"pelcro.{envelope.type}"
+        data, subject = other_event(envelope.data)
+    raw, sensitive = credentials(envelope.payload)
+    return Normalised(
+        type=event_type,
+        provider_type=envelope.type,
+        idempotency_key=envelope.id,
+        time=envelope.created,
+        subject=subject,
+        data=data,
+        raw=raw,
+        sensitive=sensitive,
+    )
+
+
+def campaign_triggered(data: Any) -> tuple[EventData, str | None]:
+    """``campaign.triggered``: the campaign, the subscriber as contact, the subscription as attributes."""
+    data = _object(data, "data", required=True)
+    campaign = _object(data.get("campaign"), "data.campaign", required=True)
+    subscription = _object(data.get("subscription"), "data.subscription")
+    user, user_field = _person(data, subscription)
+    address = _first_object(
+        (subscription, "address", "data.subscription.address"), (data, "address", "data.address")
+    )
+
+    attributes: dict[str, Any] = {}
+    campaign_extra = _with_objects(
+        _scalars(campaign, drop=("id", "name")),
+        campaign,
+        "data.campaign",
+        ("site", "plan", "product", "coupon"),
+    )
+    if campaign_extra:
+        attributes["campaign"] = campaign_extra
+    if subscription is not None:
+        attributes["subscription"] = _with_objects(
+            _scalars(subscription), subscription, "data.subscription", ("plan", "product", "coupon")
+        )
+    if address is not None:
+        attributes["address"] = _scalars(address)
+    if user is not None:
+        attributes["user"] = _scalars(user)
+
+    contact = _contact(user, user_field, region=_region(address)) if user is not None else None
+    campaign_id = _text(campaign, "id", "data.campaign")
+    subscription_id = _text(subscription, "id", "data.subscription") if subscription else None
+    subject = (
+        f"subscription/{subscription_id}"
+        if subscription_id
+        else (f"campaign/{campaign_id}" if campaign_id else None)
+    )
+    normalised = EventData(
+        contact=contact,
+        campaign=Campaign(id=campaign_id, name=_text(campaign, "name", "data.campaign")),
+        attributes=attributes,
+    )
+    return normalised, subject
+
+
+def run_completed(data: Any) -> tuple[EventData, str | None]:
+    """``campaign.run_completed``, with the campaign under ``data.campaign`` or directly in ``data``."""
+    data = _object(data, "data", required=True)
+    if data.get("campaign") is not None:
+        campaign = _object(data["campaign"], "data.campaign", required=True)
+        where = "data.campaign"
+    else:
+        campaign, where = data, "data"
+    run = _object(campaign.get("run"), f"{where}.run", required=True)
+    report_url = run.get("download_link")
+    if report_url is not None and not isinstance(report_url, str):
+        raise PayloadError(
+            _expected("a URL string", report_url), field=f"{where}.run.download_link"
+        )
+    campaign_id = _text(campaign, "id", where)
+    attributes: dict[str, Any] = {}
+    campaign_extra = _scalars(campaign, drop=("id", "name"))
+    if campaign_extra:
+        attributes["campaign"] = campaign_extra
+    attributes["run"] = _scalars(run)
+    normalised = EventData(
+        campaign=Campaign(
+            id=campaign_id,
+            name=_text(campaign, "name", where),
+            status=CampaignStatus.COMPLETED,
+            run_id=_text(run, "id", f"{where}.run"),
+            report_url=report_url or None,
+            stats=_stats(run),
+        ),
+        attributes=attributes,
+    )
+    return normalised, (f"campaign/{campaign_id}" if campaign_id else None)
+
+
+def other_event(data: Any) -> tuple[EventData, str | None]:
+    """Any other type: best effort, never an error; a contact when a user or customer is present."""
+    candidates = list(_candidates(data))
+    main = next((c for c in candidates if isinstance(c.get("object"), str)), None)
+    if main is None and candidates:
+        main = candidates[0]
+    attributes: dict[str, Any] = {}
+    subject = None
+    if main is not None:
+        attributes = _scalars(main)
+        kind, ident = _loose_text(main.get("object")), _loose_text(main.get("id"))
+        if kind and ident:
+            subject = f"{kind}/{ident}"
+    return EventData(contact=_loose_contact(candidates), attributes=attributes), subject
+
+
+def credentials(payload: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The payload to keep as ``raw`` and the dotted paths of every credential in it.
+
+    A credential a dotted path cannot reach (inside an array, or under a key holding a ``.``)
+    could not be redacted later, so it is blanked in the returned copy instead.
+    """
+    paths: list[str] = []
+    unreachable = False
+    stack: list[tuple[Any, tuple[str, ...], bool]] = [(payload, (), True)]
+    while stack:
+        node, parts, reachable = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = reachable and "." not in key
+                if _is_credential(key):
+                    if here:
+                        paths.append(".".join((*parts, key)))
+                    elif value is not None:
+                        unreachable = True
+                elif isinstance(value, dict | list):
+                    stack.append((value, (*parts, key), here))
+        else:
+            stack.extend((item, parts, False) for item in node if isinstance(item, dict | list))
+    raw = _blank_unreachable(payload) if unreachable else payload
+    return raw, tuple(sorted(set(paths)))
+
+
+def _blank_unreachable(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``payload`` whose credentials out of a dotted path's reach read ``[redacted]``."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, bool]] = [(payload, root, True)]
+    while stack:
+        source, target, reachable = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, value in items:
+            here = reachable and isinstance(key, str) and "." not in key
+            copied: Any = value
+            if isinstance(key, str) and _is_credential(key):
+                if not here and value is not None:
+                    copied = REDACTED
+            elif isinstance(value, dict):
+                copied = {}
+                stack.append((value, copied, here))
+            elif isinstance(value, list):
+                copied = [None] * len(value)
+                stack.append((value, copied, False))
+            target[key] = copied
+    return root
+
+
+def _created_problem(value: Any) -> str:
+    if value is None or value == "":
+        return "required timestamp is missing"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "Unix timestamp is out of range"
+    return _expected("Unix seconds or an ISO 8601 timestamp", value)
+
+
+def _is_credential(key: str) -> bool:
+    # magic_link_token, magicLinkToken, magic-link-token: one credential, however it is spelt
+    return re.sub(r"[^a-z0-9]", "", key.lower()) == "magiclinktoken"
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of ``value``, for messages that must not echo the value itself."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _expected(what: str, value: Any) -> str:
+    return f"expected {what}, got {'nothing' if value is None else _kind(value)}"
+
+
+def _object(value: Any, field: str, *, required: bool = False) -> Any:
+    """``value`` when it is a JSON object, None when absent; PayloadError naming ``field`` else."""
+    if value is None:
+        if required:
+            raise PayloadError("required object is missing", field=field)
+        return None
+    if not isinstance(value, dict):
+        raise PayloadError(_expected("an object", value), field=field)
+    return value
+
+
+def _first_object(*places: tuple[dict[str, Any] | None, str, str]) -> dict[str, Any] | None:
+    for parent, key, field in places:
+        if parent is not None:
+            found = _object(parent.get(key), field)
+            if found is not None:
+                return found
+    return None
+
+
+def _person(
+    data: dict[str, Any], subscription: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The subscriber of a triggered campaign and the field it was found in."""
+    places = [(data, key, f"data.{key}") for key in _PERSON_OBJECTS]
+    if subscription is not None:
+        places = [
+            (subscription, key, f"data.subscription.{key}") for key in _PERSON_OBJECTS
+        ] + places
+    for parent, key, field in places:
+        found = _object(parent.get(key), field)
+        if found is not None:
+            return found, field
+    return None, ""
+
+
+def _text(obj: dict[str, Any] | None, key: str, field: str) -> str | None:
+    """A string or numeric id as text, None when absent; PayloadError for any other JSON type."""
+    if obj is None:
+        return None
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise PayloadError(_expected("a string or number", value), field=f"{field}.{key}")
+    return str(value)
+
+
+def _name(first: str | None, last: str | None, full: str | None) -> str | None:
+    joined = " ".join(part.strip() for part in (first, last) if part and part.strip())
+    return joined or (full.strip() if full and full.strip() else None)
+
+
+def _region(address: dict[str, Any] | None) -> str | None:
+    """The two-letter country of an address, to read phone numbers given without ``+``."""
+    country = address.get("country") if address else None
+    if isinstance(country, str) and len(country.strip()) == 2 and country.strip().isalpha():
+        return country.strip().upper()
+    return None
+
+
+def _contact(user: dict[str, Any], field: str, *, region: str | None) -> Contact | None:
+    phone = _text(user, "phone", field) or _text(user, "phone_number", field)
+    contact = Contact(
+        phone=phone_e164(phone, default_region=region),
+        email=_text(user, "email", field),
+        name=_name(
+            _text(user, "first_name", field),
+            _text(user, "last_name", field),
+            _text(user, "name", field),
+        ),
+        external_id=_text(user, "id", field),
+    )
+    return None if contact == Contact() else contact
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _scalars(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The scalar fields of ``obj`` (never a credential), for ``EventData.attributes``."""
+    return {
+        key: value
+        for key, value in obj.items()
+        if key not in drop and _is_scalar(value) and not _is_credential(key)
+    }
+
+
+def _with_objects(
+    into: dict[str, Any], obj: dict[str, Any], field: str, keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """``into`` plus the scalar fields of the nested objects ``keys`` of ``obj``."""
+    for key in keys:
+        nested = _object(obj.get(key), f"{field}.{key}")
+        if nested is not None:
+            into[key] = _scalars(nested)
+    return into
+
+
+def _stats(run: dict[str, Any]) -> dict[str, int | float]:
+    """The run's counts: its numeric fields (and those of a nested ``stats`` object), ids aside."""
+    sources = [run]
+    if isinstance(run.get("stats"), dict):
+        sources.append(run["stats"])
+    stats: dict[str, int | float] = {}
+    for source in sources:
+        for key, value in source.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if _NOT_STATS.search(key) or not math.isfinite(value):
+                continue
+            stats[key] = value
+    return stats
+
+
+def _candidates(data: Any, *, limit: int = 200) -> Iterator[dict[str, Any]]:
+    """The objects of an unmodelled payload, breadth first: ``data`` itself, array items, ``object``s."""
+    queue: list[Any] = [data]
+    seen = 0
+    while queue and seen < limit:
+        node = queue.pop(0)
+        seen += 1
+        if isinstance(node, dict):
+            yield node
+            inner = node.get("object")
+            if isinstance(inner, dict | list):
+                queue.append(inner)
+        elif isinstance(node, list):
+            queue.extend(node[:10])
+
+
+def _loose_text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        return None
+    return str(value)
+
+
+def _loose_contact(candidates: list[dict[str, Any]]) -> Contact | None:
+    """A contact from the first user or customer found, else from a ``user_id``; never an error."""
+    person = None
+    for candidate in candidates:
+        if candidate.get("object") in _PERSON_OBJECTS:
+            person = candidate
+        else:
+            holders = [candidate]
+            if isinstance(candidate.get("subscription"), dict):
+                holders.append(candidate["subscription"])
+            person = next(
+                (
+                    holder[key]
+                    for holder in holders
+                    for key in _PERSON_OBJECTS
+                    if isinstance(holder.get(key), dict)
+                ),
+                None,
+            )
+        if person is not None:
+            break
+    if person is None:
+        external_id = next(
+            (
+                _loose_text(candidate.get(key))
+                for candidate in candidates
+                for key in ("user_id", "customer_id")
+                if _loose_text(candidate.get(key))
+            ),
+            None,
+        )
+        return Contact(external_id=external_id) if external_id else None
+    address = person.get("address") if isinstance(person.get("address"), dict) else None
+    phone = _loose_text(person.get("phone")) or _loose_text(person.get("phone_number"))
+    contact = Contact(
+        phone=phone_e164(phone, default_region=_region(address)),
+        email=_loose_text(person.get("email")),
+        name=_name(
+            _loose_text(person.get("first_name")),
+            _loose_text(person.get("last_name")),
+            _loose_text(person.get("name")),
+        ),
+        external_id=_loose_text(person.get("id")),
+    )
+    return None if contact == Contact() else contact
