@@ -8,6 +8,7 @@ for both shows they implement the same contract. The Redis runs need a ``redis-s
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis_client
+from click.testing import CliRunner
 
+from eventrouter.cli import cli
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event, EventData, new_event_id
 from eventrouter.store import (
@@ -158,7 +161,7 @@ async def test_event_without_sinks_is_stored_without_deliveries(store_factory):
 
 
 async def test_duplicate_within_window_is_refused_and_accepted_after_it(store_factory):
-    store = await store_factory(dedupe_window=0.4)
+    store = await store_factory(dedupe_window=0.6)
     first = make_event(key="order-1")
     second = make_event(key="order-1")
     other_source = make_event(key="order-1", source="other-shop")
@@ -170,7 +173,7 @@ async def test_duplicate_within_window_is_refused_and_accepted_after_it(store_fa
     assert await store.get_event(second.id) is None
     assert await store.queue_depth() == {"alpha": {"pending": 2}}
 
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.8)
     third = make_event(key="order-1")
     assert await store.ingest(third, ["alpha"]) == IngestResult(accepted=True, event_id=third.id)
     assert await store.queue_depth() == {"alpha": {"pending": 3}}
@@ -234,7 +237,7 @@ async def test_retry_later_is_not_claimable_before_it_is_due(store_factory):
     event = make_event()
     await store.ingest(event, ["alpha"])
     delivery = await claim_one(store, "alpha")
-    at = datetime.now(UTC) + timedelta(seconds=0.5)
+    at = datetime.now(UTC) + timedelta(seconds=0.8)
 
     await store.retry_later(delivery, at=at, error="503 from the sink")
 
@@ -380,13 +383,13 @@ async def test_expired_lease_is_reclaimed_by_another_process(store_factory):
     first, second = await store_factory(), await store_factory()
     event = make_event()
     await first.ingest(event, ["alpha"])
-    lost = await claim_one(first, "alpha", lease=0.3)
+    lost = await claim_one(first, "alpha", lease=0.5)
     await first.close()  # the first process stops mid-delivery
 
-    assert await second.claim("alpha", limit=10, lease=0.3) == []
-    await asyncio.sleep(0.5)
+    assert await second.claim("alpha", limit=10, lease=0.5) == []
+    await asyncio.sleep(0.7)
     assert await second.next_due("alpha") <= datetime.now(UTC)
-    taken = await claim_one(second, "alpha", lease=0.3)
+    taken = await claim_one(second, "alpha", lease=0.5)
 
     assert taken.event == event
     assert taken.attempts == lost.attempts == 0
@@ -394,7 +397,7 @@ async def test_expired_lease_is_reclaimed_by_another_process(store_factory):
     await second.ack(taken)
     done = record(await second.get_event(event.id), "alpha")
     assert (done.state, done.attempts) == (DeliveryState.DONE, 1)
-    assert await second.claim("alpha", limit=10, lease=0.3) == []
+    assert await second.claim("alpha", limit=10, lease=0.5) == []
 
 
 async def test_concurrent_claims_never_share_a_delivery(store_factory):
@@ -578,7 +581,7 @@ async def test_close_forgets_an_idle_consumer_but_keeps_unfinished_deliveries(re
             await idle.ingest(make_event(), ["alpha"])
         finished = await idle.claim("alpha", limit=1, lease=30)
         await idle.ack(finished[0])
-        unfinished = (await busy.claim("alpha", limit=1, lease=0.2))[0]
+        unfinished = (await busy.claim("alpha", limit=1, lease=0.5))[0]
         await idle.close()
         await busy.close()
 
@@ -586,9 +589,9 @@ async def test_close_forgets_an_idle_consumer_but_keeps_unfinished_deliveries(re
         assert [(c["name"], c["pending"]) for c in consumers] == [(busy.consumer, 1)]
         later = redis_store(redis_server)
         await later.open()
-        assert await later.claim("alpha", limit=1, lease=0.2) == []
-        await asyncio.sleep(0.3)
-        taken = await claim_one(later, "alpha", lease=0.2)
+        assert await later.claim("alpha", limit=1, lease=0.5) == []
+        await asyncio.sleep(0.6)
+        taken = await claim_one(later, "alpha", lease=0.5)
         assert taken.event == unfinished.event
         await later.ack(taken)
         await later.close()
@@ -597,7 +600,7 @@ async def test_close_forgets_an_idle_consumer_but_keeps_unfinished_deliveries(re
 
 
 @pytest.mark.redis
-async def test_router_delivers_through_the_redis_store(make_router, redis_server):
+async def test_router_delivers_through_the_redis_store(redis_server, make_router):
     router = await make_router(
         {
             "store": {"backend": "redis", "url": redis_server.url, "key_prefix": "e2e"},
@@ -664,18 +667,88 @@ async def test_reclaim_finds_an_expired_lease_behind_many_live_ones(redis_server
     try:
         for _ in range(25):
             await live.ingest(make_event(), ["alpha"])
-        held = await live.claim("alpha", limit=25, lease=0.2)
+        held = await live.claim("alpha", limit=25, lease=0.5)
         orphan = make_event()
         await live.ingest(orphan, ["alpha"])
-        await claim_one(dying, "alpha", lease=0.2)
-        await asyncio.sleep(0.3)
+        await claim_one(dying, "alpha", lease=0.5)
+        await asyncio.sleep(0.6)
         # the live worker's entries were just (re)claimed: not idle
         await admin.xclaim("er:queue:alpha", "workers", live.consumer, 0, [d.token for d in held])
 
-        taken = await taker.claim("alpha", limit=1, lease=0.2)
+        taken = await taker.claim("alpha", limit=1, lease=0.5)
 
         assert [d.event.id for d in taken] == [orphan.id]
     finally:
         await admin.aclose()
         for store in (live, dying, taker):
             await store.close()
+
+
+@pytest.mark.redis
+def test_cli_reads_and_operates_the_redis_store(redis_server, tmp_path):
+    config = tmp_path / "eventrouter.toml"
+    config.write_text(
+        f"""
+[store]
+backend = "redis"
+url = "{redis_server.url}"
+key_prefix = "cli"
+
+[sources.demo]
+plugin = "standard-webhooks"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+
+[sinks.alpha]
+plugin = "http"
+url = "http://127.0.0.1:9/"
+
+[[routes]]
+sinks = ["alpha"]
+""",
+        encoding="utf-8",
+    )
+    event = make_event(source="demo")
+
+    async def dead_letter_one() -> None:
+        store = redis_store(redis_server, key_prefix="cli")
+        await store.open()
+        try:
+            await store.ingest(event, ["alpha"])
+            await store.dead_letter(await claim_one(store, "alpha"), error="404 not found")
+        finally:
+            await store.close()
+
+    asyncio.run(dead_letter_one())
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*args, "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = json.loads(run("events", "--json"))
+    assert listed["event"]["id"] == event.id
+    assert listed["event"]["raw"]["nested"]["token"] != "secret-value"
+    assert listed["deliveries"] == [
+        {
+            "sink": "alpha",
+            "state": "dead",
+            "attempts": 1,
+            "next_attempt_at": None,
+            "last_error": "404 not found",
+        }
+    ]
+    letter = json.loads(run("dlq", "list", "--json"))
+    assert (letter["event_id"], letter["sink"], letter["reason"], letter["attempts"]) == (
+        event.id,
+        "alpha",
+        "404 not found",
+        1,
+    )
+    assert (
+        run("dlq", "retry", "--sink", "alpha").strip() == "1 dead letters queued for delivery again"
+    )
+    assert run("dlq", "list").strip() == "no dead letters"
+    assert run("replay", event.id).strip() == f"event {event.id} queued for 1 sinks"
+    shown = run("events", event.id)
+    assert "alpha: pending, 0 attempts" in shown
