@@ -60,7 +60,11 @@ def signed_requests(count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
     requests = []
     for n in range(count):
         body = json.dumps(
-            {"type": "call.ended", "timestamp": now.isoformat(), "data": {"n": n, "phone": "+919876543210", "duration": 45}}
+            {
+                "type": "call.ended",
+                "timestamp": now.isoformat(),
+                "data": {"n": n, "phone": "+919876543210", "duration": 45},
+            }
         )
         msg_id = f"msg_bench_{tag}_{n}"
         headers = {
@@ -86,7 +90,9 @@ async def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server at {url} did not start within {timeout}s")
 
 
-async def load(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int) -> tuple[float, list[float], int]:
+async def load(
+    url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
+) -> tuple[float, list[float], int]:
     """Send every request with ``concurrency`` in flight; return elapsed seconds, latencies, failures."""
     latencies: list[float] = []
     failures = 0
@@ -134,10 +140,14 @@ def measure(name: str, url: str, requests, concurrency: int) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; the best of each is kept"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +167,16 @@ def main() -> None:
             )
         )
         eventrouter = start(
-            [sys.executable, "-m", "eventrouter", "serve", "--config", str(config), "--log-level", "warning"]
+            [
+                sys.executable,
+                "-m",
+                "eventrouter",
+                "serve",
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+            ]
         )
         bare = start([sys.executable, "-c", BARE_APP, str(bare_port)])
         try:
@@ -169,8 +188,12 @@ def main() -> None:
             for round_ in range(args.rounds):
                 # fresh message ids every round, or eventrouter would answer "duplicate"
                 requests = signed_requests(args.requests, f"{os.getpid()}_{round_}")
-                results["bare aiohttp"].append(measure("bare", bare_url, requests, args.concurrency))
-                results["eventrouter"].append(measure("eventrouter", er_url, requests, args.concurrency))
+                results["bare aiohttp"].append(
+                    measure("bare", bare_url, requests, args.concurrency)
+                )
+                results["eventrouter"].append(
+                    measure("eventrouter", er_url, requests, args.concurrency)
+                )
                 print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         finally:
             stop(eventrouter)
@@ -182,7 +205,9 @@ def main() -> None:
             count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     best = {name: max(rows, key=lambda r: r["rps"]) for name, rows in results.items()}
-    print(f"\ningest benchmark: {args.requests} signed requests x {args.rounds} rounds, concurrency {args.concurrency}")
+    print(
+        f"\ningest benchmark: {args.requests} signed requests x {args.rounds} rounds, concurrency {args.concurrency}"
+    )
     print(f"{'server':<14}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
     for name, row in best.items():
         print(f"{name:<14}{row['rps']:>12.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}")

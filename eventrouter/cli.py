@@ -15,7 +15,7 @@ import click
 from eventrouter import __version__
 from eventrouter.config import Config, load_config
 from eventrouter.errors import ConfigError, StoreUnavailable
-from eventrouter.plugins import Registry, create_plugin_manager, plugin_infos
+from eventrouter.plugins import FAILED_PLUGINS, Registry, create_plugin_manager, plugin_infos
 from eventrouter.store import Store, StoredEvent, create_store
 
 __all__ = ["cli"]
@@ -172,6 +172,8 @@ def plugins(as_json: bool) -> None:
         if info.sinks:
             click.echo(f"  sinks:   {', '.join(info.sinks)}")
         click.echo(f"  hooks:   {', '.join(info.hooks) or '-'}")
+    for name, error in FAILED_PLUGINS.items():
+        click.echo(f"{name}  [failed to load] {error}", err=True)
 
 
 def _event_lines(stored: StoredEvent) -> list[str]:

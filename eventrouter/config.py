@@ -386,6 +386,9 @@ def _instantiate(
 def _collect_strings(value: Any, into: set[str]) -> None:
     if isinstance(value, str):
         into.add(value)
+        _, colon, password = value.partition(":")
+        if colon and "/" not in value:
+            into.add(password)  # "user:password" credentials: the password alone is secret too
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
             _collect_strings(item, into)

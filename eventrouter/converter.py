@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import datetime
 from typing import Any
 
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
 from cattrs.preconf.json import make_converter
 
 __all__ = ["Duration", "converter", "parse_duration"]
@@ -48,8 +50,65 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return result
 
 
+def _strict(expected: type, *, also: tuple[type, ...] = ()) -> Any:
+    """A structure hook that refuses what Python would coerce (``"false"`` -> True, 1 -> "1")."""
+    accepted = (expected, *also)
+
+    def structure(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and expected is not bool:
+            raise ValueError(f"expected {expected.__name__}, got a boolean")
+        if not isinstance(value, accepted):
+            raise ValueError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        return expected(value)
+
+    return structure
+
+
+def _enum(value: Any, type_: type[enum.Enum]) -> enum.Enum:
+    try:
+        return type_(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in type_)
+        raise ValueError(f"expected one of {allowed}, got {value!r}") from None
+
+
+def _sequence_hook(type_: Any, conv: cattrs.Converter) -> Any:
+    """cattrs' own list / homogenous tuple hook, except that a string is not a sequence of characters."""
+    if getattr(type_, "__origin__", type_) is tuple:
+        base = homogenous_tuple_structure_factory(type_, conv)
+    else:
+        base = list_structure_factory(type_, conv)
+
+    def structure(value: Any, target: Any) -> Any:
+        if isinstance(value, str | bytes | dict):
+            raise ValueError(f"expected a list, got {type(value).__name__} {value!r}")
+        return base(value, target)
+
+    return structure
+
+
+def _is_list_like(type_: Any) -> bool:
+    if not is_sequence(type_):
+        return False
+    return getattr(type_, "__origin__", type_) is not tuple or _is_homogenous(type_)
+
+
+def _is_homogenous(type_: Any) -> bool:
+    args = getattr(type_, "__args__", ())
+    return len(args) == 2 and args[1] is Ellipsis
+
+
 def _make() -> cattrs.Converter:
     conv = make_converter(forbid_extra_keys=True)
+    conv.register_structure_hook(bool, _strict(bool))
+    conv.register_structure_hook(int, _strict(int))
+    conv.register_structure_hook(float, _strict(float, also=(int,)))
+    conv.register_structure_hook(str, _strict(str))
+    # hooks dispatch on the class's MRO, where StrEnum meets str before Enum: name the enum
+    # bases so vocabularies (CallStatus...) are structured as enums, not as plain strings
+    for base in (enum.StrEnum, enum.IntEnum, enum.Enum):
+        conv.register_structure_hook(base, _enum)
+    conv.register_structure_hook_factory(_is_list_like, lambda type_: _sequence_hook(type_, conv))
     conv.register_structure_hook(Duration, lambda value, _: parse_duration(value))
     conv.register_unstructure_hook(Duration, float)
     conv.register_structure_hook(datetime, _structure_datetime)

@@ -69,25 +69,23 @@ class _SinkWorker:
         concurrency = self.spec.delivery.concurrency
         while not self.stopping:
             self.wakeup.clear()
-            claimed: list[Delivery] = []
             free = concurrency - len(self.inflight)
-            if free > 0:
-                try:
-                    claimed = await store.claim(self.name, limit=free, lease=self.lease)
-                except StoreUnavailable as exc:
-                    log.warning("sink %s: cannot claim deliveries: %s", self.name, exc)
-                except Exception:
-                    log.exception("sink %s: claiming deliveries failed", self.name)
+            if free <= 0:
+                await self.wakeup.wait()  # every slot busy: a finishing attempt wakes us
+                continue
+            claimed: list[Delivery] = []
+            try:
+                claimed = await store.claim(self.name, limit=free, lease=self.lease)
+            except StoreUnavailable as exc:
+                log.warning("sink %s: cannot claim deliveries: %s", self.name, exc)
+            except Exception:
+                log.exception("sink %s: claiming deliveries failed", self.name)
             for delivery in claimed:
                 task = asyncio.create_task(self.attempt(delivery), name=f"deliver-{self.name}")
                 self.inflight.add(task)
                 task.add_done_callback(self._done)
-            if claimed and len(claimed) == free:
-                # a full batch: more may be due at once; wait only for a free slot
-                if len(self.inflight) >= concurrency:
-                    await self.wakeup.wait()
-                continue
-            await self._sleep()
+            if len(claimed) < free:
+                await self._sleep()  # nothing more is due now: until it is, or we are woken
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
@@ -112,12 +110,14 @@ class _SinkWorker:
         dispatcher = self.dispatcher
         sink = self.spec.sink
         policy = self.spec.delivery
-        event = delivery.event if policy.include_sensitive else delivery.event.redacted()
+        event = delivery.event
         number = delivery.attempts + 1
         started = time.monotonic()
         retry_after: float | None = None
         permanent = False
         try:
+            if not policy.include_sensitive:
+                event = event.redacted()
             async with asyncio.timeout(policy.timeout):
                 await sink.deliver(event)
         except PermanentError as exc:

@@ -33,8 +33,8 @@ def phone_e164(value: Any, *, default_region: str | None = None) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     text = str(value).strip()
-    if not text:
-        return None
+    if not text or any(ch.isalpha() for ch in text):
+        return None  # phonenumbers would read letters as keypad digits ("0XXX4890")
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException:
@@ -82,7 +82,13 @@ def parse_timestamp(
         result = datetime.fromisoformat(text)
     except ValueError:
         raise PayloadError(f"{value!r} is not an ISO 8601 timestamp", field=field) from None
-    return result if result.tzinfo else result.replace(tzinfo=naive_tz)
+    if result.tzinfo is None:
+        result = result.replace(tzinfo=naive_tz)
+    try:
+        result.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise PayloadError(f"{value!r} is out of range", field=field) from None
+    return result
 
 
 def optional_str(value: Any) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +19,7 @@ from eventrouter.sources import Source
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "FAILED_PLUGINS",
     "PluginInfo",
     "Provided",
     "Registry",
@@ -26,6 +28,8 @@ __all__ = [
     "install_hint",
     "plugin_infos",
 ]
+
+log = logging.getLogger("eventrouter.plugins")
 
 ENTRY_POINT_GROUP = "eventrouter"
 LOAD_PLUGINS_ENV = "EVENTROUTER_LOAD_PLUGINS"
@@ -51,10 +55,12 @@ def create_plugin_manager(
         pm.register(importlib.import_module(module_name), name=module_name)
     if load_entrypoints:
         allowed = os.environ.get(LOAD_PLUGINS_ENV)
-        if allowed is None:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        else:
-            _load_selected(pm, {name.strip() for name in allowed.split(",") if name.strip()})
+        names = (
+            None
+            if allowed is None
+            else {name.strip() for name in allowed.split(",") if name.strip()}
+        )
+        _load_entrypoints(pm, names)
     for plugin in plugins:
         pm.register(plugin, name=_plugin_name(pm, plugin))
     pm.check_pending()
@@ -74,13 +80,26 @@ def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
     return name
 
 
-def _load_selected(pm: pluggy.PluginManager, names: set[str]) -> None:
+def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
+    """Load installed plugins one by one, so one that fails to import cannot take the rest down.
+
+    A failure is logged and kept in ``FAILED_PLUGINS`` for ``eventrouter plugins`` to show.
+    """
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist else ""
-        if ep.name in names or dist_name in names:
+        if names is not None and ep.name not in names and dist_name not in names:
+            continue
+        try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - any import-time error of a third-party plugin
+            FAILED_PLUGINS[ep.name] = f"{dist_name or ep.value}: {type(exc).__name__}: {exc}"
+            log.error("plugin %s (%s) failed to load and is skipped: %s", ep.name, dist_name, exc)
+
+
+#: entry-point name -> why it failed to load (filled by create_plugin_manager)
+FAILED_PLUGINS: dict[str, str] = {}
 
 
 @frozen

@@ -342,14 +342,12 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def run() -> None:
         while True:
-            purge = getattr(store, "purge", None)
-            if purge is not None:
-                try:
-                    removed = await purge(retention=retention)
-                    if removed:
-                        log.info("purged %d delivered events older than the retention", removed)
-                except StoreUnavailable as exc:
-                    log.warning("purge failed: %s", exc)
+            try:
+                removed = await store.purge(retention=retention)
+                if removed:
+                    log.info("purged %d delivered events older than the retention", removed)
+            except StoreUnavailable as exc:
+                log.warning("purge failed: %s", exc)
             await asyncio.sleep(600)
 
     task = asyncio.create_task(run(), name="eventrouter-maintenance")

@@ -123,3 +123,10 @@ def test_redacted_blanks_sensitive_paths_only():
     assert event.raw["nested"]["token"] == "s3cret"  # the original is untouched
     plain = event.evolve(sensitive=())
     assert plain.redacted() is plain
+
+
+def test_vocabularies_come_back_as_enums():
+    event = Event.from_json(full_event().to_json())
+    assert event.data.call.status is CallStatus.NO_ANSWER
+    assert event.data.call.direction is CallDirection.OUTBOUND
+    assert event.data.campaign.status is CampaignStatus.COOLDOWN

@@ -153,6 +153,10 @@ class Store(abc.ABC):
     async def queue_depth(self) -> dict[str, dict[str, int]]:
         """Deliveries by sink and state (pending, inflight, dead)."""
 
+    async def purge(self, *, retention: float) -> int:
+        """Forget expired idempotency keys and fully delivered events older than ``retention``."""
+        return 0
+
     @property
     def pending_writes(self) -> int:
         """Writes accepted but not yet durable (for back-pressure and metrics)."""
