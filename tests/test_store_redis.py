@@ -449,7 +449,6 @@ def redis_store(server: RedisServer, **options: Any) -> RedisStore:
     return RedisStore(server.url, **{"key_prefix": "er", **options})
 
 
-@pytest.mark.redis
 async def test_unreachable_redis_is_store_unavailable():
     store = RedisStore(f"redis://:hunter2@127.0.0.1:{free_port()}/0?password=hunter3")
     started = time.monotonic()
