@@ -1,0 +1,130 @@
+"""Group commit: rows from concurrent deliveries share one write and one fsync per file.
+
+``append`` queues a row and waits; a single flusher takes everything queued, writes it in a
+thread, fsyncs, and only then wakes the waiting deliveries. While one batch is on its way to
+the disk, the next one gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from attrs import frozen
+
+from eventrouter.errors import RetryableError
+from eventrouter_csv.files import HeaderMismatch, append_lines
+
+__all__ = ["GroupCommit", "run_locked"]
+
+T = TypeVar("T")
+
+
+async def run_locked(lock: asyncio.Lock, function: Callable[..., T], *args: object) -> T:
+    """Run blocking ``function`` in a thread while holding ``lock``.
+
+    A thread cannot be interrupted: if the caller is cancelled, the lock is still held until
+    the thread ends, so no other file work overlaps it.
+    """
+    async with lock:
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            raise
+
+
+@frozen
+class _Pending:
+    path: Path
+    line: bytes
+    done: asyncio.Future[None]
+
+
+class GroupCommit:
+    """Appends rows to CSV files in batches; ``append`` returns once its row is fsynced."""
+
+    def __init__(self, *, header: bytes, lock: asyncio.Lock, logger: logging.Logger) -> None:
+        self.header = header
+        self.lock = lock
+        self.logger = logger
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        #: batches written so far (for tests and metrics)
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="csv-group-commit")
+
+    async def append(self, path: Path, line: bytes) -> None:
+        """Queue ``line`` for ``path`` and wait until it is durably written."""
+        if self._closing or self._task is None:
+            raise RetryableError("the csv sink is not running")
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(path, line, done))
+        self._wakeup.set()
+        await done
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._flush()
+            if self._closing and not self._pending:
+                return
+
+    async def _flush(self) -> None:
+        # a delivery that gave up (timeout) before its batch started is not written at all
+        batch = [item for item in self._pending if not item.done.done()]
+        self._pending = []
+        if not batch:
+            return
+        grouped: dict[Path, list[bytes]] = {}
+        for item in batch:
+            grouped.setdefault(item.path, []).append(item.line)
+        try:
+            errors = await run_locked(self.lock, self._write, grouped)
+        except Exception as exc:
+            self.logger.exception("csv: writing a batch of %d rows failed", len(batch))
+            errors = dict.fromkeys(grouped, f"{type(exc).__name__}: {exc}")
+        self.batches += 1
+        for item in batch:
+            if item.done.done():
+                continue
+            error = errors.get(item.path)
+            if error is None:
+                item.done.set_result(None)
+            else:
+                item.done.set_exception(RetryableError(error))
+
+    def _write(self, grouped: dict[Path, list[bytes]]) -> dict[Path, str]:
+        """Write each file's lines; what went wrong, per file."""
+        errors: dict[Path, str] = {}
+        for path, lines in grouped.items():
+            try:
+                repaired = append_lines(path, self.header, lines)
+            except HeaderMismatch as exc:
+                errors[path] = str(exc)
+            except OSError as exc:
+                errors[path] = f"cannot write {path.name}: {exc.strerror or type(exc).__name__}"
+            else:
+                if repaired:
+                    self.logger.warning(
+                        "csv: cut a torn last record (%d bytes) off %s before appending",
+                        repaired,
+                        path,
+                    )
+        return errors

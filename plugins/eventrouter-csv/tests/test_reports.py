@@ -1,0 +1,299 @@
+"""Campaign report downloads from a local server: saved, refused, capped, retried."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from eventrouter.errors import RetryableError
+from eventrouter_csv.reports import _get, is_public_address, report_name
+
+REPORT = b"number,status\n+919876543210,completed\n" * 50
+
+
+@pytest.fixture
+async def report_server():
+    """A report server on 127.0.0.1; ``server.hits`` counts requests per path."""
+    hits: dict[str, int] = {}
+    hosts: list[str] = []
+
+    async def count(request):
+        hits[request.path] = hits.get(request.path, 0) + 1
+        hosts.append(request.headers["Host"])
+
+    async def report(request):
+        await count(request)
+        return web.Response(body=REPORT, content_type="text/csv")
+
+    async def big(request):
+        await count(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(64):
+            await response.write(b"y" * 1024)
+        await response.write_eof()
+        return response
+
+    async def declared(request):
+        await count(request)
+        return web.Response(body=b"z" * 5000)
+
+    async def unavailable(request):
+        await count(request)
+        return web.Response(status=503, headers={"Retry-After": "7"})
+
+    async def missing(request):
+        await count(request)
+        return web.Response(status=404)
+
+    async def redirect(request):
+        await count(request)
+        raise web.HTTPFound(request.query.get("to", "/reports/camp_42.csv"))
+
+    app = web.Application()
+    app.router.add_get("/reports/camp_42.csv", report)
+    app.router.add_get("/big", big)
+    app.router.add_get("/declared", declared)
+    app.router.add_get("/unavailable", unavailable)
+    app.router.add_get("/missing", missing)
+    app.router.add_get("/redirect", redirect)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server.hits = hits
+    server.hosts = hosts
+    yield server
+    await server.close()
+
+
+def _with_report(event, url):
+    campaign = event.data.campaign.__class__(
+        id="camp_42", status=event.data.campaign.status, report_url=url
+    )
+    return event.evolve(data=event.data.__class__(campaign=campaign))
+
+
+def _url(server, path):
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+async def test_report_is_saved_beside_the_day(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed
+):
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    event = _with_report(campaign_completed, _url(report_server, "/reports/camp_42.csv"))
+    await sink.deliver(event)
+    saved = tmp_path / "archive" / "reports" / "evt_campaign_completed-camp_42.csv"
+    assert saved.read_bytes() == REPORT
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == "reports/evt_campaign_completed-camp_42.csv"
+    assert row["campaign_report_url"] == _url(report_server, "/reports/camp_42.csv")
+    # a re-delivery reuses the file; the duplicate row carries the same event_id
+    await sink.deliver(event)
+    assert report_server.hits == {"/reports/camp_42.csv": 1}
+    rows = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert [r["event_id"] for r in rows] == ["evt_campaign_completed"] * 2
+    assert rows[0] == rows[1]
+
+
+async def test_a_named_host_is_pinned_to_its_checked_address(
+    make_sink, tmp_path, report_server, campaign_completed
+):
+    sink = await make_sink(
+        download_reports=True, allow_private_report_hosts=True, report_hosts=["LOCALHOST"]
+    )
+    url = f"http://localhost:{report_server.port}/reports/camp_42.csv"
+    await sink.deliver(_with_report(campaign_completed, url))
+    saved = tmp_path / "archive" / "reports" / "evt_campaign_completed-camp_42.csv"
+    assert saved.read_bytes() == REPORT
+    # the request went to the resolved address, still naming the host it was for
+    assert report_server.hosts == [f"localhost:{report_server.port}"]
+
+
+async def test_the_next_address_is_tried_when_one_refuses(http, report_server):
+    url = URL(f"http://localhost:{report_server.port}/reports/camp_42.csv")
+    # 127.0.0.2 is loopback too, but nothing listens there on this port
+    async with await _get(http, url, ["127.0.0.2", "127.0.0.1"]) as response:
+        assert response.status == 200
+        assert await response.read() == REPORT
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await _get(http, url, ["127.0.0.2"])
+
+
+async def test_reports_follow_redirects(make_sink, tmp_path, report_server, campaign_completed):
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    await sink.deliver(_with_report(campaign_completed, _url(report_server, "/redirect")))
+    saved = tmp_path / "archive" / "reports" / "evt_campaign_completed-redirect"
+    assert saved.read_bytes() == REPORT
+    assert report_server.hits == {"/redirect": 1, "/reports/camp_42.csv": 1}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_loopback_is_refused_by_default(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed, host, caplog
+):
+    sink = await make_sink(download_reports=True)
+    url = f"http://{host}:{report_server.port}/reports/camp_42.csv?token=s3cr3t-token"
+    await sink.deliver(_with_report(campaign_completed, url))
+    assert report_server.hits == {}
+    assert not (tmp_path / "archive" / "reports").exists()
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+    assert row["campaign_report_url"] == url
+    assert f"report host {host} resolves to a non-public address" in caplog.text
+    assert "s3cr3t-token" not in caplog.text
+
+
+async def test_a_redirect_is_checked_again(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed
+):
+    sink = await make_sink(
+        download_reports=True, allow_private_report_hosts=True, report_hosts=["127.0.0.1"]
+    )
+    to = f"http://localhost:{report_server.port}/reports/camp_42.csv"
+    await sink.deliver(_with_report(campaign_completed, _url(report_server, f"/redirect?to={to}")))
+    assert report_server.hits == {"/redirect": 1}
+    assert not (tmp_path / "archive" / "reports").exists()
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+
+
+async def test_hosts_off_the_allow_list_are_refused(
+    make_sink, tmp_path, report_server, campaign_completed
+):
+    sink = await make_sink(
+        download_reports=True,
+        allow_private_report_hosts=True,
+        report_hosts=["*.exotel.com", "reports.example.com"],
+    )
+    await sink.deliver(
+        _with_report(campaign_completed, _url(report_server, "/reports/camp_42.csv"))
+    )
+    assert report_server.hits == {}
+    assert not (tmp_path / "archive" / "reports").exists()
+
+
+@pytest.mark.parametrize("path", ["/big", "/declared"])
+async def test_reports_over_the_cap_are_dropped(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed, path
+):
+    sink = await make_sink(
+        download_reports=True, allow_private_report_hosts=True, report_max_bytes=4000
+    )
+    await sink.deliver(_with_report(campaign_completed, _url(report_server, path)))
+    assert report_server.hits == {path: 1}
+    reports = tmp_path / "archive" / "reports"
+    assert not reports.exists() or list(reports.iterdir()) == []
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+
+
+async def test_a_missing_report_does_not_fail_the_delivery(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed
+):
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    await sink.deliver(_with_report(campaign_completed, _url(report_server, "/missing")))
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["event_id"] == "evt_campaign_completed"
+    assert row["campaign_report_file"] == ""
+
+
+async def test_unavailable_report_is_retried_before_any_row(
+    make_sink, tmp_path, report_server, campaign_completed
+):
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(_with_report(campaign_completed, _url(report_server, "/unavailable")))
+    assert caught.value.retry_after == 7
+    assert "HTTP 503" in caught.value.message
+    assert not (tmp_path / "archive" / "2024-12-19.csv").exists()
+
+
+async def test_unreachable_report_host_is_retryable(make_sink, tmp_path, campaign_completed):
+    server = TestServer(web.Application(), host="127.0.0.1")
+    await server.start_server()
+    port = server.port
+    await server.close()
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    with pytest.raises(RetryableError, match=re.escape("report download from 127.0.0.1 failed")):
+        await sink.deliver(
+            _with_report(campaign_completed, f"http://127.0.0.1:{port}/reports/camp_42.csv")
+        )
+    assert not (tmp_path / "archive" / "2024-12-19.csv").exists()
+
+
+async def test_slow_report_times_out_as_retryable(make_sink, campaign_completed):
+    async def slow(request):
+        await asyncio.sleep(5)
+        return web.Response(body=b"late")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        sink = await make_sink(
+            download_reports=True, allow_private_report_hosts=True, report_timeout="200ms"
+        )
+        with pytest.raises(RetryableError, match=re.escape("timed out after 0.2s")):
+            await sink.deliver(_with_report(campaign_completed, _url(server, "/slow")))
+    finally:
+        await server.close()
+
+
+async def test_reports_are_left_alone_unless_asked(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed
+):
+    sink = await make_sink()
+    await sink.deliver(
+        _with_report(campaign_completed, _url(report_server, "/reports/camp_42.csv"))
+    )
+    assert report_server.hits == {}
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+
+
+async def test_non_http_urls_are_refused(make_sink, tmp_path, read_rows, campaign_completed):
+    sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+    await sink.deliver(_with_report(campaign_completed, "file:///etc/passwd"))
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+    assert not (tmp_path / "archive" / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address to classify, not to bind
+        ("240.0.0.1", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+    ],
+)
+def test_public_addresses(address, public):
+    assert is_public_address(address) is public
+
+
+def test_report_names():
+    assert report_name("evt_1", "https://x.example.com/a/report.csv?sig=1") == "evt_1-report.csv"
+    assert report_name("evt_1", "https://x.example.com/") == "evt_1-report"
+    assert report_name("evt_1", "https://x.example.com/a/..%2F..%2Fetc") == "evt_1-etc"
+    assert report_name("evt/../1", "https://x.example.com/r%20one%5C..") == "evt_.._1-r_one_.."
