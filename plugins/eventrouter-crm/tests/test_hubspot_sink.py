@@ -1,0 +1,543 @@
+"""The crm sink against a local fake HubSpot: exact requests, batching, idempotency, errors."""
+
+import asyncio
+import logging
+import socket
+import time
+
+import pytest
+
+from eventrouter.errors import PermanentError, RetryableError
+
+TOKEN = "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+AUTH = f"Bearer {TOKEN}"
+CONNECTED = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+UPSERT_CONTACTS = "/crm/v3/objects/contacts/batch/upsert"
+UPSERT_CALLS = "/crm/v3/objects/calls/batch/upsert"
+UPSERT_NOTES = "/crm/v3/objects/notes/batch/upsert"
+LINK_CALLS = "/crm/v4/associations/calls/contacts/batch/associate/default"
+LINK_NOTES = "/crm/v4/associations/notes/contacts/batch/associate/default"
+
+
+async def test_call_ended_makes_exact_requests(hubspot, make_sink, call_event):
+    sink = await make_sink(property_mapping={"Payment Amount": "payment_amount"})
+    event = call_event(extracted={"Payment Amount": "1200", "Payment Medium": "app"})
+    await sink.deliver(event)
+
+    assert [(r.method, r.path) for r in hubspot.requests] == [
+        ("POST", UPSERT_CONTACTS),
+        ("POST", UPSERT_CALLS),
+        ("POST", LINK_CALLS),
+    ]
+    assert all(r.authorization == AUTH for r in hubspot.requests)
+    contact_request, call_request, link_request = hubspot.requests
+    assert contact_request.body == {
+        "inputs": [
+            {
+                "idProperty": "eventrouter_phone",
+                "id": "+521234567890",
+                "properties": {
+                    "payment_amount": "1200",
+                    "firstname": "John",
+                    "lastname": "Doe",
+                    "phone": "+521234567890",
+                    "eventrouter_phone": "+521234567890",
+                },
+            }
+        ]
+    }
+    assert call_request.body == {
+        "inputs": [
+            {
+                "idProperty": "eventrouter_event_id",
+                "id": "altur:cll_gBoLtd02pUI50QwXkFjB",
+                "properties": {
+                    "eventrouter_event_id": "altur:cll_gBoLtd02pUI50QwXkFjB",
+                    "hs_timestamp": "2024-12-19T15:00:10.000Z",
+                    "hs_call_title": "Outbound call via altur",
+                    "hs_call_body": (
+                        "<p>Answered by: human</p><p>altur status: ended</p>"
+                        "<p><strong>Agent:</strong> Hello am I speaking with Sofía?</p>"
+                        "<p><strong>Contact:</strong> Yes, who is this?</p>"
+                    ),
+                    "hs_call_direction": "OUTBOUND",
+                    "hs_call_status": "COMPLETED",
+                    "hs_call_duration": "45000",
+                    "hs_call_recording_url": "https://api.altur.io/api/v1.0/call/cll_gBoLtd02pUI50QwXkFjB/recording",
+                    "hs_call_from_number": "+15550000001",
+                    "hs_call_to_number": "+521234567890",
+                    "hs_call_disposition": CONNECTED,
+                },
+            }
+        ]
+    }
+    contact_id, contact = hubspot.find("contacts", "eventrouter_phone", "+521234567890")
+    call_id, call = hubspot.find("calls", "eventrouter_event_id", "altur:cll_gBoLtd02pUI50QwXkFjB")
+    assert contact["payment_amount"] == "1200"
+    assert call["hs_call_duration"] == "45000"
+    assert link_request.body == {"inputs": [{"from": {"id": call_id}, "to": {"id": contact_id}}]}
+    assert hubspot.linked("calls", call_id) == [contact_id]
+
+
+async def test_contact_with_email_is_upserted_by_email(hubspot, make_sink, call_event):
+    sink = await make_sink()
+    await sink.deliver(call_event(email="Sofia@Example.com", name="Sofía"))
+    body = hubspot.posted(UPSERT_CONTACTS)[0].body
+    assert body == {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": "sofia@example.com",
+                "properties": {
+                    "firstname": "Sofía",
+                    "phone": "+521234567890",
+                    "email": "sofia@example.com",
+                },
+            }
+        ]
+    }
+    contact_id, contact = hubspot.find("contacts", "email", "sofia@example.com")
+    assert "eventrouter_phone" not in contact
+    call_id, _ = hubspot.find("calls", "eventrouter_event_id", "altur:cll_gBoLtd02pUI50QwXkFjB")
+    assert hubspot.linked("calls", call_id) == [contact_id]
+
+
+async def test_concurrent_deliveries_share_one_contacts_request(hubspot, make_sink, call_event):
+    sink = await make_sink(batch_window=0.1)
+    events = [call_event(key=f"cll_{n}", phone=f"+5212345678{n:02d}") for n in range(5)]
+    await asyncio.gather(*(sink.deliver(event) for event in events))
+
+    contact_requests = hubspot.posted(UPSERT_CONTACTS)
+    assert len(contact_requests) == 1
+    assert [i["id"] for i in contact_requests[0].body["inputs"]] == [
+        f"+5212345678{n:02d}" for n in range(5)
+    ]
+    assert len(hubspot.posted(UPSERT_CALLS)) == 1
+    assert len(hubspot.posted(LINK_CALLS)) == 1
+    assert len(hubspot.objects["contacts"]) == 5
+    assert len(hubspot.objects["calls"]) == 5
+    # the fake answers in reverse order: each call must still be linked to its own contact
+    for n in range(5):
+        contact_id, _ = hubspot.find("contacts", "eventrouter_phone", f"+5212345678{n:02d}")
+        call_id, _ = hubspot.find("calls", "eventrouter_event_id", f"altur:cll_{n}")
+        assert hubspot.linked("calls", call_id) == [contact_id]
+
+
+async def test_batches_hold_at_most_batch_size(hubspot, make_sink, call_event):
+    sink = await make_sink(batch_window=0.2, batch_size=2)
+    events = [call_event(key=f"cll_{n}", phone=f"+5212345678{n:02d}") for n in range(5)]
+    await asyncio.gather(*(sink.deliver(event) for event in events))
+    sizes = sorted(len(r.body["inputs"]) for r in hubspot.posted(UPSERT_CONTACTS))
+    assert sizes == [1, 2, 2]
+    assert len(hubspot.objects["calls"]) == 5
+
+
+async def test_same_contact_in_one_batch_is_sent_once(hubspot, make_sink, call_event):
+    sink = await make_sink(
+        batch_window=0.1,
+        property_mapping={"Payment Amount": "payment_amount", "Payment Date": "payment_date"},
+    )
+    first = call_event(key="cll_a", extracted={"Payment Amount": "100"})
+    second = call_event(
+        key="cll_b", extracted={"Payment Amount": "200", "Payment Date": "2025-01-02"}
+    )
+    await asyncio.gather(sink.deliver(first), sink.deliver(second))
+    (request,) = hubspot.posted(UPSERT_CONTACTS)
+    assert request.body["inputs"] == [
+        {
+            "idProperty": "eventrouter_phone",
+            "id": "+521234567890",
+            "properties": {
+                "payment_amount": "200",
+                "payment_date": "2025-01-02",
+                "firstname": "John",
+                "lastname": "Doe",
+                "phone": "+521234567890",
+                "eventrouter_phone": "+521234567890",
+            },
+        }
+    ]
+    contact_id, _ = hubspot.find("contacts", "eventrouter_phone", "+521234567890")
+    for key in ("cll_a", "cll_b"):
+        call_id, _ = hubspot.find("calls", "eventrouter_event_id", f"altur:{key}")
+        assert hubspot.linked("calls", call_id) == [contact_id]
+
+
+async def test_redelivery_never_creates_a_second_call(hubspot, make_sink, call_event):
+    sink = await make_sink()
+    event = call_event()
+    await sink.deliver(event)
+    await sink.deliver(event)
+    # the sender delivering the same webhook again (a new event id, the same idempotency key)
+    await sink.deliver(call_event())
+    assert len(hubspot.objects["calls"]) == 1
+    assert len(hubspot.objects["contacts"]) == 1
+    call_id, _ = hubspot.find("calls", "eventrouter_event_id", "altur:cll_gBoLtd02pUI50QwXkFjB")
+    assert len(hubspot.associations) == 1
+    assert [r.body["inputs"][0]["id"] for r in hubspot.posted(UPSERT_CALLS)] == [
+        "altur:cll_gBoLtd02pUI50QwXkFjB"
+    ] * 3
+    assert hubspot.linked("calls", call_id) == [
+        hubspot.find("contacts", "phone", "+521234567890")[0]
+    ]
+
+
+async def test_campaign_event_becomes_a_note(hubspot, make_sink, campaign_event):
+    sink = await make_sink()
+    event = campaign_event()
+    await sink.deliver(event)
+    await sink.deliver(event)
+    assert [(r.method, r.path) for r in hubspot.requests] == [
+        ("POST", UPSERT_CONTACTS),
+        ("POST", UPSERT_NOTES),
+        ("POST", LINK_NOTES),
+    ] * 2
+    assert hubspot.posted(UPSERT_NOTES)[0].body == {
+        "inputs": [
+            {
+                "idProperty": "eventrouter_event_id",
+                "id": "pelcro:evt_5tH9aB2nQ8vR3mZ1cP0k",
+                "properties": {
+                    "eventrouter_event_id": "pelcro:evt_5tH9aB2nQ8vR3mZ1cP0k",
+                    "hs_timestamp": "2026-06-08T18:00:00.000Z",
+                    "hs_note_body": (
+                        "<p><strong>Campaign triggered</strong></p>"
+                        "<p>Campaign: Spring &lt;Promo&gt; (542)</p><p>Status: active</p>"
+                        "<p>Run: run_77</p><p>Stats: rate=0.25, targeted=120</p>"
+                        "<p>Source: pelcro (pelcro campaign.triggered)</p>"
+                    ),
+                },
+            }
+        ]
+    }
+    assert len(hubspot.objects["notes"]) == 1
+    note_id, _ = hubspot.find("notes", "eventrouter_event_id", "pelcro:evt_5tH9aB2nQ8vR3mZ1cP0k")
+    contact_id, contact = hubspot.find("contacts", "email", "ana@example.com")
+    assert contact == {"email": "ana@example.com", "firstname": "Ana", "lastname": "Díaz"}
+    assert hubspot.linked("notes", note_id) == [contact_id]
+
+
+async def test_event_about_nobody_writes_nothing(hubspot, make_sink, campaign_event):
+    sink = await make_sink()
+    await sink.deliver(campaign_event(email=None, phone=None, event_type="campaign.completed"))
+    assert hubspot.requests == []
+
+
+async def test_one_invalid_contact_does_not_fail_its_batch(hubspot, make_sink, call_event):
+    sink = await make_sink(batch_window=0.1, property_mapping={"Payment Amount": "payment_amount"})
+    good = call_event(key="cll_good", phone="+521234567801", extracted={"Payment Amount": "1200"})
+    bad = call_event(
+        key="cll_bad", phone="+521234567802", extracted={"Payment Amount": "twelve hundred"}
+    )
+    results = await asyncio.gather(sink.deliver(good), sink.deliver(bad), return_exceptions=True)
+
+    assert results[0] is None
+    assert isinstance(results[1], PermanentError)
+    assert results[1].message.startswith(
+        "HubSpot HTTP 400: VALIDATION_ERROR: Property values were not valid: "
+    )
+    assert "INVALID_FLOAT" in results[1].message
+    sizes = [len(r.body["inputs"]) for r in hubspot.posted(UPSERT_CONTACTS)]
+    assert sorted(sizes) == [1, 1, 2]
+    assert sizes[0] == 2
+    assert (
+        hubspot.find("contacts", "eventrouter_phone", "+521234567801")[1]["payment_amount"]
+        == "1200"
+    )
+    assert len(hubspot.objects["calls"]) == 1
+
+
+async def test_partial_success_207(hubspot, make_sink, campaign_event):
+    sink = await make_sink(batch_window=0.1)
+    hubspot.fail(
+        UPSERT_CONTACTS,
+        207,
+        {
+            "status": "COMPLETE",
+            "results": [{"id": "501", "properties": {"email": "ana@example.com"}, "new": True}],
+            "numErrors": 1,
+            "errors": [
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "Email address bo@bad is invalid",
+                    "context": {"ids": ["bo@example.com"]},
+                }
+            ],
+        },
+    )
+    hubspot.objects["contacts"]["501"] = {"email": "ana@example.com"}
+    results = await asyncio.gather(
+        sink.deliver(campaign_event(key="k1", email="ana@example.com")),
+        sink.deliver(campaign_event(key="k2", email="bo@example.com")),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], PermanentError)
+    assert results[1].message == (
+        "HubSpot refused one record of the batch: VALIDATION_ERROR: Email address bo@bad is invalid"
+    )
+    note_id, _ = hubspot.find("notes", "eventrouter_event_id", "pelcro:k1")
+    assert hubspot.linked("notes", note_id) == ["501"]
+    assert len(hubspot.objects["notes"]) == 1
+
+
+async def test_429_is_retryable_with_retry_after_and_pauses_other_requests(
+    hubspot, make_sink, campaign_event
+):
+    sink = await make_sink()
+    hubspot.fail(
+        UPSERT_CONTACTS,
+        429,
+        {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": "0b4d",
+            "policyName": "TEN_SECONDLY_ROLLING",
+        },
+        headers={"Retry-After": "0.4"},
+    )
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(campaign_event())
+    assert caught.value.retry_after == pytest.approx(0.4)
+    assert caught.value.message == (
+        "HubSpot rate limit reached (TEN_SECONDLY_ROLLING, HTTP 429): "
+        "RATE_LIMIT: You have reached your ten_secondly_rolling limit."
+    )
+    started = time.monotonic()
+    await sink.deliver(campaign_event())
+    assert time.monotonic() - started >= 0.3  # waited out the pause before asking again
+    assert len(hubspot.posted(UPSERT_CONTACTS)) == 2
+    assert len(hubspot.objects["notes"]) == 1
+
+
+async def test_long_rate_limit_pause_fails_at_once(hubspot, make_sink, campaign_event):
+    sink = await make_sink()
+    hubspot.fail(
+        UPSERT_CONTACTS,
+        429,
+        {
+            "status": "error",
+            "message": "You have reached your daily limit.",
+            "errorType": "RATE_LIMIT",
+            "policyName": "DAILY",
+        },
+    )
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(campaign_event())
+    assert caught.value.retry_after == 3600.0
+    with pytest.raises(RetryableError) as again:
+        await sink.deliver(campaign_event())
+    assert 3500 < again.value.retry_after <= 3600
+    assert again.value.message.startswith("rate limited: requests paused for ")
+    assert len(hubspot.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "retry_after"),
+    [
+        (
+            500,
+            {"status": "error", "message": "internal error", "category": "INTERNAL_ERROR"},
+            {},
+            None,
+        ),
+        (502, "<html>bad gateway</html>", {}, None),
+        (503, {"status": "error", "message": "unavailable"}, {"Retry-After": "2"}, 2.0),
+        (423, {"status": "error", "message": "locked", "category": "LOCKED"}, {}, 2.0),
+    ],
+)
+async def test_server_errors_are_retryable(
+    hubspot, make_sink, call_event, status, body, headers, retry_after
+):
+    sink = await make_sink()
+    hubspot.fail(UPSERT_CALLS, status, body, headers=headers)
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(call_event())
+    assert caught.value.retry_after == retry_after
+    assert caught.value.message.startswith("HubSpot ")
+    assert f"HTTP {status}" in caught.value.message
+    await sink.deliver(call_event())
+    assert len(hubspot.objects["calls"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            400,
+            {
+                "status": "error",
+                "message": "Property values were not valid",
+                "category": "VALIDATION_ERROR",
+            },
+            "HubSpot HTTP 400: VALIDATION_ERROR: Property values were not valid",
+        ),
+        (
+            403,
+            {
+                "status": "error",
+                "message": "This app hasn't been granted all required scopes to make this call.",
+                "category": "MISSING_SCOPES",
+                "errors": [
+                    {
+                        "message": "scopes",
+                        "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]},
+                    }
+                ],
+            },
+            "HubSpot refused access (HTTP 403): MISSING_SCOPES: This app hasn't been granted all required "
+            "scopes to make this call.; the private app needs the scopes crm.objects.contacts.write",
+        ),
+        (
+            404,
+            {
+                "status": "error",
+                "message": "Unable to infer object type from: calls",
+                "category": "OBJECT_NOT_FOUND",
+            },
+            "HubSpot HTTP 404: OBJECT_NOT_FOUND: Unable to infer object type from: calls",
+        ),
+    ],
+)
+async def test_client_errors_are_permanent(hubspot, make_sink, call_event, status, body, message):
+    sink = await make_sink()
+    hubspot.fail(UPSERT_CALLS, status, body)
+    with pytest.raises(PermanentError) as caught:
+        await sink.deliver(call_event())
+    assert caught.value.message == message
+
+
+async def test_rejected_token_is_permanent_and_never_repeated(
+    hubspot, make_sink, call_event, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    wrong = "pat-na1-ffffffff-0000-0000-0000-000000000000"
+    sink = await make_sink(token=wrong)
+    with pytest.raises(PermanentError) as caught:
+        await sink.deliver(call_event())
+    assert caught.value.message.startswith(
+        "HubSpot token rejected (HTTP 401): INVALID_AUTHENTICATION: "
+    )
+    assert caught.value.message.endswith("; check the private app's access token")
+    assert hubspot.requests[0].authorization == f"Bearer {wrong}"
+    assert wrong not in str(caught.value)
+    assert wrong not in caplog.text
+
+
+async def test_token_echoed_by_the_server_is_scrubbed(hubspot, make_sink, call_event, caplog):
+    caplog.set_level(logging.DEBUG)
+    sink = await make_sink()
+    hubspot.fail(
+        UPSERT_CONTACTS,
+        400,
+        {
+            "status": "error",
+            "message": f"bad header Bearer {TOKEN}",
+            "category": "VALIDATION_ERROR",
+        },
+    )
+    with pytest.raises(PermanentError) as caught:
+        await sink.deliver(call_event())
+    assert (
+        caught.value.message == "HubSpot HTTP 400: VALIDATION_ERROR: bad header Bearer [redacted]"
+    )
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value.args)
+    assert TOKEN not in caplog.text
+
+
+async def test_unreachable_hubspot_is_retryable(make_sink, call_event, caplog):
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = await make_sink(api_base=f"http://127.0.0.1:{port}")
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(call_event())
+    assert caught.value.message.startswith(
+        "HubSpot unreachable (POST /crm/v3/objects/contacts/batch/upsert): ClientConnectorError"
+    )
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in caplog.text
+
+
+async def test_slow_hubspot_times_out_as_retryable(hubspot, make_sink, call_event):
+    sink = await make_sink(request_timeout=0.2)
+    hubspot.delays[UPSERT_CONTACTS] = 2.0
+    started = time.monotonic()
+    with pytest.raises(RetryableError) as caught:
+        await sink.deliver(call_event())
+    assert time.monotonic() - started < 1.5
+    assert caught.value.message == (
+        "HubSpot did not answer POST /crm/v3/objects/contacts/batch/upsert within 0.2s"
+    )
+    assert caught.value.retry_after is None
+
+
+async def test_properties_are_created_when_asked(hubspot, make_sink, call_event, campaign_event):
+    hubspot.without_custom_properties()
+    sink = await make_sink(create_properties=True)
+    await asyncio.gather(sink.deliver(call_event()), sink.deliver(campaign_event()))
+    created = [
+        (r.path, r.body) for r in hubspot.requests if r.path.startswith("/crm/v3/properties")
+    ]
+    assert [path for path, _ in created] == [
+        "/crm/v3/properties/contacts/groups",
+        "/crm/v3/properties/contacts",
+        "/crm/v3/properties/calls/groups",
+        "/crm/v3/properties/calls",
+        "/crm/v3/properties/notes/groups",
+        "/crm/v3/properties/notes",
+    ]
+    assert created[0][1] == {"name": "eventrouter", "label": "eventrouter", "displayOrder": -1}
+    assert created[1][1] == {
+        "name": "eventrouter_phone",
+        "label": "Eventrouter phone",
+        "description": "Phone number eventrouter matches contacts known only by phone on",
+        "groupName": "eventrouter",
+        "type": "string",
+        "fieldType": "text",
+        "hasUniqueValue": True,
+    }
+    assert created[3][1]["name"] == "eventrouter_event_id"
+    assert created[3][1]["hasUniqueValue"] is True
+    assert hubspot.properties["calls"]["eventrouter_event_id"] == {
+        "type": "string",
+        "hasUniqueValue": True,
+    }
+    assert len(hubspot.objects["calls"]) == 1
+    assert len(hubspot.objects["notes"]) == 1
+
+    # a second sink (a restart) finds them there: 409 is not an error
+    again = await make_sink(create_properties=True)
+    await again.deliver(call_event(key="cll_2"))
+    assert len(hubspot.objects["calls"]) == 2
+
+
+async def test_property_creation_failure_is_reported_and_retried(hubspot, make_sink, call_event):
+    hubspot.without_custom_properties()
+    sink = await make_sink(create_properties=True)
+    hubspot.fail(
+        "/crm/v3/properties/contacts/groups",
+        403,
+        {"status": "error", "message": "missing scopes", "category": "MISSING_SCOPES"},
+    )
+    with pytest.raises(PermanentError) as caught:
+        await sink.deliver(call_event())
+    assert (
+        caught.value.message == "HubSpot refused access (HTTP 403): MISSING_SCOPES: missing scopes"
+    )
+    await sink.deliver(call_event())
+    assert len(hubspot.objects["calls"]) == 1
+
+
+async def test_close_sends_what_is_pending(hubspot, make_sink, call_event):
+    sink = await make_sink(batch_window=5)
+    delivery = asyncio.create_task(sink.deliver(call_event()))
+    await asyncio.sleep(0.05)
+    assert hubspot.requests == []
+    await sink.backend.close()  # a shutdown: pending batches go now, not after the window
+    await asyncio.wait_for(delivery, 2)
+    assert len(hubspot.objects["calls"]) == 1
