@@ -67,25 +67,81 @@ def cli() -> None:
     """Receive, verify, normalise, store and route webhooks."""
 
 
+log_options = [
+    click.option(
+        "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    ),
+    click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default="info",
+        show_default=True,
+    ),
+]
+
+
+def _with_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(log_options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @config_option
 @click.option("--host", help="Override [server] host.")
 @click.option("--port", type=int, help="Override [server] port.")
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--no-deliver",
+    is_flag=True,
+    help="Receive and store only; leave delivery to `eventrouter worker`.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_with_log_options
 def serve(
-    config_path: Path, host: str | None, port: int | None, log_format: str, log_level: str
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    no_deliver: bool,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Receive webhooks and deliver them to the sinks."""
     _run_server(
-        config_path, host=host, port=port, log_format=log_format, log_level=log_level, ingest=True
+        config_path,
+        host=host,
+        port=port,
+        log_format=log_format,
+        log_level=log_level,
+        ingest=True,
+        deliver=not no_deliver,
+    )
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where /healthz, /readyz and /metrics listen.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Port for /healthz, /readyz and /metrics (0: any free port).",
+)
+@_with_log_options
+def worker(config_path: Path, host: str, port: int, log_format: str, log_level: str) -> None:
+    """Deliver stored events to the sinks, without receiving webhooks (scale delivery apart from ingest)."""
+    _run_server(
+        config_path,
+        host=host,
+        port=port,
+        log_format=log_format,
+        log_level=log_level,
+        ingest=False,
+        deliver=True,
     )
 
 
@@ -97,46 +153,65 @@ def _run_server(
     log_format: str,
     log_level: str,
     ingest: bool,
+    deliver: bool,
 ) -> None:
-    from aiohttp import web
-
     from eventrouter.logs import setup_logging
     from eventrouter.redact import Redactor
     from eventrouter.server import create_app
+    from eventrouter.serving import serve as serve_app
 
     config, pm = _load(config_path)
     setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
     log = logging.getLogger("eventrouter")
     host = host or config.server.host
     port = config.server.port if port is None else port
-    app = create_app(config, pm=pm, ingest=ingest)
-    for name, path in config.source_paths.items() if ingest else ():
+    app = create_app(config, pm=pm, ingest=ingest, deliver=deliver)
+    role = (
+        "receiving and delivering"
+        if ingest and deliver
+        else "receiving only"
+        if ingest
+        else "delivering only"
+    )
+
+    def started(bound: int) -> None:
+        for name, path in config.source_paths.items() if ingest else ():
+            log.info(
+                "source %s (%s) at http://%s:%d%s",
+                name,
+                config.sources[name].type_name,
+                host,
+                bound,
+                path,
+            )
+        for name, spec in config.sinks.items() if deliver else ():
+            log.info(
+                "sink %s (%s), concurrency %d", name, spec.sink.type_name, spec.delivery.concurrency
+            )
         log.info(
-            "source %s (%s) at http://%s:%d%s",
-            name,
-            config.sources[name].type_name,
+            "eventrouter %s %s, listening on http://%s:%d (%s store)",
+            __version__,
+            role,
             host,
-            port,
-            path,
+            bound,
+            config.store.backend,
         )
-    for name, spec in config.sinks.items():
-        log.info(
-            "sink %s (%s), concurrency %d", name, spec.sink.type_name, spec.delivery.concurrency
-        )
+
     try:
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=float(config.server.shutdown_timeout),
-            access_log=logging.getLogger("aiohttp.access"),
-            print=lambda _: log.info(
-                "eventrouter %s listening on http://%s:%d", __version__, host, port
-            ),
+        asyncio.run(
+            serve_app(
+                app,
+                host=host,
+                port=port,
+                shutdown_timeout=float(config.server.shutdown_timeout),
+                header_timeout=float(config.server.header_timeout),
+                max_connections=config.server.max_connections,
+                on_started=started,
+            )
         )
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror} (change [server] port or pass --port)"
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (change [server] port or pass --port)"
         ) from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None

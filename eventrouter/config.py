@@ -53,8 +53,12 @@ class ServerConfig:
     )
     max_body_bytes: int = field(default=1024 * 1024, validator=attrs.validators.gt(0))
     shutdown_timeout: Duration = Duration(30)
+    #: seconds a client may take to send its request headers before it gets a 408
+    header_timeout: Duration = Duration(10)
     #: seconds a client may take to send its body before it gets a 408
     read_timeout: Duration = Duration(15)
+    #: open connections at most; a client beyond it gets a 503 with Retry-After
+    max_connections: int = field(default=1024, validator=attrs.validators.gt(0))
 
 
 @frozen
