@@ -13,9 +13,12 @@ import json
 import logging
 import signal
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 __all__ = ["ConnectionGuard", "serve"]
 
@@ -128,6 +131,43 @@ class ConnectionGuard:
         return _GuardedProtocol(self)
 
 
+class _JSONErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering protocol-level errors (a malformed request line,
+    oversized headers) as JSON like every other error, instead of plain text."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(
+            request, status, exc, message
+        )  # logs, and refuses if a response started
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        if status >= 500:
+            body = {
+                "error": "internal_error",
+                "message": "the request could not be processed; retry later",
+            }
+        else:
+            detail = (message or phrase).split("\n", 1)[0][:300]
+            body = {"error": phrase.lower().replace(" ", "_"), "message": detail}
+        response = web.json_response(body, status=status)
+        response.force_close()
+        return response
+
+
+def _json_errors_factory(server: web.Server) -> Callable[[], RequestHandler]:
+    # web.Server.__call__ builds RequestHandler(server, loop=..., **handler_kwargs); build ours
+    # the same way (its _loop and _kwargs are what run_app passes through)
+    return lambda: _JSONErrorsHandler(server, loop=server._loop, **server._kwargs)
+
+
 class _GuardedRunner(web.AppRunner):
     """An AppRunner whose sites accept connections through a :class:`ConnectionGuard`."""
 
@@ -144,7 +184,7 @@ class _GuardedRunner(web.AppRunner):
         if inner is None:
             return None
         if self.guard is None:
-            self.guard = ConnectionGuard(inner, **self._guard_options)
+            self.guard = ConnectionGuard(_json_errors_factory(inner), **self._guard_options)
         return self.guard
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Recorder",
     "RecordingSink",
     "RouterHarness",
+    "installed_types",
     "sign_request",
 ]
 
@@ -114,7 +115,7 @@ class RecordingSink(Sink):
 
     type_name = "recording"
     Options = RecordingOptions
-    recorder: Recorder = Recorder()
+    recorder: Recorder  # set per test on the subclass the test kit registers
 
     def check(self) -> Iterable[str]:
         if self.options.fail_with not in ("retryable", "permanent"):
@@ -146,6 +147,11 @@ class _RecordingPlugin:
 
         BoundRecordingSink.recorder = recorder
         register(BoundRecordingSink)
+
+
+def installed_types() -> Registry:
+    """The source and sink types installed plugins provide (a plugin's first test checks its own)."""
+    return Registry.collect(create_plugin_manager())
 
 
 def sign_request(
