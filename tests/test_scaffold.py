@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from click.testing import CliRunner
 
 from eventrouter.cli import cli
+from tests.packages import install_apart, run_in
 
 
 @pytest.mark.parametrize("kind", ["source", "sink"])
@@ -26,36 +23,10 @@ def test_new_plugin_installs_and_passes_its_own_tests(tmp_path, kind):
         "tests",
     ]
 
-    # install it apart from the shared environment: a --target directory holds the package and
-    # its entry points, and only the subprocess below sees it
     site = tmp_path / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(package),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert install.returncode == 0, install.stderr
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("EVENTROUTER_LOAD_PLUGINS", None)
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=package,
-        env=env,
+    install_apart(package, site)
+    tests = run_in(
+        site, package, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout

@@ -8,14 +8,13 @@ is what this test does, command for command.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.packages import install_apart, run_in
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "writing-plugins.md"
 BLOCK = re.compile(
@@ -47,43 +46,13 @@ def guide_package(tmp_path_factory) -> tuple[Path, Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(match["code"])
     site = root / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(package),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert install.returncode == 0, install.stderr
+    install_apart(package, site)
     return package, site
-
-
-def run_python(args: str, site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("EVENTROUTER_LOAD_PLUGINS", None)
-    return subprocess.run(
-        [sys.executable, *args.split()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-        env=env,
-    )
 
 
 def test_the_guide_package_passes_its_own_tests(guide_package):
     package, site = guide_package
-    result = run_python("-m pytest -q -p no:cacheprovider tests", site, package)
+    result = run_in(site, package, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
 
@@ -93,19 +62,9 @@ def test_the_guide_config_validates(guide_package, tmp_path):
     [config] = [m["code"] for m in blocks() if m["kind"] == "config"]
     tomllib.loads(config)
     (tmp_path / "eventrouter.toml").write_text(config)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(site),
-        "ACME_SECRET": "a" * 16,
-        "HELPDESK_TOKEN": "t" * 16,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "eventrouter", "check", "--config", "eventrouter.toml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=env,
+    secrets = {"ACME_SECRET": "a" * 16, "HELPDESK_TOKEN": "t" * 16}
+    result = run_in(
+        site, tmp_path, "-m", "eventrouter", "check", "--config", "eventrouter.toml", env=secrets
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK — 1 sources, 1 sinks, 1 routes" in result.stdout
