@@ -107,6 +107,8 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         self.conn = _connect(self.path)
+        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
             while True:
                 first = self.jobs.get()
@@ -179,6 +181,31 @@ class _Writer(threading.Thread):
                 log.warning("%d store writes finished after their event loop closed", len(outcomes))
 
 
+class _Checkpointer(threading.Thread):
+    """Copies the write-ahead log into the database in the background (PASSIVE: never blocks
+    the writer), so that a commit never pays for a checkpoint and the log stays small."""
+
+    def __init__(self, path: Path, *, interval: float = 0.5) -> None:
+        super().__init__(name="eventrouter-sqlite-checkpoint", daemon=True)
+        self.path = path
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("background checkpoint failed: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("final checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+
 def _settle_futures(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in outcomes:
         if future.done():
@@ -199,6 +226,7 @@ class SQLiteStore(Store):
         self.dedupe_window = dedupe_window
         self.max_pending_writes = max_pending_writes
         self._writer: _Writer | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._pending = 0  # writes submitted and not yet durable; only touched on the loop's thread
@@ -217,6 +245,8 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
         self._writer = _Writer(self.path)
         self._writer.start()
+        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.start()
         self._reader = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="eventrouter-sqlite-reader"
         )
@@ -227,6 +257,10 @@ class SQLiteStore(Store):
             self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._checkpointer is not None:
+            self._checkpointer.stopped.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._reader is not None:
             if self._read_conn is not None:
                 conn = self._read_conn
