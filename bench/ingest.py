@@ -127,8 +127,16 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def measure(name: str, url: str, requests, concurrency: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, url: str, requests, concurrency: int, pid: int) -> dict[str, float]:
+    cpu_before = cpu_seconds(pid)
     elapsed, latencies, failures = asyncio.run(load(url, requests, concurrency))
+    cpu = cpu_seconds(pid) - cpu_before
     if failures:
         raise SystemExit(f"{name}: {failures} requests were not answered 200")
     latencies.sort()
@@ -136,6 +144,7 @@ def measure(name: str, url: str, requests, concurrency: int) -> dict[str, float]
         "rps": len(requests) / elapsed,
         "p50": statistics.median(latencies) * 1000,
         "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "cpu_us": cpu / len(requests) * 1e6,
     }
 
 
@@ -189,10 +198,10 @@ def main() -> None:
                 # fresh message ids every round, or eventrouter would answer "duplicate"
                 requests = signed_requests(args.requests, f"{os.getpid()}_{round_}")
                 results["bare aiohttp"].append(
-                    measure("bare", bare_url, requests, args.concurrency)
+                    measure("bare", bare_url, requests, args.concurrency, bare.pid)
                 )
                 results["eventrouter"].append(
-                    measure("eventrouter", er_url, requests, args.concurrency)
+                    measure("eventrouter", er_url, requests, args.concurrency, eventrouter.pid)
                 )
                 print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         finally:
@@ -208,9 +217,14 @@ def main() -> None:
     print(
         f"\ningest benchmark: {args.requests} signed requests x {args.rounds} rounds, concurrency {args.concurrency}"
     )
-    print(f"{'server':<14}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"machine: {os.cpu_count()} cores shared by the load client and the server under test")
+    print(
+        f"{'server':<14}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server CPU µs/request':>24}"
+    )
     for name, row in best.items():
-        print(f"{name:<14}{row['rps']:>12.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}")
+        print(
+            f"{name:<14}{row['rps']:>12.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['cpu_us']:>24.0f}"
+        )
     ratio = best["eventrouter"]["rps"] / best["bare aiohttp"]["rps"]
     print(f"eventrouter / bare aiohttp throughput: {ratio:.2f}x (target >= 0.60x)")
     print(f"events durably stored: {count} of {args.requests * args.rounds} acknowledged")

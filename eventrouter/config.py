@@ -7,6 +7,7 @@ Every problem is collected and reported at once, each with its path
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import tomllib
@@ -163,8 +164,9 @@ class Config:
                 chosen.update(dict.fromkeys(route.sinks))
         return list(chosen)
 
-    @property
+    @functools.cached_property
     def needs_event_dict(self) -> bool:
+        """Whether routing needs the event as a dict (some route has a JMESPath filter)."""
         return any(route.filter for route in self.routes)
 
 

@@ -96,20 +96,27 @@ async def json_errors(
 class _Receiver:
     """The handler of one source's path."""
 
-    def __init__(self, name: str, source: Source) -> None:
+    def __init__(self, name: str, source: Source, metrics: Metrics) -> None:
         self.name = name
         self.source = source
+        # labelled metric children are looked up once, not on every request
+        self._ack_latency = metrics.ack_latency.labels(name)
+        self._requests = metrics.requests
+        self._outcomes: dict[str, Any] = {}
+
+    def _count(self, outcome: str) -> None:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self._requests.labels(self.name, outcome)
+        counter.inc()
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         app = request.app
-        metrics = app[METRICS]
-        config = app[CONFIG]
-        response = await self._receive(request, app, config)
-        outcome = response.get(OUTCOME, "error")
-        metrics.requests.labels(self.name, outcome).inc()
+        response = await self._receive(request, app, app[CONFIG])
+        self._count(response.get(OUTCOME, "error"))
         if response.status < 300:
-            metrics.ack_latency.labels(self.name).observe(time.monotonic() - started)
+            self._ack_latency.observe(time.monotonic() - started)
         return response
 
     async def _receive(
@@ -302,7 +309,9 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_ctx)
     if ingest:
         for name, source in config.sources.items():
-            app.router.add_post(config.source_paths[name], _Receiver(name, source).handle)
+            app.router.add_post(
+                config.source_paths[name], _Receiver(name, source, app[METRICS]).handle
+            )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

@@ -1,16 +1,15 @@
 """The embedded default store: SQLite in WAL mode, with group commit.
 
-One writer thread owns the write connection. Writes queue up while it commits; each commit
-takes every queued write in one transaction and one fsync (``synchronous = FULL``), so ingest
-does not serialise on the disk, and a caller hears back only once its write is durable. Reads
-go through a second connection on their own thread; WAL lets them run beside the writer.
+Writes queue up while a commit is under way; each commit takes every queued write in one
+transaction and one fsync (``synchronous = FULL``), so ingest does not serialise on the disk,
+and a caller hears back only once its write is durable. Reads go through a second connection on
+their own thread; WAL lets them run beside the writer. Checkpoints run on a third.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -68,7 +67,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at)
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
 """
 
-_STOP = object()
+
+#: how long a connection waits for another process's lock (a CLI command, a second server)
+BUSY_TIMEOUT_MS = 30000
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -80,105 +81,134 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
 
-class _Writer(threading.Thread):
-    """The one thread that writes; commits every queued write in one transaction."""
+class _GroupCommit:
+    """Every write submitted while a commit is under way goes into the next one.
 
-    def __init__(self, path: Path, *, max_batch: int = 512) -> None:
-        super().__init__(name="eventrouter-sqlite-writer", daemon=True)
-        self.path = path
+    The statements run on the event loop's thread (each takes microseconds, the write lock is
+    already held); only ``BEGIN IMMEDIATE`` (which may wait for another process's lock) and
+    ``COMMIT`` (the fsync) run on a helper thread. Two thread hand-offs per batch, instead of
+    several per write, keep the GIL out of the way of the event loop.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 512) -> None:
+        self.conn = conn
         self.max_batch = max_batch
-        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self.batches = 0
-        self.conn: sqlite3.Connection | None = None
+        self._blocking = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="eventrouter-sqlite-commit"
+        )
+        self._drain: asyncio.Task[None] | None = None
+        self.closed = False
 
-    def submit(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[[sqlite3.Connection], T]
-    ) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.jobs.put((loop, future, fn))
+        self.pending.append((fn, future))
+        if self._drain is None:
+            self._drain = loop.create_task(self._run(), name="eventrouter-sqlite-group-commit")
         return future
 
-    def stop(self) -> None:
-        self.jobs.put(_STOP)
-
-    def run(self) -> None:
-        self.conn = _connect(self.path)
-        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
-        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         try:
-            while True:
-                first = self.jobs.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < self.max_batch:
-                    try:
-                        item = self.jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)
-                self._resolve(batch, self._commit(batch))
-                if stop:
-                    return
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+                try:
+                    await self._begin(loop)
+                    results = self._execute(batch)
+                    await loop.run_in_executor(self._blocking, self.conn.execute, "COMMIT")
+                except sqlite3.Error as exc:
+                    await loop.run_in_executor(self._blocking, self._rollback)
+                    log.error("store write failed: %s", exc)
+                    results = [(False, StoreUnavailable(f"store write failed: {exc}"))] * len(batch)
+                self.batches += 1
+                _settle(batch, results)
+                batch = []
+        except BaseException as exc:
+            # never leave a caller waiting: whatever went wrong, every write not yet answered fails
+            log.exception("the store's group commit failed")
+            if isinstance(exc, Exception):
+                self._rollback()
+            failed = StoreUnavailable(f"store write failed: {type(exc).__name__}")
+            unanswered, self.pending = [*batch, *self.pending], []
+            _settle(unanswered, [(False, failed)] * len(unanswered))
+            if not isinstance(exc, Exception):
+                raise
         finally:
-            self.conn.close()
+            self._drain = None
 
-    def _commit(self, batch: list[Any]) -> list[tuple[bool, Any]]:
-        """Run every job of ``batch`` in one transaction; a job that raises is left out.
+    async def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take the write lock: at once on the loop when it is free (a file lock, microseconds),
+        else on the helper thread, waiting up to the busy timeout for another process."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            await loop.run_in_executor(self._blocking, self._begin_waiting)
 
-        A job's own error (a bug, a constraint) rolls the transaction back and the batch runs
-        again without that job; a database error (disk full, I/O) fails the whole batch.
-        """
-        assert self.conn is not None
+    def _begin_waiting(self) -> None:
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+
+    def _execute(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        """Run each job in a savepoint: a job's own error (a bug, a constraint) undoes only that
+        job; a database error (disk full, I/O) propagates and fails the whole batch."""
         conn = self.conn
-        failed: dict[int, Exception] = {}
-        while True:
-            results: list[tuple[bool, Any]] = []
+        results: list[tuple[bool, Any]] = []
+        for fn, _ in batch:
+            conn.execute("SAVEPOINT job")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for index, (_, _, fn) in enumerate(batch):
-                    if index in failed:
-                        results.append((False, failed[index]))
-                        continue
-                    try:
-                        results.append((True, fn(conn)))
-                    except (sqlite3.OperationalError, sqlite3.InternalError):
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
-                        failed[index] = exc
-                        break
-                else:
-                    conn.execute("COMMIT")
-                    return results
-                conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        log.exception("rollback failed")
-                log.error("store write failed: %s", exc)
-                return [(False, StoreUnavailable(f"store write failed: {exc}"))] * len(batch)
+                results.append((True, fn(conn)))
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK TO job")
+                results.append((False, exc))
+            except sqlite3.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
+                conn.execute("ROLLBACK TO job")
+                results.append((False, exc))
+            conn.execute("RELEASE job")
+        return results
 
-    def _resolve(self, batch: list[Any], results: list[tuple[bool, Any]]) -> None:
-        self.batches += 1
-        # one wake-up per event loop per batch, not one per write
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (loop, future, _), outcome in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, *outcome))
-        for loop, outcomes in by_loop.items():
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
             try:
-                loop.call_soon_threadsafe(_settle_futures, outcomes)
-            except RuntimeError:
-                log.warning("%d store writes finished after their event loop closed", len(outcomes))
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback failed")
+
+    async def close(self) -> None:
+        self.closed = True
+        while self._drain is not None:
+            await asyncio.shield(self._drain)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._blocking, self.conn.close)
+        self._blocking.shutdown(wait=True)
+
+
+def _settle(
+    batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+    results: list[tuple[bool, Any]],
+) -> None:
+    for (_, future), (ok, value) in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class _Checkpointer(threading.Thread):
@@ -206,16 +236,6 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
 
-def _settle_futures(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in outcomes:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
 class SQLiteStore(Store):
     """Events, deliveries and dead letters in one SQLite file (``[store] path``)."""
 
@@ -225,7 +245,7 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.dedupe_window = dedupe_window
         self.max_pending_writes = max_pending_writes
-        self._writer: _Writer | None = None
+        self._writer: _GroupCommit | None = None
         self._checkpointer: _Checkpointer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
@@ -243,8 +263,12 @@ class SQLiteStore(Store):
                 conn.close()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
-        self._writer = _Writer(self.path)
-        self._writer.start()
+        writer = _connect(self.path)
+        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        # the write lock is taken without waiting on the event loop (see _GroupCommit._begin)
+        writer.execute("PRAGMA busy_timeout = 0")
+        self._writer = _GroupCommit(writer)
         self._checkpointer = _Checkpointer(self.path)
         self._checkpointer.start()
         self._reader = ThreadPoolExecutor(
@@ -254,9 +278,8 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.stop()
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
+            writer, self._writer = self._writer, None
+            await writer.close()
         if self._checkpointer is not None:
             self._checkpointer.stopped.set()
             await asyncio.to_thread(self._checkpointer.join)
@@ -274,11 +297,11 @@ class SQLiteStore(Store):
         return self._pending
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None or not self._writer.is_alive():
+        if self._writer is None:
             raise StoreUnavailable("the store is closed")
         self._pending += 1
         try:
-            return await self._writer.submit(asyncio.get_running_loop(), fn)
+            return await self._writer.submit(fn)
         finally:
             self._pending -= 1
 
@@ -299,8 +322,8 @@ class SQLiteStore(Store):
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
-        if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("the store writer is not running")
+        if self._writer is None:
+            raise StoreUnavailable("the store is closed")
 
     # -- ingest and delivery -------------------------------------------------------------
 
