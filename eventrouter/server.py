@@ -133,8 +133,11 @@ class _Receiver:
                 "too_large",
             )
         try:
-            async with asyncio.timeout(config.server.read_timeout):
+            if request.content.is_eof():  # the whole body arrived with the headers: no timer
                 body = await request.read()
+            else:
+                async with asyncio.timeout(config.server.read_timeout):
+                    body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _outcome(
                 error_response(
@@ -166,7 +169,8 @@ class _Receiver:
             code = "forbidden" if exc.status == 403 else "unauthorized"
             return _outcome(error_response(exc.status, code, exc.message), "unauthorized")
         pm = app[PLUGIN_MANAGER]
-        await notify_observers(pm, "event_received", source=self.source, request=webhook)
+        if pm.hook.event_received.get_hookimpls():
+            await notify_observers(pm, "event_received", source=self.source, request=webhook)
         try:
             event = self.source.parse(webhook)
         except PayloadError as exc:
@@ -241,7 +245,10 @@ def _outcome(response: web.Response, outcome: str) -> web.Response:
 
 async def _transform(pm: pluggy.PluginManager, event: Event, source: Source) -> Event | None:
     """Run ``event_normalised`` implementations in turn, each seeing the previous one's event."""
-    for impl in reversed(pm.hook.event_normalised.get_hookimpls()):
+    impls = pm.hook.event_normalised.get_hookimpls()
+    if not impls:
+        return event
+    for impl in reversed(impls):
         kwargs = {"event": event, "source": source}
         result = impl.function(**{name: kwargs[name] for name in impl.argnames})
         if asyncio.iscoroutine(result):

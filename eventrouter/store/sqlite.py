@@ -163,24 +163,34 @@ class _GroupCommit:
     def _execute(
         self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
     ) -> list[tuple[bool, Any]]:
-        """Run each job in a savepoint: a job's own error (a bug, a constraint) undoes only that
-        job; a database error (disk full, I/O) propagates and fails the whole batch."""
+        """Run the batch's jobs in the open transaction.
+
+        A job's own error (a bug, a constraint) is handed back to its caller: the transaction is
+        rolled back and the batch run again without that job (rare, so no savepoint per job on
+        the common path). A database error (disk full, I/O) propagates and fails the batch.
+        """
         conn = self.conn
-        results: list[tuple[bool, Any]] = []
-        for fn, _ in batch:
-            conn.execute("SAVEPOINT job")
-            try:
-                results.append((True, fn(conn)))
-            except sqlite3.IntegrityError as exc:
-                conn.execute("ROLLBACK TO job")
-                results.append((False, exc))
-            except sqlite3.Error:
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
-                conn.execute("ROLLBACK TO job")
-                results.append((False, exc))
-            conn.execute("RELEASE job")
-        return results
+        failed: dict[int, Exception] = {}
+        while True:
+            results: list[tuple[bool, Any]] = []
+            for index, (fn, _) in enumerate(batch):
+                if index in failed:
+                    results.append((False, failed[index]))
+                    continue
+                try:
+                    results.append((True, fn(conn)))
+                except sqlite3.IntegrityError as exc:
+                    failed[index] = exc
+                    break
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed back to the caller that asked
+                    failed[index] = exc
+                    break
+            else:
+                return results
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
