@@ -91,6 +91,9 @@ class DeliveryPolicy:
     timeout: Duration = Duration(30)
     #: hand the sink credential fields (e.g. Pelcro's magic_link_token) instead of [redacted]
     include_sensitive: bool = False
+    #: a claimed delivery whose worker vanished (crash) is taken over after timeout + this
+    #: (default 30 s); every process sharing a store must use the same value
+    lease_margin: Duration | None = None
 
     @property
     def max_attempts(self) -> int:

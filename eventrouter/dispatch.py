@@ -32,7 +32,7 @@ log = logging.getLogger("eventrouter.dispatch")
 #: longest a worker sleeps before looking at the store again (deliveries made due by another
 #: process, e.g. ``eventrouter dlq retry``, are picked up within this)
 POLL_INTERVAL = 1.0
-#: a claimed delivery whose worker vanished becomes claimable again after timeout + this
+#: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
 
 
@@ -62,7 +62,10 @@ class _SinkWorker:
 
     @property
     def lease(self) -> float:
-        return float(self.spec.delivery.timeout) + LEASE_MARGIN
+        margin = self.spec.delivery.lease_margin
+        return float(self.spec.delivery.timeout) + (
+            LEASE_MARGIN if margin is None else float(margin)
+        )
 
     async def run(self) -> None:
         store = self.dispatcher.store

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from eventrouter import hookimpl
+from eventrouter.server import DISPATCHER
 from eventrouter.testing import Recorder
 
 
@@ -233,3 +234,19 @@ async def test_replay_delivers_a_stored_event_again(make_router, config_with, re
     await recorded.wait_for("a", 2, timeout=3)
     await recorded.wait_for("b", 1, timeout=3)
     assert recorded.events["a"][0].id == recorded.events["a"][1].id == recorded.events["b"][0].id
+
+
+async def test_lease_is_the_timeout_plus_the_configured_margin(make_router, config_with):
+    router = await make_router(
+        config_with(
+            {
+                "default": {"plugin": "recording", "delivery": {"timeout": "5s"}},
+                "short": {
+                    "plugin": "recording",
+                    "delivery": {"timeout": "5s", "lease_margin": "2s"},
+                },
+            }
+        )
+    )
+    workers = router.client.app[DISPATCHER].workers
+    assert (workers["default"].lease, workers["short"].lease) == (35.0, 7.0)
