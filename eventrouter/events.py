@@ -19,6 +19,7 @@ from attrs import field, frozen
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from eventrouter.converter import converter
+from eventrouter.errors import PayloadError
 
 __all__ = [
     "REDACTED",
@@ -214,7 +215,26 @@ class Event:
         return converter.structure(value, cls)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """Strict JSON (RFC 8259). PayloadError when the event holds what JSON cannot carry.
+
+        A payload can parse and still not be storable: NaN or Infinity (not JSON, though
+        Python's parser accepts them), a lone UTF-16 surrogate escape (``"\\ud800"``: no UTF-8
+        for it), nesting deeper than the encoder's recursion limit.
+        """
+        try:
+            text = json.dumps(
+                self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
+            text.encode("utf-8")
+        except RecursionError:
+            raise PayloadError("the payload is nested too deeply to store") from None
+        except UnicodeEncodeError:
+            raise PayloadError(
+                "the payload holds a lone UTF-16 surrogate escape, which is not valid Unicode"
+            ) from None
+        except ValueError as exc:
+            raise PayloadError(f"the payload holds a value JSON cannot represent ({exc})") from None
+        return text
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:

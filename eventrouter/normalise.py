@@ -17,6 +17,7 @@ __all__ = [
     "any_digest_matches",
     "first",
     "json_object",
+    "nesting_exceeds",
     "optional_str",
     "parse_timestamp",
     "phone_e164",
@@ -106,7 +107,7 @@ def json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise PayloadError("JSON body is nested too deeply") from None
     except ValueError as exc:
@@ -114,6 +115,32 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise PayloadError(f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+#: containers nested deeper than this are refused (webhooks are a few levels deep; deeper
+#: nesting only serves to exhaust a parser's or an encoder's recursion)
+MAX_NESTING = 64
+
+
+def nesting_exceeds(value: Any, limit: int = MAX_NESTING) -> bool:
+    """True when lists and objects in ``value`` nest deeper than ``limit`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def any_digest_matches(expected: Iterable[bytes], given: bytes) -> bool:

@@ -25,6 +25,7 @@ from eventrouter.dispatch import Dispatcher, event_for_log, notify_observers
 from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.metrics import Metrics
+from eventrouter.normalise import MAX_NESTING, nesting_exceeds
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.sources import Source, WebhookRequest
@@ -193,6 +194,13 @@ class _Receiver:
                 ),
                 "unavailable",
             )
+        if nesting_exceeds(event.raw):
+            return _outcome(
+                error_response(
+                    400, "invalid_payload", f"the payload nests deeper than {MAX_NESTING} levels"
+                ),
+                "invalid",
+            )
         event = await _transform(pm, event, self.source)
         if event is None:
             return _outcome(web.json_response({"status": "dropped"}), "dropped")
@@ -201,6 +209,9 @@ class _Receiver:
         store = app[STORE]
         try:
             result = await store.ingest(event, sinks)
+        except PayloadError as exc:  # parsed, but not storable as JSON (see Event.to_json)
+            log.info("source %s: payload cannot be stored: %s", self.name, exc)
+            return _outcome(error_response(400, "invalid_payload", exc.message), "invalid")
         except StoreUnavailable as exc:
             log.error("source %s: cannot store event %s: %s", self.name, event.id, exc)
             return _outcome(

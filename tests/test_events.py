@@ -130,3 +130,33 @@ def test_vocabularies_come_back_as_enums():
     assert event.data.call.status is CallStatus.NO_ANSWER
     assert event.data.call.direction is CallDirection.OUTBOUND
     assert event.data.campaign.status is CampaignStatus.COOLDOWN
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"x": float("nan")}, "cannot represent"),
+        ({"x": float("inf")}, "cannot represent"),
+        ({"x": "\ud800"}, "lone UTF-16 surrogate"),
+    ],
+)
+def test_what_json_cannot_carry_is_a_payload_error(raw, message):
+    from eventrouter.errors import PayloadError
+
+    with pytest.raises(PayloadError, match=message):
+        full_event().evolve(raw=raw).to_json()
+
+
+def test_nesting_limit():
+    from eventrouter.normalise import MAX_NESTING, nesting_exceeds
+
+    def nested(depth):
+        value: object = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    assert not nesting_exceeds(nested(MAX_NESTING))
+    assert nesting_exceeds(nested(MAX_NESTING + 1))
+    assert nesting_exceeds({"a": {"b": nested(5000)}})  # no recursion, however deep
+    assert not nesting_exceeds(full_event().raw)
