@@ -40,7 +40,9 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = self.redactor(text)
+        # every string field: extras such as aiohttp's access-log ``first_request_line`` carry
+        # the query string, where a token may be (Exotel's ?token=)
         for key, value in list(record.__dict__.items()):
-            if key.startswith("er_") and isinstance(value, str):
+            if isinstance(value, str) and key != "msg":
                 setattr(record, key, self.redactor(value))
         return True

@@ -196,3 +196,19 @@ def test_check_command(tmp_path):
     result = CliRunner().invoke(cli, ["check", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1
     assert "no such file" in result.output
+
+
+def test_every_string_field_of_a_log_record_is_masked():
+    import logging
+
+    from eventrouter.redact import RedactingFilter, Redactor
+
+    record = logging.LogRecord(
+        "aiohttp.access", logging.INFO, "x", 1, "%s", ("GET /?token=tok-123456",), None
+    )
+    record.first_request_line = "POST /hooks/exotel?token=tok-123456 HTTP/1.1"
+    record.er_detail = "tok-123456"
+    RedactingFilter(Redactor(["tok-123456"])).filter(record)
+    assert record.getMessage() == "GET /?token=***"
+    assert record.first_request_line == "POST /hooks/exotel?token=*** HTTP/1.1"
+    assert record.er_detail == "***"
