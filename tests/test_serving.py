@@ -1,0 +1,129 @@
+"""The pieces of a graceful stop (eventrouter.serving): what SIGTERM does to connections that
+were already on their way when it arrived. ``tests/test_crash.py`` checks the whole of it on a
+real process under a burst; these check each piece on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import pytest
+
+from eventrouter.serving import ConnectionGuard, refuse_new_connections
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket filters")
+
+
+def listener(family: int, host: str) -> socket.socket:
+    sock = socket.socket(family)
+    sock.bind((host, 0))
+    sock.listen(16)
+    return sock
+
+
+@linux_only
+@pytest.mark.parametrize(
+    ("family", "bind", "target"),
+    [
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
+        (socket.AF_INET6, "::1", "::1"),
+    ],
+)
+def test_refused_listener_ignores_new_connections_and_keeps_queued_ones(family, bind, target):
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        sock = listener(family, bind)
+    except OSError as exc:
+        pytest.skip(f"cannot listen on {bind}: {exc}")
+    port = sock.getsockname()[1]
+    with sock:
+        queued = socket.create_connection((target, port), timeout=2)
+        queued.sendall(b"POST /hooks/demo HTTP/1.1\r\n" + b"x" * 5000)
+        assert refuse_new_connections([sock])
+
+        late = socket.socket(family)
+        late.settimeout(0.3)
+        with late, pytest.raises(TimeoutError):
+            late.connect((target, port))  # its SYN is ignored: no connection, no reset
+
+        # the connection that was queued before is still accepted, whole, and can be answered
+        accepted, _ = sock.accept()
+        with accepted, queued:
+            accepted.settimeout(2)
+            received = b""
+            while len(received) < 5027:
+                received += accepted.recv(65536)
+            assert received.startswith(b"POST /hooks/demo")
+            accepted.sendall(b"answered")
+            assert queued.recv(16) == b"answered"
+    # once closed, the retransmitted attempt finds the port closed: refused, which senders retry
+    again = socket.socket(family)
+    with again, pytest.raises(ConnectionRefusedError):
+        again.connect((target, port))
+
+
+@linux_only
+def test_refused_listener_on_a_dual_stack_socket_handles_ipv4_mapped_attempts():
+    try:
+        sock = socket.socket(socket.AF_INET6)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", 0))
+        sock.listen(4)
+    except OSError as exc:
+        pytest.skip(f"no dual-stack socket: {exc}")
+    with sock:
+        assert refuse_new_connections([sock])
+        late = socket.socket(socket.AF_INET)
+        late.settimeout(0.3)
+        with late, pytest.raises(TimeoutError):
+            late.connect(("127.0.0.1", sock.getsockname()[1]))
+
+
+class _Inner(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.received = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+async def test_wait_for_headers_waits_for_accepted_connections_that_have_not_sent_them():
+    guard = ConnectionGuard(_Inner, max_connections=10, header_timeout=5)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(guard, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # nothing accepted: nothing to wait for
+        assert await guard.wait_for_headers(1) == 0
+
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if guard.awaiting_headers:
+                break
+            await asyncio.sleep(0.01)
+        assert len(guard.awaiting_headers) == 1
+        waiting = asyncio.create_task(guard.wait_for_headers(5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # half the headers are not enough
+        writer.write(b"POST /hooks/demo HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(waiting, 2) == 0
+
+        # a client that never sends its headers is waited for no longer than the grace
+        _, silent = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if guard.awaiting_headers:
+                break
+            await asyncio.sleep(0.01)
+        assert await guard.wait_for_headers(0.1) == 1
+        silent.close()
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
