@@ -17,7 +17,7 @@ SECRET = "property-secret"
 SOURCE = PelcroSource("pelcro", PelcroOptions(secrets=[SECRET, "second-secret"]))
 TOKEN = "MLT-7b0d4c1e2f3a45968778695a4b3c2d1e"
 PROFILE = settings(
-    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 KEYS = st.sampled_from(
