@@ -24,6 +24,7 @@ from attrs import define, field, frozen
 from eventrouter.converter import Duration, converter
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import Registry, install_hint
+from eventrouter.redact import Redactor
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
 
@@ -225,7 +226,9 @@ def parse_config(
     routes = _routes(document.get("routes", []), set(source_tables), set(sink_tables), problems)
 
     if problems:
-        raise ConfigError(_root_causes(problems))
+        # a message may quote a value ("expected a list, got str '...'"): never a secret's
+        redact = Redactor(secrets)
+        raise ConfigError([redact(problem) for problem in _root_causes(problems)])
     assert server is not None
     assert store is not None
     return Config(
@@ -377,6 +380,9 @@ def _instantiate(
         )
         return None
     cls = provided.cls
+    # known before they are checked, so that no problem reported about them quotes them
+    for option in cls.secret_options:
+        _collect_strings(options.get(option), secrets)
     structured = _structure(options, cls.Options, path, problems)
     if structured is None:
         return None

@@ -206,6 +206,10 @@ class _Receiver:
             return _outcome(web.json_response({"status": "dropped"}), "dropped")
         event_dict = event.to_dict() if config.needs_event_dict else None
         sinks = config.sinks_for(event.source, event.type, event_dict)
+        if event.sensitive and not any(config.sinks[s].delivery.include_sensitive for s in sinks):
+            # a credential (a Pelcro magic-link token) is stored only for a sink that asks for
+            # it; otherwise it never reaches the disk
+            event = event.redacted()
         store = app[STORE]
         try:
             result = await store.ingest(event, sinks)

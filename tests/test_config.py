@@ -212,3 +212,32 @@ def test_every_string_field_of_a_log_record_is_masked():
     assert record.getMessage() == "GET /?token=***"
     assert record.first_request_line == "POST /hooks/exotel?token=*** HTTP/1.1"
     assert record.er_detail == "***"
+
+
+def test_problems_never_quote_a_secret(registry):
+    """A secret in the wrong shape is reported by its key and type, its value masked."""
+    found = problems(
+        {
+            "sources": {
+                "env": {"plugin": "standard-webhooks", "secrets": "${WH_SECRET}"},
+                "literal": {"plugin": "standard-webhooks", "secrets": "TopSecretLiteral42"},
+                "bad": {"plugin": "standard-webhooks", "secrets": ["not-a-whsec-value-123"]},
+            },
+            "sinks": {
+                "fwd": {
+                    "plugin": "http",
+                    "url": "https://example.com/hook",
+                    "headers": "Bearer sk-live-0123456789",
+                }
+            },
+        },
+        registry,
+        environ={"WH_SECRET": "TopSecretFromEnv99"},
+    )
+    text = "\n".join(found)
+    assert "sources.env.secrets: expected a list, got str '***'" in found
+    assert "sources.literal.secrets: expected a list, got str '***'" in found
+    assert any(p.startswith("sources.bad.secrets:") for p in found)
+    assert any(p.startswith("sinks.fwd.headers:") for p in found)
+    for secret in ("TopSecretFromEnv99", "TopSecretLiteral42", "sk-live-0123456789"):
+        assert secret not in text

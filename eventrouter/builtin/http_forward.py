@@ -22,7 +22,7 @@ class HTTPForwardOptions:
     #: where to POST (http or https)
     url: str
     #: extra request headers, e.g. {Authorization = "Bearer ${TOKEN}"}
-    headers: dict[str, str] = field(factory=dict)
+    headers: dict[str, str] = field(factory=dict, repr=False)
 
 
 class HTTPForwardSink(Sink):

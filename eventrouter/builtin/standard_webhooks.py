@@ -26,7 +26,7 @@ _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 class StandardWebhooksOptions:
     """``secrets``: one or more ``whsec_...`` secrets; any match passes (rotation)."""
 
-    secrets: list[str] = field()
+    secrets: list[str] = field(repr=False)
     provider: str = "standard-webhooks"
 
 

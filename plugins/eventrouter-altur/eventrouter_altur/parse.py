@@ -149,8 +149,8 @@ class _Reader:
             duration_seconds=_count(payload, "duration", "duration"),
             recording_url=_text(payload, "recording_url", "recording_url"),
             transcript=self.transcript(payload),
-            from_number=from_number,
-            to_number=to_number,
+            from_number=from_number or _as_sent(payload, "phone_number_from"),
+            to_number=to_number or _as_sent(payload, "phone_number_to"),
         )
         counterpart = {CallDirection.OUTBOUND: to_number, CallDirection.INBOUND: from_number}
         # every candidate is read (and type-checked) before the first present one is chosen
@@ -174,7 +174,9 @@ class _Reader:
         return Parsed(
             type=EventType.CALL_ENDED,
             provider_type=event_type,
-            idempotency_key=event_id or call_id,
+            # a call's id is shared by its other events (on_call_start, ...): the type keeps
+            # their keys apart, so they are not taken for retries of one another
+            idempotency_key=event_id or f"{event_type}:{call_id}",
             raw=payload,
             time=ended_at or started_at or created_at,
             subject=call_id,
@@ -232,7 +234,9 @@ class _Reader:
             type=f"altur.{event_type}",
             provider_type=event_type,
             idempotency_key=_loose_id(payload.get("event_id"))
-            or _loose_id(payload.get("id"))
+            or (
+                f"{event_type}:{object_id}" if (object_id := _loose_id(payload.get("id"))) else None
+            )
             or _body_key(body),
             raw=payload,
             time=time,
@@ -281,6 +285,18 @@ class _Reader:
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
             raise PayloadError(f"expected a phone number, got {_kind(value)}", field=path)
         return phone_e164(value, default_region=self.phone_region)
+
+
+def _as_sent(payload: Mapping[str, Any], key: str) -> str | None:
+    """A number that is not a valid phone number, as sent; None for none and for placeholders
+    made of zeros (``+000000000000`` in Altur's examples)."""
+    value = payload.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text.lstrip("+").strip("0"):
+        return None
+    return text
 
 
 def _call_attributes(

@@ -53,7 +53,8 @@ class AlturOptions:
     secrets: Any = field(factory=list, converter=_secrets, repr=False)
     #: "base64" (Altur's current docs: the key is the decoded bytes) or "utf8" (older docs)
     secret_encoding: str = "base64"  # noqa: S105 - the name of an encoding, not a secret
-    #: accept requests without checking X-Altur-Signature (local testing only)
+    #: run without secrets, accepting unsigned requests (local testing only); with secrets set,
+    #: every request is still verified
     insecure: Any = field(default=False, converter=_flag)
     #: IANA time zone of timestamps sent without an offset
     time_zone: str = "UTC"
@@ -99,14 +100,15 @@ class AlturSource(Source):
                 f"phone_region: unknown region {options.phone_region!r} "
                 "(use an ISO 3166 code such as 'MX')"
             )
-        if options.insecure:
+        if options.insecure and not options.secrets:
             log.warning("source %s: insecure = true, X-Altur-Signature is not checked", name)
 
     def check(self) -> Iterable[str]:
         return list(self._problems)
 
     def authenticate(self, request: WebhookRequest) -> None:
-        if self.options.insecure:
+        # with secrets, every request is verified; insecure only permits running without any
+        if self.options.insecure and not self.options.secrets:
             return
         verify(request.headers, request.body, self._keys)
 

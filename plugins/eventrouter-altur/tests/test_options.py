@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventrouter.config import parse_config
-from eventrouter.errors import ConfigError
+from eventrouter.errors import AuthenticationError, ConfigError
 from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter.sources import WebhookRequest
 
@@ -58,6 +58,16 @@ def test_insecure_needs_no_secret():
     source = load({"insecure": True}).sources["altur"]
     assert source.options.insecure is True
     source.authenticate(WebhookRequest(body=b"{}"))
+
+
+def test_insecure_never_waives_a_configured_secret():
+    source = load({"secrets": [SECRET], "insecure": True}).sources["altur"]
+    with pytest.raises(AuthenticationError):
+        source.authenticate(WebhookRequest(body=b"{}"))
+    with pytest.raises(AuthenticationError):
+        source.authenticate(WebhookRequest(body=b"{}", headers={"X-Altur-Signature": "forged"}))
+    body = b'{"event_type": "on_call_end", "id": "c1"}'
+    source.authenticate(WebhookRequest(body=body, headers=source.sign(body).headers))
 
 
 def test_insecure_must_be_a_boolean():

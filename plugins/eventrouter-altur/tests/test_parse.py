@@ -58,7 +58,7 @@ def test_on_call_end(source, load):
     event = parse(source, load("on_call_end"))
     assert event.type == EventType.CALL_ENDED == "call.ended"
     assert event.provider_type == "on_call_end"
-    assert event.idempotency_key == "cll_gBoLtd02pUI50QwXkFjB"
+    assert event.idempotency_key == "on_call_end:cll_gBoLtd02pUI50QwXkFjB"
     assert event.subject == "cll_gBoLtd02pUI50QwXkFjB"
     assert event.time == datetime(2024, 12, 19, 15, 0, 10, tzinfo=UTC)
     assert event.data.campaign is None
@@ -115,7 +115,7 @@ def test_on_call_end_older_shape(source, load):
     event = parse(source, load("on_call_end_legacy"))
     assert event.type == "call.ended"
     assert event.provider_type == "on_call_end"
-    assert event.idempotency_key == "cll_gBoLtd02pUI50QwXkFjB"
+    assert event.idempotency_key == "on_call_end:cll_gBoLtd02pUI50QwXkFjB"
     assert event.subject == "cll_gBoLtd02pUI50QwXkFjB"
     # no timestamp of the call in this shape: the event is dated when it was received
     assert event.time == event.received_at
@@ -158,7 +158,7 @@ def test_on_call_end_older_shape(source, load):
 def test_on_call_end_inbound_takes_the_callers_number(source, load):
     event = parse(source, load("on_call_end_inbound"))
     assert event.type == "call.ended"
-    assert event.idempotency_key == "cll_7HqP2mZx0aLk3VbN9sRt"
+    assert event.idempotency_key == "on_call_end:cll_7HqP2mZx0aLk3VbN9sRt"
     assert event.subject == "cll_7HqP2mZx0aLk3VbN9sRt"
     assert event.time == datetime(2025, 3, 4, 10, 15, 30, tzinfo=UTC)
     assert event.data.contact == Contact(
@@ -263,10 +263,41 @@ def test_numbers_without_plus_use_the_phone_region(make_source):
         "phone_number_from": "5512345678",
         "end_user": {"phone_number": "55 9876 5432"},
     }
-    assert parse(make_source(), body).data.contact is None
+    unread = parse(make_source(), body)
+    assert unread.data.contact is None
+    # without a region the numbers are not phone numbers: the call keeps them as sent
+    assert unread.data.call.from_number == "5512345678"
     event = parse(make_source(phone_region="MX"), body)
     assert event.data.contact == Contact(phone="+525598765432")
     assert event.data.call.from_number == "+525512345678"
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("+000000000000", None), ("000", None), ("", None), ("ext. 42", "ext. 42"), (12, "12")],
+)
+def test_call_numbers_that_are_not_phone_numbers(source, sent, kept):
+    event = parse(
+        source,
+        {"event_type": "on_call_end", "id": "c1", "type": "outbound", "phone_number_to": sent},
+    )
+    assert event.data.call.to_number == kept
+    assert event.data.contact is None  # never a contact phone that is not E.164
+
+
+def test_other_events_of_a_call_do_not_share_its_idempotency_key(source):
+    started = parse(source, {"event_type": "on_call_start", "id": "cll_1"})
+    ended = parse(source, {"event_type": "on_call_end", "id": "cll_1"})
+    older = parse(source, {"type": "on_call_end", "id": "cll_1"})
+    assert started.idempotency_key == "on_call_start:cll_1"
+    assert ended.idempotency_key == older.idempotency_key == "on_call_end:cll_1"
+    # a delivery id, where Altur sends one, is the key
+    assert (
+        parse(
+            source, {"event_type": "on_call_end", "id": "cll_1", "event_id": "e9"}
+        ).idempotency_key
+        == "e9"
+    )
 
 
 @pytest.mark.parametrize(("status", "expected"), sorted(CALL_STATUSES.items()))
@@ -537,7 +568,7 @@ def test_unknown_event_type_is_read_leniently(source):
     body = {"event_type": "on_call_start", "id": 5, "occurred_at": "soon", "data": [1, 2]}
     event = parse(source, body)
     assert event.type == "altur.on_call_start"
-    assert event.idempotency_key == "5"
+    assert event.idempotency_key == "on_call_start:5"
     assert event.subject == "5"
     assert event.time == event.received_at
     assert event.data.attributes == {}
@@ -555,7 +586,7 @@ def test_older_shape_with_another_type_is_kept(source):
     event = parse(source, {"type": "on_call_start", "id": "c1"})
     assert event.type == "altur.on_call_start"
     assert event.provider_type == "on_call_start"
-    assert event.idempotency_key == "c1"
+    assert event.idempotency_key == "on_call_start:c1"
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,19 @@ async def test_signed_malformed_body_gets_a_400_naming_the_field(make_router, co
         "message": "expected a whole number, got a string",
         "field": "duration",
     }
+
+
+async def test_a_call_start_does_not_swallow_the_call_end(make_router, config, secret, recorded):
+    """Both events of one call carry the call's id and no event_id: both are delivered."""
+    router = await make_router(config, environ={"ALTUR_SECRET": secret})
+    started = json.dumps({"event_type": "on_call_start", "id": "cll_shared"}).encode()
+    ended = json.dumps(
+        {"event_type": "on_call_end", "id": "cll_shared", "status": "ended"}
+    ).encode()
+    for body in (started, ended):
+        status, answer = await router.post("altur", body)
+        assert (status, answer["status"]) == (200, "accepted"), answer
+    status, answer = await router.post("altur", ended)  # Altur's retry of the call end
+    assert (status, answer["status"]) == (200, "duplicate")
+    events = await recorded.wait_for("recorder", 2)
+    assert sorted(event.type for event in events) == ["altur.on_call_start", "call.ended"]

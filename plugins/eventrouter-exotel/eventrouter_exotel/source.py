@@ -32,9 +32,9 @@ class ExotelOptions:
     """The keys of an ``[sources.NAME]`` table with ``plugin = "exotel"``."""
 
     #: accepted ``?token=`` values; several while rotating
-    tokens: list[str] = field(factory=list)
+    tokens: list[str] = field(factory=list, repr=False)
     #: accepted ``user:password`` credentials, sent as ``Authorization: Basic``
-    basic_auth: list[str] = field(factory=list)
+    basic_auth: list[str] = field(factory=list, repr=False)
     #: CIDRs callbacks may come from; empty: anywhere
     allowed_networks: list[str] = field(factory=list)
     #: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed

@@ -97,7 +97,7 @@ def test_all_options(registry):
         ({"tokens": ["short"]}, "sources.exotel.tokens[0]: a token needs at least 16 characters"),
         ({"tokens": [TOKEN, " " * 20]}, "sources.exotel.tokens[1]: a token needs at least 16"),
         ({"basic_auth": ["no-colon"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
-        ({"basic_auth": [":password"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
+        ({"basic_auth": [":s3cret-pw"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         ({"basic_auth": ["user:"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         (
             {"tokens": [TOKEN], "allowed_networks": ["10.0.0.0/8", "office"]},

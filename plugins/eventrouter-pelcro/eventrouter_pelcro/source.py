@@ -19,7 +19,7 @@ class PelcroOptions:
     """``secrets``: the webhook secrets; any match passes (rotation). ``insecure``: allow none."""
 
     #: Pelcro webhook secrets; a request passes when signed with any of them
-    secrets: list[str] = field(factory=list)
+    secrets: list[str] = field(factory=list, repr=False)
     #: accept unsigned requests when no secret is configured (local testing only)
     insecure: bool = False
 

@@ -1,4 +1,4 @@
-"""magic_link_token: stored in ``raw``, listed in ``sensitive``, gone from every redacted copy."""
+"""magic_link_token: kept in ``raw``, listed in ``sensitive``, gone from every redacted copy."""
 
 from __future__ import annotations
 

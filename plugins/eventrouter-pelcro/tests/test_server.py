@@ -67,9 +67,30 @@ async def test_seed_payload_is_delivered_redacted_and_in_clear(
 
     stored = await router.store.get_event(body["event_id"])
     assert stored is not None
-    assert stored.event.raw["data"]["magic_link_token"] == SEED_TOKEN  # the store keeps it
+    # a sink asks for the token (include_sensitive): the store keeps it for that sink
+    assert stored.event.raw["data"]["magic_link_token"] == SEED_TOKEN
     assert SEED_TOKEN not in caplog.text
     assert SECRET not in caplog.text
+
+
+async def test_the_token_is_not_stored_when_no_sink_asks_for_it(
+    make_router, config, fixture_bytes, tmp_path
+):
+    config["sinks"]["clear"]["delivery"]["include_sensitive"] = False
+    router = await make_router(config, environ=ENVIRON)
+    status, body = await router.post("pelcro", fixture_bytes("campaign_triggered.json"))
+    assert status == 200, body
+    stored = await router.store.get_event(body["event_id"])
+    assert stored is not None
+    assert stored.event.raw["data"]["magic_link_token"] == "[redacted]"
+    assert stored.event.sensitive == ("data.magic_link_token",)
+    await router.recorder.wait_for("clear", 1)
+    await router.store.close()
+    # nowhere in the store's files, the write-ahead log included
+    files = list(tmp_path.rglob("*.db*"))
+    assert files
+    for path in files:
+        assert SEED_TOKEN.encode() not in path.read_bytes(), path.name
 
 
 async def test_unsigned_request_is_refused_with_json(make_router, config, fixture_bytes):
