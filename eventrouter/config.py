@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -301,11 +301,48 @@ def _table(document: Mapping[str, Any], key: str, problems: list[str]) -> dict[s
 
 
 def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
+    """``cls`` from ``value``, or None; every problem found is added to ``problems``.
+
+    Unknown keys are reported and left out, and validators run one by one after structuring,
+    so that one mistake does not hide the others in the same table.
+    """
+    if isinstance(value, Mapping) and attrs.has(cls):
+        known = {a.alias for a in attrs.fields(cls) if a.init}
+        unknown = sorted((key for key in value if key not in known), key=str)
+        if unknown:
+            problems.append(f"{path}: {_unknown_keys(unknown)}")
+            value = {key: item for key, item in value.items() if key in known}
     try:
-        return converter.structure(value, cls)
+        with attrs.validators.disabled():
+            structured = converter.structure(value, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         problems.extend(_render(exc, path))
         return None
+    found = list(_validate(structured, path))
+    problems.extend(found)
+    return None if found else structured
+
+
+def _validate(instance: Any, path: str) -> Iterator[str]:
+    """Run every field's validator (and those of nested attrs instances), reporting each failure."""
+    for attribute in attrs.fields(type(instance)):
+        value = getattr(instance, attribute.name)
+        location = f"{path}.{attribute.alias}" if path else attribute.alias
+        if attribute.validator is not None:
+            try:
+                attribute.validator(instance, attribute, value)
+            except (ValueError, TypeError) as exc:
+                message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+                matched = _VALIDATOR_MESSAGE.match(message)
+                yield f"{location}: {matched.group(2) if matched else message}"
+                continue
+        if attrs.has(type(value)):
+            yield from _validate(value, location)
+
+
+def _unknown_keys(keys: Iterable[Any]) -> str:
+    names = ", ".join(repr(key) for key in keys)
+    return f"unknown key {names} (check the spelling; see the plugin's README for its options)"
 
 
 _VALIDATOR_MESSAGE = re.compile(r"^'(\w+)' (must .*)$")
@@ -316,8 +353,7 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
-        return f"unknown key {keys} (check the spelling; see the plugin's README for its options)"
+        return _unknown_keys(sorted(exc.extra_fields, key=str))
     if isinstance(exc, ValueError) and type_ not in (int, float, str, bool) and str(exc):
         return str(exc)
     return cattrs.v.format_exception(exc, type_)
@@ -423,6 +459,17 @@ def _sources(
             continue
         core = _structure(split[0], _SourceTable, f"sources.{name}", problems)
         if core is None:
+            # the plugin's own options are still checked, so every problem is reported at once
+            if isinstance(split[0].get("plugin"), str):
+                _instantiate(
+                    "source",
+                    name,
+                    split[0]["plugin"],
+                    split[1],
+                    registry.sources,
+                    problems,
+                    secrets,
+                )
             continue
         route = core.path or f"/hooks/{name}"
         if not route.startswith("/"):
@@ -452,12 +499,12 @@ def _sinks(
         if split is None:
             continue
         core = _structure(split[0], _SinkTable, f"sinks.{name}", problems)
-        if core is None:
+        plugin = core.plugin if core is not None else split[0].get("plugin")
+        if not isinstance(plugin, str):
             continue
-        instance = _instantiate(
-            "sink", name, core.plugin, split[1], registry.sinks, problems, secrets
-        )
-        if instance is not None:
+        # the plugin's options are checked even when the delivery table is wrong
+        instance = _instantiate("sink", name, plugin, split[1], registry.sinks, problems, secrets)
+        if instance is not None and core is not None:
             sinks[name] = SinkSpec(sink=instance, delivery=core.delivery)
     return sinks
 

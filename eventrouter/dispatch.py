@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -93,6 +94,14 @@ class _SinkWorker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
         self.wakeup.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # a bug in the bookkeeping: the delivery stays claimed until its lease ends, then
+            # it is attempted again; say so rather than lose the error
+            log.error(
+                "sink %s: an attempt ended without recording its outcome; retried after its lease",
+                self.name,
+                exc_info=exc,
+            )
 
     async def _sleep(self) -> None:
         timeout = POLL_INTERVAL
@@ -168,7 +177,7 @@ class _SinkWorker:
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
             )
             return
-        delay = retry_after if retry_after is not None else self.delay(number)
+        delay = self.delay(number, retry_after=retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         log.info(
             "sink %s: attempt %d for %s failed (%s); retry in %.1fs",
@@ -192,9 +201,16 @@ class _SinkWorker:
             retry_at=retry_at,
         )
 
-    def delay(self, attempt: int) -> float:
-        """The wait after failed attempt number ``attempt`` (1-based), with jitter."""
+    def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based), with jitter.
+
+        A ``Retry-After`` the sink reported replaces the schedule's delay, up to the longest delay
+        of the schedule: a remote end cannot park a delivery for a year, nor break the
+        bookkeeping with an infinite or negative wait.
+        """
         policy = self.spec.delivery
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(0.0, retry_after), float(max(policy.retry_schedule, default=0.0)))
         base = float(policy.retry_schedule[min(attempt, len(policy.retry_schedule)) - 1])
         return max(0.0, base * (1 + random.uniform(-policy.jitter, policy.jitter)))
 

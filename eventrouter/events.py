@@ -190,7 +190,8 @@ class Event:
     received_at: datetime = field(converter=_aware)
     data: EventData = field(factory=EventData)
     raw: Any = None
-    subject: str | None = None
+    #: an empty subject is no subject (CloudEvents requires a non-empty one when present)
+    subject: str | None = field(default=None, converter=lambda value: value or None)
     specversion: str = "1.0"
     sensitive: tuple[str, ...] = ()
 

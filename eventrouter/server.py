@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pluggy
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from eventrouter import __version__
 from eventrouter.config import Config
@@ -114,7 +115,11 @@ class _Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         app = request.app
-        response = await self._receive(request, app, app[CONFIG])
+        try:
+            response = await self._receive(request, app, app[CONFIG])
+        except Exception:
+            self._count("error")  # answered 503 by the json_errors middleware, which logs it
+            raise
         self._count(response.get(OUTCOME, "error"))
         if response.status < 300:
             self._ack_latency.observe(time.monotonic() - started)
@@ -146,6 +151,16 @@ class _Receiver:
                 ),
                 "too_large",
             )
+        except RequestPayloadError as exc:
+            # a body that does not decode as its Content-Encoding says (or a broken chunked
+            # framing): the sender's mistake, and sending it again will not mend it
+            detail = str(exc.args[0] if exc.args else exc).split("\n")[-1].strip()
+            # the connection's framing cannot be trusted any more: answer, then close it
+            # (marking the body read spares aiohttp draining a stream that only raises again)
+            request.content.feed_eof()
+            response = error_response(400, "invalid_payload", f"the body cannot be read: {detail}")
+            response.force_close()
+            return _outcome(response, "invalid")
         except TimeoutError:
             return _outcome(
                 error_response(

@@ -181,9 +181,18 @@ class _JSONErrorsHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        super().handle_error(
-            request, status, exc, message
-        )  # logs, and refuses if a response started
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # logs the traceback
+        else:
+            # the client's mistake (a malformed request line, oversized headers, an encoding
+            # that cannot be decoded): one line at INFO, not a traceback at ERROR per request
+            log.info(
+                "refused a malformed request from %s: %s",
+                request.remote,
+                (message or str(exc) or str(status)).strip().split("\n")[-1].strip()[:300],
+            )
+            if request.writer.output_size > 0:
+                raise ConnectionError("a response was sent already; the connection is broken")
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:

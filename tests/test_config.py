@@ -106,6 +106,43 @@ def test_every_problem_reported_at_once_with_its_path(registry):
     assert len(found) == 9, found
 
 
+def test_several_problems_in_one_table_are_all_reported(registry):
+    found = problems(
+        {
+            "server": {"port": -1, "max_body_bytes": 0, "max_connections": 0},
+            "store": {"backend": "mysql", "max_pending_writes": 0},
+            "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [], "path": 5}},
+            "sinks": {
+                # a wrong delivery table does not hide the plugin's own problems
+                "slow": {
+                    "plugin": "http",
+                    "url": "ftp://x",
+                    "delivery": {"concurrency": 0, "jitter": 5},
+                },
+                # nor does an unknown key
+                "typo": {"plugin": "http", "url": "gopher://y", "bogus": 1},
+            },
+        },
+        registry,
+    )
+    assert sorted(found) == sorted(
+        [
+            "server.port: must be >= 0: -1",
+            "server.max_body_bytes: must be > 0: 0",
+            "server.max_connections: must be > 0: 0",
+            "store.backend: must be in ('sqlite', 'redis') (got 'mysql')",
+            "store.max_pending_writes: must be > 0: 0",
+            "sources.demo.path: expected str, got int 5",
+            "sources.demo.secrets: at least one secret is required",
+            "sinks.slow.delivery.concurrency: must be > 0: 0",
+            "sinks.slow.delivery.jitter: must be <= 1: 5.0",
+            "sinks.slow.url: expected an http:// or https:// URL, got 'ftp://x'",
+            "sinks.typo: unknown key 'bogus' (check the spelling; see the plugin's README for its options)",
+            "sinks.typo.url: expected an http:// or https:// URL, got 'gopher://y'",
+        ]
+    ), found
+
+
 def test_missing_environment_variable_is_named_once(registry):
     found = problems(
         {"sources": {"demo": {"plugin": "standard-webhooks", "secrets": ["${DEMO_SECRET}"]}}},

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from eventrouter import hookimpl
 from eventrouter.server import DISPATCHER
+from eventrouter.sinks import retry_after_seconds
 from eventrouter.testing import Recorder
 
 
@@ -94,6 +97,38 @@ async def test_retry_after_overrides_the_schedule(make_router, config_with, reco
     )
     await router.post("demo", {"type": "x"})
     await recorded.wait_for("limited", 1, timeout=5)
+
+
+@pytest.mark.parametrize("retry_after", [1e20, float("inf"), float("nan"), -5.0])
+async def test_retry_after_is_capped_by_the_schedule(
+    make_router, config_with, recorded, retry_after
+):
+    """A remote end cannot park a delivery for ever (or break the bookkeeping with inf/nan)."""
+    delivery = {"retry_schedule": ["100ms", "200ms"], "jitter": 0}
+    router = await make_router(
+        config_with(
+            {
+                "limited": {
+                    "plugin": "recording",
+                    "fail_times": 1,
+                    "retry_after": retry_after,
+                    "delivery": delivery,
+                }
+            }
+        )
+    )
+    _, body = await router.post("demo", {"type": "x"})
+    await recorded.wait_for("limited", 1, timeout=5)
+    record = await wait_state(router, body["event_id"], "limited", "done")
+    assert record.attempts == 2
+
+
+def test_retry_after_header_values():
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("-3") == 0.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
+    for nonsense in ("inf", "nan", "1e400", "soon", "", None, "Wed, 99 Foo 99999 99:99:99 GMT"):
+        assert retry_after_seconds(nonsense) is None
 
 
 async def test_timeout_counts_as_a_retryable_failure(make_router, config_with, recorded):

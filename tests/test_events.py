@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cloudevents.core.bindings.http import from_http_event, to_binary_event, to_structured_event
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventrouter.events import (
     REDACTED,
@@ -21,6 +23,7 @@ from eventrouter.events import (
     EventData,
     EventType,
     TranscriptTurn,
+    new_event_id,
 )
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -160,3 +163,107 @@ def test_nesting_limit():
     assert nesting_exceeds(nested(MAX_NESTING + 1))
     assert nesting_exceeds({"a": {"b": nested(5000)}})  # no recursion, however deep
     assert not nesting_exceeds(full_event().raw)
+
+
+# -- round trips of arbitrary events (hypothesis) ----------------------------------------------
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+NAME = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+# fixed offsets: a zone's name is not part of an ISO 8601 timestamp (the instant and the offset
+# are), and Python never calls a time in a zone's fold or gap equal to one in another zone
+AWARE = st.datetimes(
+    min_value=datetime(1900, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, IST, timezone(timedelta(hours=-6)), timezone(timedelta(hours=13, minutes=45))]
+    ),
+)
+NUMBER = st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | NUMBER | TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+    max_leaves=15,
+)
+PARTS = st.builds(
+    EventData,
+    contact=st.none()
+    | st.builds(
+        Contact,
+        phone=st.none() | TEXT,
+        email=st.none() | TEXT,
+        name=st.none() | TEXT,
+        external_id=st.none() | TEXT,
+    ),
+    call=st.none()
+    | st.builds(
+        Call,
+        id=st.none() | TEXT,
+        direction=st.none() | st.sampled_from(CallDirection),
+        status=st.sampled_from(CallStatus),
+        provider_status=st.none() | TEXT,
+        answered_by=st.none() | st.sampled_from(AnsweredBy),
+        started_at=st.none() | AWARE,
+        ended_at=st.none() | AWARE,
+        duration_seconds=st.none() | st.integers(0, 10**6),
+        recording_url=st.none() | TEXT,
+        transcript=st.lists(
+            st.builds(TranscriptTurn, speaker=TEXT, text=TEXT, at=st.none() | AWARE), max_size=3
+        ).map(tuple),
+        attempt_ids=st.lists(TEXT, max_size=3).map(tuple),
+        from_number=st.none() | TEXT,
+        to_number=st.none() | TEXT,
+    ),
+    campaign=st.none()
+    | st.builds(
+        Campaign,
+        id=st.none() | TEXT,
+        name=st.none() | TEXT,
+        status=st.sampled_from(CampaignStatus),
+        provider_status=st.none() | TEXT,
+        previous_status=st.none() | st.sampled_from(CampaignStatus),
+        run_id=st.none() | TEXT,
+        cycle=st.none() | st.integers(0, 10**6),
+        next_cycle_at=st.none() | AWARE,
+        report_url=st.none() | TEXT,
+        stats=st.dictionaries(TEXT, NUMBER, max_size=4),
+    ),
+    attributes=st.dictionaries(TEXT, JSON_VALUES, max_size=4),
+)
+EVENTS = st.builds(
+    Event,
+    id=st.builds(new_event_id),
+    source=NAME.filter(lambda s: s.strip()),
+    type=NAME,
+    time=AWARE,
+    provider=NAME,
+    provider_type=NAME,
+    idempotency_key=NAME,
+    received_at=AWARE,
+    data=PARTS,
+    raw=JSON_VALUES,
+    subject=st.none() | TEXT,
+    sensitive=st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=","),
+            min_size=1,
+            max_size=20,
+        ),
+        max_size=3,
+    ).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=EVENTS)
+def test_any_event_round_trips_through_json_and_cloudevents(event):
+    assert Event.from_json(event.to_json()) == event
+    cloudevent = event.to_cloudevent()
+    assert Event.from_cloudevent(cloudevent) == event
+    for encode in (to_structured_event, to_binary_event):
+        assert Event.from_cloudevent(from_http_event(encode(cloudevent))) == event
+
+
+def test_an_empty_subject_is_no_subject():
+    event = full_event().evolve(subject="")
+    assert event.subject is None
+    assert "subject" not in event.to_cloudevent().get_attributes()

@@ -185,6 +185,9 @@ CASES = [
     Case("demo-signature-of-another-body", "demo", lambda k: k.swapped_body("demo", VALID["demo"](), b'{"type": "refund.issued"}'), 401, "unauthorized"),
     Case("demo-stale-timestamp", "demo", lambda k: k.webhook_signed(VALID["demo"](), at=int(time.time()) - 3600), 401, "unauthorized"),
     Case("demo-replay", "demo", lambda k: k.signed("demo", VALID["demo"]()), 200, "duplicate", replay=True),
+    Case("demo-gzip-that-is-not", "demo", lambda k: k.with_headers(k.signed("demo", VALID["demo"]()), Content_Encoding="gzip"), 400, "invalid_payload"),
+    Case("demo-deflate-that-is-not", "demo", lambda k: k.with_headers(k.signed("demo", VALID["demo"]()), Content_Encoding="deflate"), 400, "invalid_payload"),
+    Case("demo-unsupported-encoding", "demo", lambda k: k.with_headers(k.signed("demo", VALID["demo"]()), Content_Encoding="br"), 400, "bad_request"),
     Case("demo-huge-body", "demo", lambda k: k.webhook_signed(b'{"type": "a", "pad": "' + b"x" * MAX_BODY + b'"}'), 413, "payload_too_large"),
     # -- altur -----------------------------------------------------------------------------
     Case("altur-malformed-json", "altur", lambda k: k.signed("altur", b'{"event_type": "on_call_end", "id": '), 400, "invalid_payload"),

@@ -264,3 +264,20 @@ async def test_a_failing_transform_plugin_answers_503_not_500(
     status, body = await router.post("demo", EVENT)
     assert status == 503
     assert body["error"] == "internal_error"
+    async with router.client.get("/metrics") as response:
+        text = await response.text()
+    assert 'eventrouter_requests_total{outcome="error",source="demo"} 1.0' in text
+
+
+async def test_a_body_that_does_not_decode_gets_400(make_router, basic_config, caplog):
+    """Content-Encoding: gzip (or deflate) on a body that is not compressed is the sender's
+    mistake: 400 with a JSON body, never a 5xx that the sender would retry for ever."""
+    router = await make_router(basic_config)
+    for encoding in ("gzip", "deflate"):
+        status, body = await router.post("demo", EVENT, headers={"Content-Encoding": encoding})
+        assert status == 400, (encoding, body)
+        assert body["error"] == "invalid_payload"
+        assert encoding in body["message"] or "decode" in body["message"], body
+    assert "Traceback" not in caplog.text
+    status, _ = await router.post("demo", EVENT)
+    assert status == 200

@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from attrs import field, frozen
 from cloudevents.core.bindings.http import to_structured_event
+from cloudevents.core.exceptions import BaseCloudEventException
 
-from eventrouter.errors import RetryableError
+from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import Event
 from eventrouter.hookspecs import hookimpl
 from eventrouter.sinks import Sink, error_for_status
@@ -38,7 +39,11 @@ class HTTPForwardSink(Sink):
             yield f"url: expected an http:// or https:// URL, got {self.options.url!r}"
 
     async def deliver(self, event: Event) -> None:
-        message = to_structured_event(event.to_cloudevent())
+        try:
+            message = to_structured_event(event.to_cloudevent())
+        except BaseCloudEventException as exc:
+            # the same event will never become a valid CloudEvent: do not retry it for hours
+            raise PermanentError(f"the event is not a valid CloudEvent: {exc}") from None
         headers = {**message.headers, **self.options.headers}
         try:
             async with self.context.http.post(
