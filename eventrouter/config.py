@@ -412,7 +412,7 @@ def _instantiate(
         available = ", ".join(sorted(registry_types)) or "none"
         problems.append(
             f"{path}.plugin: no installed plugin provides {kind} type {plugin!r} "
-            f"(install it with: pip install {install_hint(plugin)}; installed {kind} types: {available})"
+            f"(install it with: {install_hint(plugin)}; installed {kind} types: {available})"
         )
         return None
     cls = provided.cls

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,13 +55,7 @@ def create_plugin_manager(
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
     if load_entrypoints:
-        allowed = os.environ.get(LOAD_PLUGINS_ENV)
-        names = (
-            None
-            if allowed is None
-            else {name.strip() for name in allowed.split(",") if name.strip()}
-        )
-        _load_entrypoints(pm, names)
+        _load_entrypoints(pm, allowed_plugins())
     for plugin in plugins:
         pm.register(plugin, name=_plugin_name(pm, plugin))
     pm.check_pending()
@@ -80,6 +75,20 @@ def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
     return name
 
 
+def _normalise(name: str) -> str:
+    """A distribution or entry-point name as PEP 503 compares them (``Eventrouter_CSV`` is
+    ``eventrouter-csv``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def allowed_plugins() -> set[str] | None:
+    """The names in ``EVENTROUTER_LOAD_PLUGINS``, normalised; None when it is not set."""
+    allowed = os.environ.get(LOAD_PLUGINS_ENV)
+    if allowed is None:
+        return None
+    return {_normalise(name.strip()) for name in allowed.split(",") if name.strip()}
+
+
 def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
     """Load installed plugins one by one, so one that fails to import cannot take the rest down.
 
@@ -87,15 +96,29 @@ def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
     """
     from importlib.metadata import entry_points
 
+    matched: set[str] = set()
+    installed: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist else ""
-        if names is not None and ep.name not in names and dist_name not in names:
-            continue
+        candidates = {_normalise(ep.name), _normalise(dist_name)} - {""}
+        installed |= candidates
+        if names is not None:
+            if not candidates & names:
+                continue
+            matched |= candidates & names
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any import-time error of a third-party plugin
             FAILED_PLUGINS[ep.name] = f"{dist_name or ep.value}: {type(exc).__name__}: {exc}"
             log.error("plugin %s (%s) failed to load and is skipped: %s", ep.name, dist_name, exc)
+    unknown = sorted((names or set()) - matched)
+    if unknown:
+        log.warning(
+            "%s names %s, which no installed plugin is called (installed: %s)",
+            LOAD_PLUGINS_ENV,
+            ", ".join(unknown),
+            ", ".join(sorted(installed)) or "none",
+        )
 
 
 #: entry-point name -> why it failed to load (filled by create_plugin_manager)
@@ -157,8 +180,12 @@ class Registry:
 
 
 def install_hint(type_name: str) -> str:
-    """The package that conventionally provides a source or sink type."""
-    return f"eventrouter-{type_name.replace('_', '-')}"
+    """How to get a source or sink type: the package that conventionally provides it (and a
+    word on ``EVENTROUTER_LOAD_PLUGINS`` when it is set, since it may be what hides the type)."""
+    hint = f"pip install eventrouter-{type_name.replace('_', '-')}"
+    if os.environ.get(LOAD_PLUGINS_ENV) is not None:
+        hint += f", or add it to {LOAD_PLUGINS_ENV}, which restricts the plugins that load"
+    return hint
 
 
 @frozen

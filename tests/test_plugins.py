@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from eventrouter import Sink, hookimpl
 from eventrouter.cli import cli
+from eventrouter.config import parse_config
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import DEFAULT_PLUGINS, Registry, create_plugin_manager, plugin_infos
 
@@ -79,3 +80,36 @@ def test_load_plugins_env_restricts_installed_plugins(monkeypatch):
     assert result.exit_code == 0, result.output
     names = [info["name"] for info in json.loads(result.output)]
     assert sorted(names) == sorted(DEFAULT_PLUGINS)
+
+
+def _loaded(monkeypatch, value: str) -> set[str]:
+    monkeypatch.setenv("EVENTROUTER_LOAD_PLUGINS", value)
+    registry = Registry.collect(create_plugin_manager())
+    return set(registry.sources) | set(registry.sinks)
+
+
+def test_load_plugins_env_names_entry_points_or_distributions_in_any_spelling(monkeypatch):
+    builtin = {"standard-webhooks", "http"}
+    assert _loaded(monkeypatch, "csv") == builtin | {"csv"}
+    assert _loaded(monkeypatch, "eventrouter-altur, pelcro") == builtin | {"altur", "pelcro"}
+    # distribution names compare as PEP 503 says: case, '_' and '.' do not matter
+    assert _loaded(monkeypatch, "Eventrouter_Exotel") == builtin | {"exotel"}
+
+
+def test_load_plugins_env_warns_about_names_that_match_nothing(monkeypatch, caplog):
+    assert _loaded(monkeypatch, "csv,eventrouter-slak") == {"standard-webhooks", "http", "csv"}
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "EVENTROUTER_LOAD_PLUGINS names eventrouter-slak, which no installed plugin" in (
+        warning.getMessage()
+    )
+    assert "eventrouter-slack" in warning.getMessage()  # the installed names, to compare
+
+
+def test_a_type_hidden_by_load_plugins_says_so(monkeypatch):
+    monkeypatch.setenv("EVENTROUTER_LOAD_PLUGINS", "csv")
+    registry = Registry.collect(create_plugin_manager())
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sinks": {"alerts": {"plugin": "slack"}}}, registry, environ={})
+    [problem] = caught.value.problems
+    assert problem.startswith("sinks.alerts.plugin: no installed plugin provides sink type 'slack'")
+    assert "pip install eventrouter-slack, or add it to EVENTROUTER_LOAD_PLUGINS" in problem
