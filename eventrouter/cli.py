@@ -254,10 +254,11 @@ def plugins(as_json: bool) -> None:
 def _event_lines(stored: StoredEvent) -> list[str]:
     event = stored.event
     lines = [
-        f"{event.received_at:%Y-%m-%d %H:%M:%S} {event.id} {event.source} {event.type} ({event.provider_type})"
+        f"{event.received_at:%Y-%m-%d %H:%M:%S} {event.id} {event.source} {_shown(event.type)} "
+        f"({_shown(event.provider_type)})"
     ]
     for record in stored.deliveries:
-        detail = f" — {record.last_error}" if record.last_error else ""
+        detail = f" — {_shown(record.last_error)}" if record.last_error else ""
         due = (
             f" next at {record.next_attempt_at:%H:%M:%S}"
             if record.next_attempt_at and record.state == "pending"
@@ -267,6 +268,14 @@ def _event_lines(stored: StoredEvent) -> list[str]:
     if not stored.deliveries:
         lines.append("    (no route matched)")
     return lines
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: a sender chose it, so control characters (escape sequences
+    that would move the cursor or retitle the window) are shown escaped, not obeyed."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _stored_dict(stored: StoredEvent) -> dict[str, Any]:
@@ -352,7 +361,7 @@ def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> 
         else:
             click.echo(
                 f"{letter.dead_at:%Y-%m-%d %H:%M:%S} {letter.event_id} -> {letter.sink} "
-                f"({letter.type}, {letter.attempts} attempts): {letter.reason}"
+                f"({_shown(letter.type)}, {letter.attempts} attempts): {_shown(letter.reason)}"
             )
     if not letters and not as_json:
         click.echo("no dead letters")
@@ -369,10 +378,30 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
         raise click.ClickException(
             f"--sink: no sink named {sink!r} (configured: {', '.join(config.sinks)})"
         )
-    count = _with_store(
-        config, lambda store: store.retry_dead_letters(sink=sink, event_ids=event_ids)
-    )
+
+    async def action(store: Store) -> tuple[int, list[str]]:
+        # only to sinks that still exist: nothing would ever deliver to a removed one
+        count = 0
+        for name in [sink] if sink else list(config.sinks):
+            count += await store.retry_dead_letters(sink=name, event_ids=event_ids)
+        left = await store.list_dead_letters(limit=100_000)
+        wanted = set(event_ids)
+        orphaned = sorted(
+            {
+                letter.sink
+                for letter in left
+                if letter.sink not in config.sinks and (not wanted or letter.event_id in wanted)
+            }
+        )
+        return count, orphaned
+
+    count, orphaned = _with_store(config, action)
     click.echo(f"{count} dead letters queued for delivery again")
+    if orphaned and not sink:
+        click.echo(
+            f"left as they are: dead letters of sinks no longer configured ({', '.join(orphaned)})",
+            err=True,
+        )
 
 
 @cli.command()

@@ -121,6 +121,38 @@ def test_events_dlq_and_replay(tmp_path):
     assert result.exit_code == 1
 
 
+async def seed_odd(db: Path) -> None:
+    """A dead letter for a sink the config no longer has, and one whose type holds escapes."""
+    store = SQLiteStore(db)
+    await store.open()
+    await store.ingest(event(3), ["removed"])
+    await store.ingest(event(4).evolve(type="evil\x1b]0;pwned\x07\x1b[2J"), ["fwd"])
+    for sink in ("removed", "fwd"):
+        [delivery] = await store.claim(sink, limit=1, lease=30)
+        await store.dead_letter(delivery, error="HTTP 500: \x1b[31mred\x1b[0m")
+    await store.close()
+
+
+def test_dlq_retry_leaves_removed_sinks_and_listings_escape_control_characters(tmp_path):
+    config = write_config(tmp_path)
+    asyncio.run(seed_odd(tmp_path / "events.db"))
+
+    for args in (("dlq", "list"), ("events",)):
+        result = run(*args, "--config", str(config))
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output
+        assert "\x07" not in result.output
+        assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in result.output
+        assert "HTTP 500: \\x1b[31mred\\x1b[0m" in result.output
+
+    result = CliRunner().invoke(cli, ["dlq", "retry", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "1 dead letters queued for delivery again"
+    assert "dead letters of sinks no longer configured (removed)" in result.stderr
+    [left] = run("dlq", "list", "--config", str(config), "--json").output.splitlines()
+    assert json.loads(left)["sink"] == "removed"
+
+
 async def test_send_signs_and_posts_to_a_running_server(
     make_router, basic_config, tmp_path, recorded
 ):
