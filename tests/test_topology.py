@@ -1,0 +1,112 @@
+"""Ingest and delivery apart on the embedded SQLite store: ``serve --no-deliver`` only receives,
+``eventrouter worker`` only delivers, both on one database file (the Redis topology is tested in
+tests/test_scale_redis.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.processes import WHSEC, EventRouterProcess, fire, free_port, signed_requests
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 50
+
+
+class Receiver:
+    """The http sink's endpoint: counts what arrives, by CloudEvent id."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.seen: Counter[str] = Counter()
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen[(await request.json())["id"]] += 1
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/events", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def metric(url: str, name: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    return "\n".join(line for line in text.splitlines() if line.startswith(name))
+
+
+async def test_serve_no_deliver_and_a_worker_share_one_sqlite_store(tmp_path: Path) -> None:
+    async with Receiver() as receiver:
+        config = tmp_path / "eventrouter.toml"
+        config.write_text(
+            f"""
+[server]
+host = "127.0.0.1"
+
+[store]
+path = "eventrouter.db"
+
+[sources.demo]
+plugin = "standard-webhooks"
+secrets = ["{WHSEC}"]
+
+[sinks.forward]
+plugin = "http"
+url = "http://127.0.0.1:{receiver.port}/events"
+
+[[routes]]
+sinks = ["forward"]
+"""
+        )
+        ingest = EventRouterProcess(config=config, args=["--no-deliver"]).start()
+        worker = None
+        try:
+            burst = await fire(
+                f"{ingest.url}/hooks/demo", signed_requests(EVENTS, tag="apart"), concurrency=8
+            )
+            assert burst.statuses == [200] * EVENTS
+            accepted = burst.accepted_ids
+            await asyncio.sleep(1.5)  # longer than a worker's poll: nothing delivers them yet
+            assert not receiver.seen
+            assert 'state="pending"} 50.0' in await metric(ingest.url, "eventrouter_queue_depth")
+
+            worker = EventRouterProcess(config=config, command="worker").start()
+            deadline = time.monotonic() + 20
+            while set(receiver.seen) != accepted:
+                assert time.monotonic() < deadline, f"{len(receiver.seen)} of {EVENTS} delivered"
+                await asyncio.sleep(0.05)
+            assert max(receiver.seen.values()) == 1
+            # the worker receives nothing: no source is mounted on it
+            [(body, headers)] = signed_requests(1, tag="to-the-worker")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{worker.url}/hooks/demo", data=body, headers=headers) as answer,
+            ):
+                assert answer.status == 404
+            delivered = await metric(worker.url, "eventrouter_deliveries_total")
+            assert 'outcome="delivered",sink="forward"} 50.0' in delivered
+            assert "eventrouter_deliveries_total{" not in await metric(
+                ingest.url, "eventrouter_deliveries_total"
+            )
+        finally:
+            ingest.stop()
+            if worker is not None:
+                worker.stop()
+        assert ingest.wait(timeout=5) == 0
+        assert worker.wait(timeout=5) == 0
