@@ -4,10 +4,12 @@ Both servers run as separate processes on 127.0.0.1 and are loaded, one after th
 same client process with the same pre-signed Standard Webhooks requests, so the ratio is measured
 on one machine in one run. The bare app answers 200 to every POST without looking at it.
 
-    python bench/ingest.py [--requests 20000] [--concurrency 64] [--rounds 3]
+    python bench/ingest.py [--requests 20000] [--concurrency 64] [--rounds 3] [--deliver]
 
 Prints requests/s and p50/p99 ack latency for each, and eventrouter's share of the bare app's
-throughput (target: >= 0.6x).
+throughput (target: >= 0.6x). With ``--deliver`` every event is also routed to an ``http`` sink
+that posts it to the bare app, so the store writes a delivery record per event and delivery
+runs in the same process while ingest is measured: the whole job, not ingest alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ BARE_APP = textwrap.dedent(
 
     app = web.Application()
     app.router.add_post("/hooks/bench", ok)
+    app.router.add_post("/deliveries", ok)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
     """
 )
@@ -157,6 +160,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds; the best of each is kept"
     )
+    parser.add_argument(
+        "--deliver",
+        action="store_true",
+        help="also route every event to an http sink (posting to the bare app) while measuring",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,6 +181,20 @@ def main() -> None:
                 plugin = "standard-webhooks"
                 secrets = ["{SECRET}"]
                 """
+            )
+            + (
+                textwrap.dedent(
+                    f"""
+                    [sinks.forward]
+                    plugin = "http"
+                    url = "http://127.0.0.1:{bare_port}/deliveries"
+                    delivery = {{ concurrency = 16 }}
+                    [[routes]]
+                    sinks = ["forward"]
+                    """
+                )
+                if args.deliver
+                else ""
             )
         )
         eventrouter = start(
@@ -212,10 +234,14 @@ def main() -> None:
 
         with sqlite3.connect(db) as conn:
             count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            states = dict(
+                conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+            )
 
     best = {name: max(rows, key=lambda r: r["rps"]) for name, rows in results.items()}
     print(
         f"\ningest benchmark: {args.requests} signed requests x {args.rounds} rounds, concurrency {args.concurrency}"
+        + (", every event also delivered through an http sink" if args.deliver else "")
     )
     print(f"machine: {os.cpu_count()} cores shared by the load client and the server under test")
     print(
@@ -228,6 +254,8 @@ def main() -> None:
     ratio = best["eventrouter"]["rps"] / best["bare aiohttp"]["rps"]
     print(f"eventrouter / bare aiohttp throughput: {ratio:.2f}x (target >= 0.60x)")
     print(f"events durably stored: {count} of {args.requests * args.rounds} acknowledged")
+    if args.deliver:
+        print(f"deliveries by state at the end: {states}")
     if count != args.requests * args.rounds:
         raise SystemExit("not every acknowledged event is in the store")
 
