@@ -143,7 +143,17 @@ class Registry:
 
     @classmethod
     def collect(cls, pm: pluggy.PluginManager) -> Registry:
-        """Call every plugin's registration hooks; refuse two types with one name."""
+        """Call every plugin's registration hooks; refuse two types with one name, and wrapper
+        implementations of ``event_normalised`` (the core calls its implementations in turn,
+        each given the event the previous one returned: a wrapper would silently do nothing)."""
+        for impl in pm.hook.event_normalised.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                raise ConfigError(
+                    [
+                        f"plugin {impl.plugin_name!r}: event_normalised cannot be a wrapper "
+                        "(return a new Event, False or None instead; see docs/hooks.md)"
+                    ]
+                )
         registry = cls()
         registry._collect(pm, "register_sources", Source, registry.sources)
         registry._collect(pm, "register_sinks", Sink, registry.sinks)

@@ -113,3 +113,16 @@ def test_a_type_hidden_by_load_plugins_says_so(monkeypatch):
     [problem] = caught.value.problems
     assert problem.startswith("sinks.alerts.plugin: no installed plugin provides sink type 'slack'")
     assert "pip install eventrouter-slack, or add it to EVENTROUTER_LOAD_PLUGINS" in problem
+
+
+def test_a_wrapper_on_event_normalised_is_refused():
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def event_normalised(self, event):
+            return (yield)
+
+    pm = create_plugin_manager(load_entrypoints=False, plugins=[Wrapping()])
+    with pytest.raises(ConfigError) as caught:
+        Registry.collect(pm)
+    [problem] = caught.value.problems
+    assert "event_normalised cannot be a wrapper" in problem
