@@ -16,7 +16,7 @@ from typing import TypeVar
 from attrs import frozen
 
 from eventrouter.errors import RetryableError
-from eventrouter_csv.files import HeaderMismatch, append_lines
+from eventrouter_csv.files import append_lines
 
 __all__ = ["GroupCommit", "run_locked"]
 
@@ -48,10 +48,21 @@ class _Pending:
 class GroupCommit:
     """Appends rows to CSV files in batches; ``append`` returns once its row is fsynced."""
 
-    def __init__(self, *, header: bytes, lock: asyncio.Lock, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        *,
+        header: bytes,
+        lock: asyncio.Lock,
+        logger: logging.Logger,
+        extension: str = "",
+    ) -> None:
         self.header = header
         self.lock = lock
         self.logger = logger
+        #: the path template's file extension, which a continuation's number goes before
+        self.extension = extension
+        #: (file, continuation) pairs already reported, so the warning is logged once each
+        self._continued: set[tuple[Path, Path]] = set()
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -115,16 +126,22 @@ class GroupCommit:
         errors: dict[Path, str] = {}
         for path, lines in grouped.items():
             try:
-                repaired = append_lines(path, self.header, lines)
-            except HeaderMismatch as exc:
-                errors[path] = str(exc)
+                appended = append_lines(path, self.header, lines, extension=self.extension)
             except OSError as exc:
                 errors[path] = f"cannot write {path.name}: {exc.strerror or type(exc).__name__}"
-            else:
-                if repaired:
-                    self.logger.warning(
-                        "csv: cut a torn last record (%d bytes) off %s before appending",
-                        repaired,
-                        path,
-                    )
+                continue
+            if appended.repaired:
+                self.logger.warning(
+                    "csv: cut a torn last record (%d bytes) off %s before appending",
+                    appended.repaired,
+                    appended.path,
+                )
+            if appended.path != path and (path, appended.path) not in self._continued:
+                self._continued.add((path, appended.path))
+                self.logger.warning(
+                    "csv: %s starts with other columns than configured (the columns changed "
+                    "since it was begun); its new rows go to %s",
+                    path,
+                    appended.path.name,
+                )
         return errors

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from attrs import frozen
 
-__all__ = ["PLACEHOLDERS", "PathTemplate", "safe_name"]
+__all__ = ["PLACEHOLDERS", "PathTemplate", "numbered_name", "safe_name"]
 
 #: what a template may refer to: ``{date}`` (YYYY-MM-DD of received_at, UTC), ``{type}``, ``{source}``
 PLACEHOLDERS = ("date", "type", "source")
@@ -17,6 +17,19 @@ PLACEHOLDERS = ("date", "type", "source")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SAFE_VALUE = r"[A-Za-z0-9._-]+"
 _DATE = r"\d{4}-\d{2}-\d{2}"
+#: the continuation number ``.2``, ``.3``, ... a file name may carry before its extension
+_NUMBER = r"(?:\.(?:[2-9]|[1-9]\d+))?"
+
+
+def numbered_name(name: str, number: int, extension: str) -> str:
+    """File ``name`` (ending with ``extension``) as continuation ``number``; 1 is ``name`` itself.
+
+    ``numbered_name("2026-12-01.csv", 2, ".csv") == "2026-12-01.2.csv"``.
+    """
+    if number == 1:
+        return name
+    stem = name[: len(name) - len(extension)] if extension else name
+    return f"{stem}.{number}{extension}"
 
 
 def safe_name(value: str, *, limit: int = 100) -> str:
@@ -67,6 +80,19 @@ class PathTemplate:
         return problems
 
     @property
+    def extension(self) -> str:
+        """The literal file extension the template ends with (``.csv``), or ``""``.
+
+        A continuation file (see :func:`numbered_name`) carries its number before it.
+        """
+        pieces = self._pieces()
+        if not pieces or pieces[-1][1] is not None:
+            return ""
+        name = pieces[-1][0].rsplit("/", 1)[-1]
+        dot = name.rfind(".")
+        return name[dot:] if dot >= 0 else ""
+
+    @property
     def has_date(self) -> bool:
         return any(field == "date" for _, field in self._pieces())
 
@@ -80,7 +106,10 @@ class PathTemplate:
         return self.template.format_map(values)
 
     def pattern(self) -> re.Pattern[str]:
-        """Matches the relative paths this template renders; group ``date`` holds the day."""
+        """Matches the relative paths this template renders, continuations (``.2``) included.
+
+        Group ``date`` holds the day.
+        """
         regex = []
         seen_date = False
         for literal, field in self._pieces():
@@ -90,7 +119,10 @@ class PathTemplate:
                 seen_date = True
             elif field is not None:
                 regex.append(_SAFE_VALUE)
-        return re.compile("".join(regex))
+        extension = re.escape(self.extension)
+        text = "".join(regex)
+        text = text[: len(text) - len(extension)] if extension else text
+        return re.compile(text + _NUMBER + extension)
 
     def day_of(self, relative: PurePosixPath | str) -> date | None:
         """The day of an archive file (plain or ``.gz``) at ``relative``, or None if not one."""

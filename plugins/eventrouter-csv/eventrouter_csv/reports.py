@@ -25,7 +25,14 @@ from eventrouter.sinks import error_for_status
 from eventrouter_csv.files import fsync_directory, make_directories
 from eventrouter_csv.paths import safe_name
 
-__all__ = ["ReportPolicy", "ReportRefused", "download_report", "is_public_address", "report_name"]
+__all__ = [
+    "ReportPolicy",
+    "ReportRefused",
+    "download_report",
+    "embedded_ipv4",
+    "is_public_address",
+    "report_name",
+]
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -53,11 +60,26 @@ class ReportPolicy:
         )
 
 
-def is_public_address(address: str) -> bool:
-    """False for private, loopback, link-local, multicast, reserved or unspecified addresses."""
-    ip: Any = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+#: NAT64's well-known prefix (RFC 6052): 64:ff9b::a.b.c.d reaches IPv4 a.b.c.d
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped (``::ffff:a.b.c.d``), 6to4
+    (``2002:AABB:CCDD::``), Teredo (server and client) and NAT64 (``64:ff9b::a.b.c.d``)."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (
         ip.is_private
         or ip.is_loopback
@@ -66,6 +88,22 @@ def is_public_address(address: str) -> bool:
         or ip.is_reserved
         or ip.is_unspecified
     )
+
+
+def is_public_address(address: str) -> bool:
+    """False for private, loopback, link-local, multicast, reserved or unspecified addresses.
+
+    An IPv6 address that embeds IPv4 addresses is public only when every one of them is: an
+    IPv4-mapped or NAT64 address is judged by its IPv4 address alone (it is only a way of
+    writing it), a 6to4 or Teredo address by itself and by the IPv4 addresses it leads to.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_public(ip)
+    embedded = embedded_ipv4(ip)
+    if ip.ipv4_mapped is not None or ip in _NAT64:
+        return _is_public(embedded[0])
+    return _is_public(ip) and all(_is_public(inner) for inner in embedded)
 
 
 def report_name(event_id: str, url: str) -> str:

@@ -22,6 +22,7 @@ from eventrouter_csv.columns import (
     encode_row,
     render_row,
 )
+from eventrouter_csv.files import archive_files, make_directories, repair_file
 from eventrouter_csv.housekeeping import REPORTS_DIRECTORY, Housekeeping, housekeep
 from eventrouter_csv.paths import PathTemplate
 from eventrouter_csv.reports import ReportPolicy, ReportRefused, download_report, report_name
@@ -109,9 +110,15 @@ class CSVSink(Sink):
         #: the archive directory
         self.root = (context.base_dir / self.options.directory).resolve()
         self.logger = context.logger.getChild(f"csv.{self.name}")
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_make_root, self.root)
         self._lock = asyncio.Lock()
-        self.writer = GroupCommit(header=self.header, lock=self._lock, logger=self.logger)
+        await self.repair_archive()
+        self.writer = GroupCommit(
+            header=self.header,
+            lock=self._lock,
+            logger=self.logger,
+            extension=self.template.extension,
+        )
         self.writer.start()
         if self.options.compress_after_days or self.options.retention_days:
             self._housekeeping = asyncio.create_task(
@@ -127,6 +134,45 @@ class CSVSink(Sink):
         writer = getattr(self, "writer", None)
         if writer is not None:
             await writer.close()
+
+    async def repair_archive(self) -> list[Path]:
+        """Cut the torn last record off every archive file (done at start); the files repaired.
+
+        A crash can tear the last row of a file that never gets another row (a closed day, a
+        rare ``{type}``): each file the path template can produce is repaired now, not only
+        when it is next appended to. Only each file's tail is read.
+        """
+        pattern = self.template.pattern()
+        depth = self.options.path.count("/") + 1
+
+        def repair() -> list[tuple[Path, int, bool]]:
+            done = []
+            for path in archive_files(
+                self.root, lambda relative: pattern.fullmatch(relative) is not None, depth
+            ):
+                try:
+                    removed = repair_file(path)
+                except OSError as exc:
+                    # the append will repair it (or report why it cannot)
+                    self.logger.warning(
+                        "csv: cannot check %s for a torn last record: %s",
+                        path,
+                        exc.strerror or type(exc).__name__,
+                    )
+                    continue
+                if removed:
+                    done.append((path, removed, path.exists()))
+            return done
+
+        repaired = await run_locked(self._lock, repair)
+        for path, removed, kept in repaired:
+            self.logger.warning(
+                "csv: cut a torn last record (%d bytes) off %s%s",
+                removed,
+                path,
+                "" if kept else "; nothing whole was left, so the file was removed",
+            )
+        return [path for path, _, _ in repaired]
 
     def path_for(self, event: Event) -> Path:
         """The file ``event``'s row is appended to; never outside the archive directory."""
@@ -194,3 +240,9 @@ class CSVSink(Sink):
             except Exception:
                 self.logger.exception("csv: housekeeping failed; trying again in an hour")
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+def _make_root(root: Path) -> None:
+    """Create the archive directory durably; an existing file there is an error."""
+    make_directories(root)
+    root.mkdir(exist_ok=True)

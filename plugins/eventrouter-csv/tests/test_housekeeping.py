@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from eventrouter_csv import DEFAULT_COLUMNS
+from eventrouter_csv.housekeeping import housekeep
 
 HEADER = ",".join(DEFAULT_COLUMNS)
 NOW = datetime.now(UTC)
@@ -87,6 +88,38 @@ async def test_a_torn_day_is_repaired_before_it_is_compressed(make_sink, tmp_pat
     await sink.housekeep(today=TODAY)
     frame = pd.read_csv(root / f"{_day(3)}.csv.gz", dtype=str, keep_default_na=False)
     assert list(frame["event_id"]) == ["evt_whole"]
+
+
+async def test_continuation_files_are_compressed_and_deleted_with_their_day(
+    make_sink, tmp_path, call_ended
+):
+    root = tmp_path / "archive"
+    root.mkdir()
+    for days_ago in (2, 9):
+        (root / f"{_day(days_ago)}.csv").write_text("event_id,type\nevt_old,call.ended\n")
+    sink = await make_sink()  # no background run: housekeeping is run below, when wanted
+
+    def run():
+        return housekeep(root, sink.template, today=TODAY, compress_after_days=1, retention_days=5)
+
+    for days_ago in (2, 9):
+        await sink.deliver(_on_day(call_ended, days_ago, f"evt_{days_ago}"))
+    assert f"{_day(2)}.2.csv" in _listing(root)
+    done = run()
+    assert sorted(done.compressed) == [f"{_day(2)}.2.csv", f"{_day(2)}.csv"]
+    assert sorted(done.deleted) == [f"{_day(9)}.2.csv", f"{_day(9)}.csv"]
+    assert _listing(root) == [f"{_day(2)}.2.csv.gz", f"{_day(2)}.csv.gz"]
+    frame = pd.read_csv(root / f"{_day(2)}.2.csv.gz", dtype=str, keep_default_na=False)
+    assert list(frame.columns) == list(DEFAULT_COLUMNS)
+    assert list(frame["event_id"]) == ["evt_2"]
+    # a late row of that day still goes to the continuation, never into the old columns' .gz
+    await sink.deliver(_on_day(call_ended, 2, "evt_late"))
+    assert _listing(root) == [f"{_day(2)}.2.csv", f"{_day(2)}.2.csv.gz", f"{_day(2)}.csv.gz"]
+    run()
+    frame = pd.read_csv(root / f"{_day(2)}.2.csv.gz", dtype=str, keep_default_na=False)
+    assert list(frame["event_id"]) == ["evt_2", "evt_late"]
+    old = pd.read_csv(root / f"{_day(2)}.csv.gz", dtype=str, keep_default_na=False)
+    assert list(old.columns) == ["event_id", "type"]
 
 
 async def test_retention_covers_reports_and_stale_temporaries(make_sink, tmp_path, call_ended):

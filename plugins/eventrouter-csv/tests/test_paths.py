@@ -11,7 +11,7 @@ from eventrouter.converter import converter
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter_csv import CSVOptions, CSVSink
-from eventrouter_csv.paths import PathTemplate, safe_name
+from eventrouter_csv.paths import PathTemplate, numbered_name, safe_name
 
 
 def _problems(**options):
@@ -69,6 +69,46 @@ def test_template_matches_what_it_renders():
     assert template.day_of(rendered + ".gz") == date(2024, 12, 19)
     assert template.day_of("altur/reports/evt_1-report.csv") is None
     assert template.day_of("altur/2024-13-45-call.ended.csv") is None
+
+
+@pytest.mark.parametrize(
+    ("template", "extension", "rendered", "continued"),
+    [
+        ("{date}.csv", ".csv", "2024-12-19.csv", "2024-12-19.2.csv"),
+        ("{type}.csv", ".csv", "call.ended.csv", "call.ended.2.csv"),
+        (
+            "{source}/{date}-events.csv",
+            ".csv",
+            "altur/2024-12-19-events.csv",
+            "altur/2024-12-19-events.2.csv",
+        ),
+        ("{date}/calls.tsv", ".tsv", "2024-12-19/calls.tsv", "2024-12-19/calls.2.tsv"),
+        ("{date}", "", "2024-12-19", "2024-12-19.2"),
+        ("{date}_archive", "", "2024-12-19_archive", "2024-12-19_archive.2"),
+    ],
+)
+def test_continuation_files_are_numbered_before_the_extension(
+    template, extension, rendered, continued
+):
+    path = PathTemplate(template)
+    assert path.extension == extension
+    assert path.render(day=date(2024, 12, 19), event_type="call.ended", source="altur") == rendered
+    directory, _, name = rendered.rpartition("/")
+    numbered = numbered_name(name, 2, extension)
+    assert "/".join(filter(None, [directory, numbered])) == continued
+    assert numbered_name(name, 1, extension) == name
+    for relative in (rendered, continued):
+        assert path.pattern().fullmatch(relative), relative
+    if path.has_date:
+        assert path.day_of(continued) == date(2024, 12, 19)
+        assert path.day_of(continued + ".gz") == date(2024, 12, 19)
+        assert path.day_of(numbered_name(rendered, 12, extension)) == date(2024, 12, 19)
+        # only what numbered_name makes: no .1, no leading zero, no word
+        for number in ("1", "02", "x"):
+            assert (
+                path.day_of(f"{rendered[: len(rendered) - len(extension)]}.{number}{extension}")
+                is None
+            )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 
 import aiohttp
@@ -12,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from eventrouter.errors import RetryableError
-from eventrouter_csv.reports import _get, is_public_address, report_name
+from eventrouter_csv.reports import _get, embedded_ipv4, is_public_address, report_name
 
 REPORT = b"number,status\n+919876543210,completed\n" * 50
 
@@ -286,10 +287,48 @@ async def test_non_http_urls_are_refused(make_sink, tmp_path, read_rows, campaig
         ("fc00::1", False),
         ("::ffff:127.0.0.1", False),
         ("::ffff:8.8.8.8", True),
+        # 6to4 (2002::/16) reaches the IPv4 address in its next 32 bits
+        ("2002:7f00:1::", False),  # 127.0.0.1
+        ("2002:a01:203::1", False),  # 10.1.2.3
+        ("2002:a9fe:a9fe::", False),  # 169.254.169.254, the cloud metadata service
+        ("2002:808:808::1", True),  # 8.8.8.8
+        # Teredo (2001::/32): server 65.54.227.120, client 127.0.0.1 (stored inverted)
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),
+        # NAT64 (64:ff9b::/96, what DNS64 answers for IPv4-only hosts): the IPv4 address decides
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a01:203", False),
+        ("64:ff9b::808:808", True),
     ],
 )
 def test_public_addresses(address, public):
     assert is_public_address(address) is public
+
+
+@pytest.mark.parametrize(
+    ("address", "embedded"),
+    [
+        ("::ffff:127.0.0.1", ["127.0.0.1"]),
+        ("2002:7f00:1::", ["127.0.0.1"]),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", ["65.54.227.120", "127.0.0.1"]),
+        ("64:ff9b::7f00:1", ["127.0.0.1"]),
+        ("2001:4860:4860::8888", []),
+    ],
+)
+def test_embedded_ipv4_addresses_are_unwrapped(address, embedded):
+    found = embedded_ipv4(ipaddress.IPv6Address(address))
+    assert [str(ip) for ip in found] == embedded
+
+
+async def test_a_6to4_address_of_loopback_is_refused(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed, caplog
+):
+    sink = await make_sink(download_reports=True, report_timeout="2s")
+    url = f"http://[2002:7f00:1::]:{report_server.port}/reports/camp_42.csv"
+    await sink.deliver(_with_report(campaign_completed, url))
+    assert report_server.hits == {}
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+    assert "report host 2002:7f00:1:: resolves to a non-public address" in caplog.text
 
 
 def test_report_names():
