@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -15,6 +16,7 @@ from eventrouter.errors import PayloadError
 
 __all__ = [
     "any_digest_matches",
+    "email_address",
     "first",
     "json_object",
     "nesting_exceeds",
@@ -43,6 +45,21 @@ def phone_e164(value: Any, *, default_region: str | None = None) -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_EMAIL = re.compile(r"^[^@\s\[\]<>(),;:\"]+@[^@\s\[\]<>(),;:\"]+\.[^@\s\[\]<>(),;:\".]+$")
+
+
+def email_address(value: Any) -> str | None:
+    """``value`` as an email address (stripped), or None when it cannot be one.
+
+    A plausibility check, not RFC 5322: it keeps out what a CRM would refuse and a sink could
+    not use, such as the ``[email protected]`` that address obfuscation leaves in copied pages.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if _EMAIL.match(text) else None
 
 
 def time_zone(name: str) -> tzinfo:

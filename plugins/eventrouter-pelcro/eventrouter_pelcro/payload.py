@@ -25,7 +25,7 @@ from eventrouter.events import (
     EventData,
     EventType,
 )
-from eventrouter.normalise import json_object, parse_timestamp, phone_e164
+from eventrouter.normalise import email_address, json_object, parse_timestamp, phone_e164
 
 __all__ = [
     "CAMPAIGN_TRIGGERED",
@@ -379,7 +379,7 @@ def _contact(user: dict[str, Any], field: str, *, region: str | None) -> Contact
     phone = _text(user, "phone", field) or _text(user, "phone_number", field)
     contact = Contact(
         phone=phone_e164(phone, default_region=region),
-        email=_text(user, "email", field),
+        email=email_address(_text(user, "email", field)),
         name=_name(
             _text(user, "first_name", field),
             _text(user, "last_name", field),
@@ -488,7 +488,7 @@ def _loose_contact(candidates: list[dict[str, Any]]) -> Contact | None:
     phone = _loose_text(person.get("phone")) or _loose_text(person.get("phone_number"))
     contact = Contact(
         phone=phone_e164(phone, default_region=_region(address)),
-        email=_loose_text(person.get("email")),
+        email=email_address(_loose_text(person.get("email"))),
         name=_name(
             _loose_text(person.get("first_name")),
             _loose_text(person.get("last_name")),
