@@ -27,15 +27,19 @@ class CRMOptions:
     property_mapping: dict[str, str] = field(factory=dict)
     #: unique contact property that identifies contacts known only by phone
     phone_id_property: str = "eventrouter_phone"
-    #: unique call and note property that makes re-deliveries update instead of create
+    #: call and note property holding the event's id, by which a re-delivery finds what the
+    #: first delivery wrote (a plain text property: HubSpot has no unique values on engagements)
     event_id_property: str = "eventrouter_event_id"
-    #: create the unique properties above in the CRM before the first write
+    #: create the two properties above in the CRM before the first write
     create_properties: bool = False
     #: call outcome ("completed", "busy", "no_answer", ..., "machine") -> CRM disposition id
     dispositions: dict[str, str] = field(factory=dict)
     #: event types (globs) that become a note on the contact
     note_types: list[str] = field(factory=lambda: ["campaign.*", "call.attempts_exhausted"])
-    #: requests the sink sends in any 10 seconds (HubSpot private apps: 100, or 190 on Pro/Enterprise)
+    #: requests the sink sends in any 10 seconds (HubSpot private apps: 100, or 190 on Pro/Enterprise);
+    #: per process: with several worker processes, divide the account's budget between them
     requests_per_10s: int = 100
+    #: CRM search requests the sink sends per second (HubSpot: 5 per account); per process too
+    search_requests_per_second: float = 4.0
     #: longest one API request may take
     request_timeout: Duration = Duration(20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,10 @@ from eventrouter_crm.options import CRMOptions
 
 TOKEN = "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 OBJECT_TYPE_IDS = {"contacts": "0-1", "calls": "0-48", "notes": "0-46"}
+#: HubSpot-defined association types from an engagement to a contact
+ASSOCIATION_TYPES = {("calls", "contacts"): 194, ("notes", "contacts"): 202}
+#: HubSpot supports unique values on these (not on engagements such as calls and notes)
+UNIQUE_CAPABLE = {"contacts"}
 STARTED = datetime(2024, 12, 19, 15, 0, 10, tzinfo=UTC)
 ENDED = datetime(2024, 12, 19, 15, 0, 55, tzinfo=UTC)
 
@@ -64,12 +69,37 @@ def _error(status: int, message: str, category: str, **extra: Any) -> web.Respon
     return web.json_response(body, status=status)
 
 
+def _invalid_properties(problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """HubSpot's 400 for invalid property values: the problems as JSON inside ``message``, and
+    one ``errors`` entry each (the shape of developers.hubspot.com's object API guide)."""
+    return {
+        "status": "error",
+        "message": f"Property values were not valid: {json.dumps(problems)}",
+        "correlationId": "8a3f6c3a-8296-4002-b0a6-2a06fecf7c0c",
+        "errors": [
+            {
+                "message": problem["message"],
+                "code": problem["error"],
+                "context": {"propertyName": [problem["name"]]},
+            }
+            for problem in problems
+        ],
+        "category": "VALIDATION_ERROR",
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @define
 class Recorded:
     method: str
     path: str
     authorization: str | None
     body: Any
+    #: time.monotonic() when it arrived
+    at: float = 0.0
 
 
 @define
@@ -89,12 +119,20 @@ class FakeHubSpot:
     objects: dict[str, dict[str, dict[str, str]]] = field(
         factory=lambda: {"contacts": {}, "calls": {}, "notes": {}}
     )
+    #: record id -> (createdAt, time.monotonic() of the write)
+    created: dict[str, tuple[str, float]] = field(factory=dict)
     associations: set[tuple[str, str, str, str]] = field(factory=set)
     failures: list[Failure] = field(factory=list)
     properties: dict[str, dict[str, dict[str, Any]]] = field(factory=dict)
     groups: dict[str, set[str]] = field(factory=dict)
     #: path -> seconds to wait before answering (a slow HubSpot)
     delays: dict[str, float] = field(factory=dict)
+    #: path -> seconds to hold the answer after the work is done (an answer that gets lost)
+    answer_delays: dict[str, float] = field(factory=dict)
+    #: search does not see a record until this many seconds after it was created
+    index_lag: float = 0.0
+    #: the most results one search page holds here (HubSpot: 200)
+    search_page_cap: int = 200
     url: str = ""
     _next_id: int = 1000
 
@@ -125,13 +163,14 @@ class FakeHubSpot:
                     "hs_call_from_number",
                     "hs_call_to_number",
                     "hs_call_disposition",
+                    "eventrouter_event_id",
                 )
             }
-            | {"hs_call_duration": text(type_="number"), "eventrouter_event_id": text(unique=True)},
+            | {"hs_call_duration": text(type_="number")},
             "notes": {
                 "hs_timestamp": text(),
                 "hs_note_body": text(),
-                "eventrouter_event_id": text(unique=True),
+                "eventrouter_event_id": text(),
             },
         }
         self.groups = {name: {"contactinformation"} for name in self.properties}
@@ -174,15 +213,26 @@ class FakeHubSpot:
         del self.properties["calls"]["eventrouter_event_id"]
         del self.properties["notes"]["eventrouter_event_id"]
 
+    def add(self, object_type: str, properties: dict[str, str]) -> str:
+        """A record written before the test (by another process, or a person)."""
+        record_id = self._id()
+        self.objects[object_type][record_id] = dict(properties)
+        self.created[record_id] = (_now(), time.monotonic())
+        return record_id
+
     # the server
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/crm/v3/objects/{object}/batch/upsert", self._upsert)
+        app.router.add_post("/crm/v3/objects/{object}/batch/create", self._create)
+        app.router.add_post("/crm/v3/objects/{object}/batch/update", self._update)
+        app.router.add_post("/crm/v3/objects/{object}/search", self._search)
         app.router.add_post(
             "/crm/v4/associations/{from}/{to}/batch/associate/default", self._associate
         )
         app.router.add_post("/crm/v3/properties/{object}/groups", self._create_group)
+        app.router.add_get("/crm/v3/properties/{object}/{name}", self._read_property)
         app.router.add_post("/crm/v3/properties/{object}", self._create_property)
         return app
 
@@ -191,7 +241,9 @@ class FakeHubSpot:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         authorization = request.headers.get("Authorization")
-        self.requests.append(Recorded(request.method, request.path, authorization, body))
+        self.requests.append(
+            Recorded(request.method, request.path, authorization, body, time.monotonic())
+        )
         if request.path in self.delays:
             await asyncio.sleep(self.delays[request.path])
         for failure in self.failures:
@@ -211,19 +263,30 @@ class FakeHubSpot:
                 "and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
                 "INVALID_AUTHENTICATION",
             )
-        return await handler(request)
+        if body is not None and request.content_type != "application/json":
+            return _error(415, "Content-Type must be application/json", "VALIDATION_ERROR")
+        response = await handler(request)
+        if request.path in self.answer_delays:
+            await asyncio.sleep(self.answer_delays[request.path])
+        return response
 
     def _id(self) -> str:
         self._next_id += 1
         return str(self._next_id)
 
-    async def _upsert(self, request: web.Request) -> web.Response:
+    def _object_type(self, request: web.Request) -> str | None:
         object_type = request.match_info["object"]
-        known = self.properties.get(object_type)
-        if known is None:
+        return object_type if object_type in self.properties else None
+
+    async def _upsert(self, request: web.Request) -> web.Response:
+        object_type = self._object_type(request)
+        if object_type is None:
             return _error(
-                404, f"Unable to infer object type from: {object_type}", "OBJECT_NOT_FOUND"
+                404,
+                f"Unable to infer object type from: {request.match_info['object']}",
+                "OBJECT_NOT_FOUND",
             )
+        known = self.properties[object_type]
         inputs = (await request.json() or {}).get("inputs") or []
         if not 1 <= len(inputs) <= 100:
             return _error(400, "inputs must hold 1 to 100 records", "VALIDATION_ERROR")
@@ -231,9 +294,11 @@ class FakeHubSpot:
         for item in inputs:
             id_property = item.get("idProperty")
             if id_property not in known or not known[id_property]["hasUniqueValue"]:
+                # the answer developers get (HubSpot/hubspot-api-nodejs#548)
                 return _error(
                     400,
-                    f"Property {id_property} is not a unique identifier property",
+                    f"Unable to perform update/upsert by non-unique "
+                    f"{OBJECT_TYPE_IDS[object_type]} property",
                     "VALIDATION_ERROR",
                 )
             value = str(item["id"]).lower() if id_property == "email" else str(item["id"])
@@ -242,15 +307,10 @@ class FakeHubSpot:
                     400, f"Duplicate IDs found in batch input: [{item['id']}]", "VALIDATION_ERROR"
                 )
             seen.add(value)
-            for name, prop_value in (item.get("properties") or {}).items():
-                problem = self._invalid(object_type, name, prop_value)
-                if problem:
-                    return _error(
-                        400,
-                        f"Property values were not valid: {json.dumps([problem])}",
-                        "VALIDATION_ERROR",
-                    )
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            problems = self._problems(object_type, item.get("properties") or {})
+            if problems:
+                return web.json_response(_invalid_properties(problems), status=400)
+        now = _now()
         results = []
         for item in inputs:
             id_property = item["idProperty"]
@@ -270,6 +330,7 @@ class FakeHubSpot:
                 return _error(409, conflict, "CONFLICT")
             stored = self.objects[object_type].setdefault(record_id, {})
             stored.update(properties)
+            self.created.setdefault(record_id, (now, time.monotonic()))
             results.append(
                 {
                     "id": record_id,
@@ -290,6 +351,200 @@ class FakeHubSpot:
             {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
         )
 
+    async def _create(self, request: web.Request) -> web.Response:
+        """Batch create; inputs that all carry an ``objectWriteTraceId`` get a 207 naming the
+        failed ones (HubSpot's multi-status), else one invalid input fails the batch (400)."""
+        object_type = self._object_type(request)
+        if object_type is None:
+            return _error(404, "Unable to infer object type", "OBJECT_NOT_FOUND")
+        inputs = (await request.json() or {}).get("inputs") or []
+        if not 1 <= len(inputs) <= 100:
+            return _error(400, "inputs must hold 1 to 100 records", "VALIDATION_ERROR")
+        traced = all("objectWriteTraceId" in item for item in inputs)
+        now = _now()
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        valid = []
+        for item in inputs:
+            properties = item.get("properties") or {}
+            problem = self._problems(object_type, properties) or self._association_problem(
+                object_type, item.get("associations") or []
+            )
+            if not problem:
+                valid.append(item)
+                continue
+            if not traced:
+                if isinstance(problem, str):
+                    return _error(400, problem, "VALIDATION_ERROR")
+                return web.json_response(_invalid_properties(problem), status=400)
+            body = (
+                {"status": "error", "category": "VALIDATION_ERROR", "message": problem}
+                if isinstance(problem, str)
+                else {"status": "error", **_invalid_properties(problem)}
+            )
+            body.pop("errors", None)
+            body.pop("correlationId", None)
+            errors.append({**body, "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]}})
+        for item in valid:
+            record_id = self._id()
+            self.objects[object_type][record_id] = dict(item.get("properties") or {})
+            self.created[record_id] = (now, time.monotonic())
+            for association in item.get("associations") or []:
+                self.associations.add(
+                    (object_type, record_id, "contacts", str(association["to"]["id"]))
+                )
+            results.append(
+                {
+                    "id": record_id,
+                    "properties": {
+                        **self.objects[object_type][record_id],
+                        "hs_object_id": record_id,
+                        "hs_createdate": now,
+                        "hs_lastmodifieddate": now,
+                    },
+                    "createdAt": now,
+                    "updatedAt": now,
+                    "archived": False,
+                }
+            )
+        results = results[1:] + results[:1]  # not in input order
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if errors:
+            answer |= {"numErrors": len(errors), "errors": errors}
+        answer |= {"startedAt": now, "completedAt": now}
+        return web.json_response(answer, status=207 if errors else 201)
+
+    def _association_problem(
+        self, object_type: str, associations: list[dict[str, Any]]
+    ) -> str | None:
+        for association in associations:
+            to_id = str(association["to"]["id"])
+            types = association.get("types") or []
+            expected = ASSOCIATION_TYPES.get((object_type, "contacts"))
+            if types != [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": expected}]:
+                return f"invalid association type {types!r} for {object_type} to contacts"
+            if to_id not in self.objects["contacts"]:
+                return f"No contacts with ID {to_id} exist"
+        return None
+
+    async def _update(self, request: web.Request) -> web.Response:
+        object_type = self._object_type(request)
+        if object_type is None:
+            return _error(404, "Unable to infer object type", "OBJECT_NOT_FOUND")
+        inputs = (await request.json() or {}).get("inputs") or []
+        if not 1 <= len(inputs) <= 100:
+            return _error(400, "inputs must hold 1 to 100 records", "VALIDATION_ERROR")
+        for item in inputs:
+            if "idProperty" in item:
+                return _error(400, "update by id only here", "VALIDATION_ERROR")
+            problems = self._problems(object_type, item.get("properties") or {})
+            if problems:
+                return web.json_response(_invalid_properties(problems), status=400)
+        now = _now()
+        results, errors = [], []
+        for item in inputs:
+            record_id = str(item["id"])
+            stored = self.objects[object_type].get(record_id)
+            if stored is None:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": f"Object not found. objectId are usually numeric. {record_id}",
+                        "context": {"ids": [record_id]},
+                    }
+                )
+                continue
+            stored.update(item.get("properties") or {})
+            results.append(
+                {
+                    "id": record_id,
+                    "properties": {**stored, "hs_object_id": record_id},
+                    "createdAt": self.created[record_id][0],
+                    "updatedAt": now,
+                    "archived": False,
+                }
+            )
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results[::-1]}
+        if errors:
+            answer |= {"numErrors": len(errors), "errors": errors}
+        return web.json_response(answer, status=207 if errors else 200)
+
+    async def _search(self, request: web.Request) -> web.Response:
+        """CRM search, for ``IN``/``EQ`` filters: like HubSpot, ``IN`` on a string property
+        matches only lower-case values, a body over 3,000 characters or a page over 200 is a
+        400, and a record written less than ``index_lag`` seconds ago is not seen yet."""
+        object_type = self._object_type(request)
+        if object_type is None:
+            return _error(404, "Unable to infer object type", "OBJECT_NOT_FOUND")
+        raw = await request.text()
+        if len(raw) > 3000:
+            return _error(400, "Request body exceeds 3000 characters", "VALIDATION_ERROR")
+        body = json.loads(raw)
+        limit = body.get("limit", 10)
+        if not 1 <= limit <= 200:
+            return _error(400, "limit must be 1 to 200", "VALIDATION_ERROR")
+        known = self.properties[object_type]
+        groups = body.get("filterGroups") or []
+        for group in groups:
+            for condition in group["filters"]:
+                if condition["propertyName"] not in known:
+                    return _error(
+                        400,
+                        f"There was a problem with the request: unknown property "
+                        f"{condition['propertyName']}",
+                        "VALIDATION_ERROR",
+                    )
+
+        def holds(condition: dict[str, Any], props: dict[str, str]) -> bool:
+            value = props.get(condition["propertyName"])
+            if value is None:
+                return False
+            if condition["operator"] == "IN":
+                return value.lower() in condition["values"]
+            if condition["operator"] == "EQ":
+                return value.lower() == str(condition["value"]).lower()
+            raise AssertionError(f"operator {condition['operator']} not faked")
+
+        now = time.monotonic()
+        matching = [
+            (record_id, props)
+            for record_id, props in sorted(
+                self.objects[object_type].items(), key=lambda pair: int(pair[0])
+            )
+            if now - self.created[record_id][1] >= self.index_lag
+            and (not groups or any(all(holds(c, props) for c in g["filters"]) for g in groups))
+        ]
+        start = int(body.get("after", 0))
+        end = start + min(limit, self.search_page_cap)
+        wanted = body.get("properties") or []
+        results = [
+            {
+                "id": record_id,
+                "properties": {name: props.get(name) for name in wanted}
+                | {
+                    "hs_object_id": record_id,
+                    "hs_createdate": self.created[record_id][0],
+                    "hs_lastmodifieddate": self.created[record_id][0],
+                },
+                "createdAt": self.created[record_id][0],
+                "updatedAt": self.created[record_id][0],
+                "archived": False,
+            }
+            for record_id, props in matching[start:end]
+        ]
+        answer: dict[str, Any] = {"total": len(matching), "results": results}
+        if end < len(matching):
+            answer["paging"] = {"next": {"after": str(end), "link": "?after=" + str(end)}}
+        return web.json_response(answer)
+
+    def _problems(self, object_type: str, properties: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            problem
+            for name, value in properties.items()
+            if (problem := self._invalid(object_type, name, value)) is not None
+        ]
+
     def _invalid(self, object_type: str, name: str, value: Any) -> dict[str, Any] | None:
         definition = self.properties[object_type].get(name)
         if definition is None:
@@ -298,6 +553,8 @@ class FakeHubSpot:
                 "message": f'Property "{name}" does not exist',
                 "error": "PROPERTY_DOESNT_EXIST",
                 "name": name,
+                "localizedErrorMessage": f'Property "{name}" does not exist',
+                "portalId": 891936587,
             }
         if definition["type"] == "number":
             try:
@@ -339,33 +596,42 @@ class FakeHubSpot:
         return None
 
     async def _associate(self, request: web.Request) -> web.Response:
+        """v4 default associations: ``results`` lists each link made as ``from``/``to`` ids and
+        its ``associationSpec``; links that fail are ``errors`` of a 207."""
         from_type, to_type = request.match_info["from"], request.match_info["to"]
         inputs = (await request.json() or {}).get("inputs") or []
-        results = []
+        results, errors = [], []
         for item in inputs:
             from_id, to_id = str(item["from"]["id"]), str(item["to"]["id"])
             if from_id not in self.objects.get(from_type, {}) or to_id not in self.objects.get(
                 to_type, {}
             ):
-                return _error(
-                    400,
-                    f"No {from_type} with ID {from_id} or no {to_type} with ID {to_id}",
-                    "VALIDATION_ERROR",
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": f"No {from_type} with ID {from_id} or no {to_type} with ID {to_id}",
+                        "context": {"fromObjectId": [from_id]},
+                    }
                 )
+                continue
             self.associations.add((from_type, from_id, to_type, to_id))
             results.append(
                 {
-                    "fromObjectTypeId": OBJECT_TYPE_IDS[from_type],
-                    "fromObjectId": int(from_id),
-                    "toObjectTypeId": OBJECT_TYPE_IDS[to_type],
-                    "toObjectId": int(to_id),
-                    "labels": [],
+                    "from": {"id": from_id},
+                    "to": {"id": to_id},
+                    "associationSpec": {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": ASSOCIATION_TYPES[(from_type, to_type)],
+                    },
                 }
             )
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        return web.json_response(
-            {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
-        )
+        now = _now()
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if errors:
+            answer |= {"numErrors": len(errors), "errors": errors}
+        answer |= {"startedAt": now, "completedAt": now}
+        return web.json_response(answer, status=207 if errors else 200)
 
     async def _create_group(self, request: web.Request) -> web.Response:
         object_type = request.match_info["object"]
@@ -377,6 +643,26 @@ class FakeHubSpot:
         self.groups[object_type].add(body["name"])
         return web.json_response({**body, "archived": False}, status=201)
 
+    async def _read_property(self, request: web.Request) -> web.Response:
+        object_type, name = request.match_info["object"], request.match_info["name"]
+        definition = self.properties.get(object_type, {}).get(name)
+        if definition is None:
+            return _error(
+                404, f"Unable to find property {name} for object type", "OBJECT_NOT_FOUND"
+            )
+        return web.json_response(
+            {
+                "name": name,
+                "label": name,
+                "type": definition["type"],
+                "fieldType": "text",
+                "groupName": "eventrouter",
+                "hasUniqueValue": definition["hasUniqueValue"],
+                "hidden": False,
+                "formField": False,
+            }
+        )
+
     async def _create_property(self, request: web.Request) -> web.Response:
         object_type = request.match_info["object"]
         body = await request.json()
@@ -386,6 +672,12 @@ class FakeHubSpot:
             )
         if body.get("groupName") not in self.groups[object_type]:
             return _error(400, f"group {body.get('groupName')} does not exist", "VALIDATION_ERROR")
+        if body.get("hasUniqueValue") and object_type not in UNIQUE_CAPABLE:
+            # HubSpot documents unique values for contacts, companies, deals, tickets and
+            # custom objects only; this fake refuses them elsewhere
+            return _error(
+                400, f"Unique values are not supported for {object_type}", "VALIDATION_ERROR"
+            )
         self.properties[object_type][body["name"]] = {
             "type": body["type"],
             "hasUniqueValue": bool(body.get("hasUniqueValue")),

@@ -199,7 +199,7 @@ async def test_rate_limited_call_is_retried_after_retry_after(
 ):
     register_plugin(AlturLikePlugin())
     hubspot.fail(
-        "/crm/v3/objects/calls/batch/upsert",
+        "/crm/v3/objects/calls/batch/create",
         429,
         {
             "status": "error",
@@ -221,9 +221,11 @@ async def test_rate_limited_call_is_retried_after_retry_after(
     assert time.monotonic() - started < 10
     assert record.state == DeliveryState.DONE
     assert record.attempts == 2
-    assert len(hubspot.posted("/crm/v3/objects/calls/batch/upsert")) == 2
+    assert len(hubspot.posted("/crm/v3/objects/calls/batch/create")) == 2
     assert len(hubspot.objects["calls"]) == 1
     assert len(hubspot.associations) == 1
+    # refused (429), so nothing was written: the retry searched and created
+    assert len(hubspot.posted("/crm/v3/objects/calls/search")) == 2
 
 
 async def test_generic_standard_webhook_writes_nothing(make_router, register_plugin, hubspot):

@@ -5,17 +5,28 @@ import pytest
 from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import AnsweredBy, CallDirection, CallStatus, TranscriptTurn
 from eventrouter_crm.backends.hubspot_shapes import (
+    ASSOCIATION_TYPE_IDS,
     DEFAULT_DISPOSITIONS,
+    EngagementInput,
     HubSpotRefused,
+    HubSpotRetryable,
     Link,
     UpsertInput,
     association_results,
     call_properties,
     contact_input,
+    create_body,
+    create_results,
     disposition_for,
+    encode,
     error_for_response,
     hs_timestamp,
     note_properties,
+    oldest,
+    search_bodies,
+    search_matches,
+    unknown_properties,
+    update_results,
     upsert_results,
 )
 from eventrouter_crm.records import CallRecord, ContactRecord, NoteRecord
@@ -233,23 +244,237 @@ def test_single_upsert_result_without_echo_is_used():
     assert answers == ["9"]
 
 
-def test_association_results():
-    links = [Link("11", "1"), Link("12", "2")]
-    assert association_results(links, {"status": "COMPLETE", "results": []}) == ["ok", "ok"]
+def test_upsert_result_error_naming_nobody_is_not_pinned_on_an_item():
+    items = [UpsertInput("a@example.com"), UpsertInput("b@example.com")]
     payload = {
-        "results": [{"fromObjectId": 11, "toObjectId": 1, "labels": []}],
+        "results": [{"id": "1", "properties": {"email": "a@example.com"}}],
+        "errors": [{"category": "VALIDATION_ERROR", "message": "something", "context": {}}],
+    }
+    first, second = upsert_results(items, payload, id_property="email", object_type="contacts")
+    assert first == "1"
+    assert isinstance(second, RetryableError)
+    # one input, one error: that error is its own even when it names nothing
+    (only,) = upsert_results(
+        [UpsertInput("b@example.com")],
+        {"errors": [{"category": "VALIDATION_ERROR", "message": "bad", "context": {}}]},
+        id_property="email",
+        object_type="contacts",
+    )
+    assert isinstance(only, HubSpotRefused)
+    assert only.message == "HubSpot refused one record of the batch: VALIDATION_ERROR: bad"
+
+
+def test_association_results_read_hubspots_v4_answer():
+    links = [Link("11", "1"), Link("12", "2"), Link("13", "3")]
+    payload = {
+        "status": "COMPLETE",
+        "results": [
+            {
+                "from": {"id": "11"},
+                "to": {"id": "1"},
+                "associationSpec": {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": 194,
+                },
+            },
+        ],
+        "numErrors": 1,
         "errors": [
             {
+                "status": "error",
                 "category": "OBJECT_NOT_FOUND",
                 "message": "no call 12",
                 "context": {"fromObjectId": ["12"]},
             }
         ],
     }
-    first, second = association_results(links, payload)
+    first, second, third = association_results(links, payload)
     assert first == "ok"
     assert isinstance(second, PermanentError)
     assert second.message == "HubSpot refused one record of the batch: OBJECT_NOT_FOUND: no call 12"
+    # neither listed as made nor named by the error: not known to exist, so retried
+    assert isinstance(third, RetryableError)
+    assert third.message == (
+        "HubSpot's answer did not include the association of 13 with contact 3"
+    )
+
+
+def test_association_results_also_read_object_id_pairs():
+    links = [Link("11", "1"), Link("12", "2")]
+    payload = {
+        "results": [{"fromObjectId": 11, "toObjectId": 1}, {"fromObjectId": 12, "toObjectId": 2}]
+    }
+    assert association_results(links, payload) == ["ok", "ok"]
+    # an empty answer makes nothing: both are retried
+    assert all(isinstance(a, RetryableError) for a in association_results(links, {"results": []}))
+
+
+def test_search_bodies_stay_under_3000_characters_and_lower_case_values():
+    keys = [f"altur:CLL_{n:04d}_" + "x" * 150 for n in range(60)]
+    bodies = search_bodies("eventrouter_event_id", keys)
+    assert len(bodies) > 1
+    values = [v for body in bodies for v in body["filterGroups"][0]["filters"][0]["values"]]
+    assert values == [key.lower() for key in keys]
+    for body in bodies:
+        assert len(encode({**body, "after": "9999999999"})) <= 3000
+        assert body["properties"] == ["eventrouter_event_id"]
+        assert body["limit"] == 200
+        (group,) = body["filterGroups"]
+        (condition,) = group["filters"]
+        assert condition["propertyName"] == "eventrouter_event_id"
+        assert condition["operator"] == "IN"
+    assert search_bodies("p", ["A:1", "a:1", "b:2"]) == [
+        {
+            "filterGroups": [
+                {"filters": [{"propertyName": "p", "operator": "IN", "values": ["a:1", "b:2"]}]}
+            ],
+            "properties": ["p"],
+            "limit": 200,
+        }
+    ]
+
+
+def test_search_matches_compare_keys_exactly_and_read_paging():
+    payload = {
+        "total": 4,
+        "results": [
+            {"id": "7", "properties": {"p": "altur:Abc"}, "createdAt": "2025-01-01T00:00:02.000Z"},
+            {"id": "5", "properties": {"p": "altur:Abc"}, "createdAt": "2025-01-01T00:00:01.000Z"},
+            {"id": "6", "properties": {"p": "altur:abc"}, "createdAt": "2025-01-01T00:00:00.000Z"},
+            {"id": "8", "properties": {"p": "pelcro:k1"}},
+        ],
+        "paging": {"next": {"after": "4", "link": "?after=4"}},
+    }
+    found, after = search_matches(payload, "p", ["altur:Abc", "pelcro:k1"])
+    assert after == "4"
+    assert found == {
+        "altur:Abc": [("2025-01-01T00:00:02.000Z", "7"), ("2025-01-01T00:00:01.000Z", "5")],
+        "pelcro:k1": [("", "8")],
+    }
+    assert oldest(found["altur:Abc"]) == "5"
+    assert oldest([("t", "10"), ("t", "9")]) == "9"
+    assert search_matches({"results": []}, "p", ["x"]) == ({}, None)
+
+
+def _engagement(key, contact_id="501"):
+    return EngagementInput(key, {"eventrouter_event_id": key, "hs_timestamp": "t"}, contact_id)
+
+
+def test_create_body_links_each_input_to_its_contact():
+    body = create_body([_engagement("a:1"), _engagement("a:2", None)], association_type_id=202)
+    assert body == {
+        "inputs": [
+            {
+                "properties": {"eventrouter_event_id": "a:1", "hs_timestamp": "t"},
+                "objectWriteTraceId": "0",
+                "associations": [
+                    {
+                        "to": {"id": "501"},
+                        "types": [
+                            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}
+                        ],
+                    }
+                ],
+            },
+            {
+                "properties": {"eventrouter_event_id": "a:2", "hs_timestamp": "t"},
+                "objectWriteTraceId": "1",
+            },
+        ]
+    }
+    assert ASSOCIATION_TYPE_IDS == {"calls": 194, "notes": 202}
+
+
+def test_create_results_match_on_trace_or_property_never_on_order():
+    items = [_engagement("a:1"), _engagement("a:2"), _engagement("a:3"), _engagement("a:4")]
+    payload = {
+        "status": "COMPLETE",
+        "results": [
+            {"id": "22", "properties": {"eventrouter_event_id": "a:2"}},
+            {"id": "11", "objectWriteTraceId": "0", "properties": {}},
+        ],
+        "numErrors": 1,
+        "errors": [
+            {
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": "Property values were not valid: []",
+                "context": {"objectWriteTraceId": ["2"]},
+            }
+        ],
+    }
+    first, second, third, fourth = create_results(
+        items, payload, id_property="eventrouter_event_id", object_type="calls"
+    )
+    assert (first, second) == ("11", "22")
+    assert isinstance(third, HubSpotRefused)
+    assert third.message.startswith("HubSpot refused one record of the batch: VALIDATION_ERROR")
+    # not answered, not named: it may exist
+    assert isinstance(fourth, HubSpotRetryable)
+    assert fourth.maybe_written
+    assert fourth.message == (
+        "HubSpot's answer did not include the calls created for eventrouter_event_id a:4"
+    )
+
+
+def test_update_results_match_on_ids():
+    payload = {
+        "results": [{"id": "2"}],
+        "errors": [{"category": "OBJECT_NOT_FOUND", "message": "gone", "context": {"ids": ["3"]}}],
+    }
+    first, second, third = update_results(["1", "2", "3"], payload)
+    assert isinstance(first, RetryableError)
+    assert second == "2"
+    assert isinstance(third, HubSpotRefused)
+    assert third.message == "HubSpot refused one record of the batch: OBJECT_NOT_FOUND: gone"
+
+
+def test_unknown_properties_are_read_from_message_and_errors():
+    payload = {
+        "status": "error",
+        "message": (
+            "Property values were not valid: "
+            '[{"isValid":false,"message":"Property \\"lead_score\\" does not exist",'
+            '"error":"PROPERTY_DOESNT_EXIST","name":"lead_score"},'
+            '{"isValid":false,"message":"x was not a valid number.","error":"INVALID_FLOAT",'
+            '"name":"payment_amount"}]'
+        ),
+        "errors": [
+            {
+                "message": 'Property "lead_score" does not exist',
+                "code": "PROPERTY_DOESNT_EXIST",
+                "context": {"propertyName": ["lead_score"]},
+            },
+            {
+                "message": 'Property "tier" does not exist',
+                "code": "PROPERTY_DOESNT_EXIST",
+                "context": {"propertyName": ["tier"]},
+            },
+        ],
+        "category": "VALIDATION_ERROR",
+    }
+    assert unknown_properties(payload) == ["lead_score", "tier"]
+    assert unknown_properties({"message": payload["message"]}) == ["lead_score"]
+    assert unknown_properties({"errors": payload["errors"]}) == ["lead_score", "tier"]
+    error = error_for_response(400, payload, text="", headers={})
+    assert isinstance(error, HubSpotRefused)
+    assert error.unknown_properties == ("lead_score", "tier")
+    assert unknown_properties({"message": "Property values were not valid: [oops"}) == []
+    assert error_for_response(404, payload, text="", headers={}).unknown_properties == ()
+
+
+@pytest.mark.parametrize(
+    ("status", "maybe_written"),
+    [(None, True), (500, True), (503, True), (408, True), (429, False), (423, False), (477, False)],
+)
+def test_retryable_errors_say_whether_hubspot_may_have_written(status, maybe_written):
+    error = (
+        HubSpotRetryable("no answer", status=None)
+        if status is None
+        else error_for_response(status, None, text="", headers={})
+    )
+    assert isinstance(error, HubSpotRetryable)
+    assert error.maybe_written is maybe_written
 
 
 def _body(message, category, **extra):
@@ -293,6 +518,11 @@ def test_429_without_retry_after_waits_for_the_window():
         429, {"policyName": "DAILY", "message": "daily"}, text="", headers={}
     )
     assert daily.retry_after == 3600.0
+    secondly = error_for_response(
+        429, {"policyName": "SECONDLY", "errorType": "RATE_LIMIT"}, text="", headers={}
+    )
+    assert secondly.retry_after == 1.0
+    assert secondly.policy == "SECONDLY"
     assert daily.message == "HubSpot rate limit reached (DAILY, HTTP 429): daily"
 
 

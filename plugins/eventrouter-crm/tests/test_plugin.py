@@ -55,6 +55,7 @@ def test_config_with_defaults():
     assert options.dispositions == {}
     assert options.note_types == ["campaign.*", "call.attempts_exhausted"]
     assert options.requests_per_10s == 100
+    assert options.search_requests_per_second == 4
     assert options.request_timeout == 20
     assert TOKEN in config.secrets
     assert TOKEN not in repr(options)
@@ -106,6 +107,10 @@ def test_config_reads_durations_and_mapping():
         (
             {"token": TOKEN, "requests_per_10s": 0},
             "sinks.hubspot.requests_per_10s: expected at least 1",
+        ),
+        (
+            {"token": TOKEN, "search_requests_per_second": 0},
+            "sinks.hubspot.search_requests_per_second: expected more than 0 (HubSpot allows 5 per account)",
         ),
         (
             {"token": TOKEN, "dispositions": {"voicemail": "x"}},
