@@ -21,7 +21,9 @@ class ScaffoldError(Exception):
 def write_plugin(name: str, *, kind: str, directory: Path) -> Path:
     """Write ``eventrouter-NAME`` under ``directory``; return the package directory."""
     if not _NAME.match(name):
-        raise ScaffoldError(f"NAME {name!r}: use lower-case letters, digits and '-', e.g. 'zendesk' or 'my-crm'")
+        raise ScaffoldError(
+            f"NAME {name!r}: use lower-case letters, digits and '-', e.g. 'zendesk' or 'my-crm'"
+        )
     if kind not in ("source", "sink"):
         raise ScaffoldError(f"--kind {kind!r}: expected 'source' or 'sink'")
     dist = f"eventrouter-{name}"
