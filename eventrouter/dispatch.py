@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,15 +26,43 @@ from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.store.base import Delivery, Store
 
-__all__ = ["Dispatcher", "notify_observers"]
+__all__ = ["Dispatcher", "cancel_and_wait", "notify_observers"]
 
 log = logging.getLogger("eventrouter.dispatch")
 
 #: longest a worker sleeps before looking at the store again (deliveries made due by another
 #: process, e.g. ``eventrouter dlq retry``, are picked up within this)
 POLL_INTERVAL = 1.0
+#: the same while the store tells workers about queued work (Redis pub/sub): only a safety net
+WATCHED_POLL_INTERVAL = 10.0
+#: when the store says work is due but a claim gets none, the next look waits this long,
+#: doubling each time (up to the poll interval) until a claim gets something
+SPIN_BACKOFF = 0.01
+#: waits between attempts to record an outcome: from the first, doubling up to the second
+SETTLE_BACKOFF = (0.05, 1.0)
+#: an outcome is no longer retried this close to the end of the lease (a takeover may follow)
+SETTLE_SAFETY = 1.0
 #: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: float = 0.25) -> None:
+    """Cancel ``task`` and wait for it to end, cancelling again if a cancellation was lost.
+
+    On Python 3.11 ``asyncio.wait_for`` (which redis-py uses) drops a cancellation that arrives
+    as the awaited operation completes, and the task carries on: one ``cancel()`` and an
+    unbounded wait could hang a shutdown. Gives up (logs) after ``tries`` rounds. The task's
+    own error, if any, is its business (logged where it happens), not raised here.
+    """
+    for _ in range(tries):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait([task], timeout=wait)
+    if not task.done():
+        log.error("task %s did not stop when cancelled", task.get_name())
+    elif not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as never retrieved
 
 
 async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
@@ -60,6 +88,10 @@ class _SinkWorker:
         self.inflight: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.task: asyncio.Task[None] | None = None
+        #: looks in a row that found work due but claimed none (see SPIN_BACKOFF)
+        self.spins = 0
+        #: the store failed the last claim (its warning is logged once per outage)
+        self.store_down = False
 
     @property
     def lease(self) -> float:
@@ -78,14 +110,25 @@ class _SinkWorker:
                 await self.wakeup.wait()  # every slot busy: a finishing attempt wakes us
                 continue
             claimed: list[Delivery] = []
+            claimed_at = time.monotonic()  # the lease starts no earlier than this
             try:
                 claimed = await store.claim(self.name, limit=free, lease=self.lease)
             except StoreUnavailable as exc:
-                log.warning("sink %s: cannot claim deliveries: %s", self.name, exc)
+                if not self.store_down:
+                    log.warning("sink %s: cannot claim deliveries: %s", self.name, exc)
+                self.store_down = True
             except Exception:
                 log.exception("sink %s: claiming deliveries failed", self.name)
+            else:
+                if self.store_down:
+                    log.info("sink %s: the store answers again", self.name)
+                self.store_down = False
+            if claimed:
+                self.spins = 0
             for delivery in claimed:
-                task = asyncio.create_task(self.attempt(delivery), name=f"deliver-{self.name}")
+                task = asyncio.create_task(
+                    self.attempt(delivery, claimed_at=claimed_at), name=f"deliver-{self.name}"
+                )
                 self.inflight.add(task)
                 task.add_done_callback(self._done)
             if len(claimed) < free:
@@ -104,29 +147,56 @@ class _SinkWorker:
             )
 
     async def _sleep(self) -> None:
-        timeout = POLL_INTERVAL
+        """Wait until the next delivery is due, something wakes the worker, or a poll is due."""
+        store = self.dispatcher.store
+        interval = WATCHED_POLL_INTERVAL if store.watching else POLL_INTERVAL
+        timeout = interval
         try:
-            due = await self.dispatcher.store.next_due(self.name)
+            due = await store.next_due(self.name)
         except Exception:  # noqa: BLE001 - the store may be briefly unavailable; poll again
             due = None
         if due is not None:
             timeout = max(0.0, min(timeout, (due - datetime.now(UTC)).total_seconds()))
         if timeout <= 0:
-            await asyncio.sleep(0.01)
-            return
+            # due now, although the claim just made got less than it asked for: new work, or
+            # work the claim cannot take (it should not be, but never spin on it)
+            timeout = min(SPIN_BACKOFF * 2**self.spins, interval)
+            self.spins = min(self.spins + 1, 30)
+        else:
+            self.spins = 0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.wakeup.wait()
 
-    async def attempt(self, delivery: Delivery) -> None:
+    async def attempt(self, delivery: Delivery, *, claimed_at: float | None = None) -> None:
         dispatcher = self.dispatcher
         sink = self.spec.sink
         policy = self.spec.delivery
         event = delivery.event
         number = delivery.attempts + 1
         started = time.monotonic()
+        store = dispatcher.store
+        settle_by = (started if claimed_at is None else claimed_at) + self.lease - SETTLE_SAFETY
         retry_after: float | None = None
         permanent = False
+        if delivery.lost and delivery.attempts >= policy.max_attempts:
+            # its workers died trying it (it may be what kills them): never try it again
+            times = "time" if delivery.lost == 1 else "times"
+            reason = (
+                f"gave up after {delivery.attempts} attempts: "
+                f"worker lost {delivery.lost} {times} during delivery"
+            )
+            log.error("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
+            dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
+            await self._settle(
+                lambda: store.dead_letter(delivery, error=reason, count_attempt=False),
+                delivery,
+                settle_by,
+            )
+            await notify_observers(
+                dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
+            )
+            return
         try:
             if not policy.include_sensitive:
                 event = event.redacted()
@@ -147,7 +217,7 @@ class _SinkWorker:
             elapsed = time.monotonic() - started
             dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
-            await self._settle(dispatcher.store.ack(delivery), delivery)
+            await self._settle(lambda: store.ack(delivery), delivery, settle_by)
             await notify_observers(
                 dispatcher.pm,
                 "delivery_succeeded",
@@ -163,7 +233,9 @@ class _SinkWorker:
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
-            await self._settle(dispatcher.store.dead_letter(delivery, error=reason), delivery)
+            await self._settle(
+                lambda: store.dead_letter(delivery, error=reason), delivery, settle_by
+            )
             await notify_observers(
                 dispatcher.pm,
                 "delivery_failed",
@@ -189,7 +261,7 @@ class _SinkWorker:
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
         await self._settle(
-            dispatcher.store.retry_later(delivery, at=retry_at, error=error), delivery
+            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, settle_by
         )
         await notify_observers(
             dispatcher.pm,
@@ -214,16 +286,46 @@ class _SinkWorker:
         base = float(policy.retry_schedule[min(attempt, len(policy.retry_schedule)) - 1])
         return max(0.0, base * (1 + random.uniform(-policy.jitter, policy.jitter)))
 
-    async def _settle(self, write: Any, delivery: Delivery) -> None:
-        try:
-            await write
-        except Exception as exc:  # noqa: BLE001 - the lease runs out and the delivery is retried
-            log.error(
-                "sink %s: could not record the outcome for %s (%s); it will be retried when its lease ends",
-                self.name,
-                delivery.event.id,
-                exc,
-            )
+    async def _settle(
+        self, write: Callable[[], Awaitable[None]], delivery: Delivery, settle_by: float
+    ) -> None:
+        """Record an outcome, trying again with a short backoff (a store blip) until shortly
+        before the lease ends; after that the delivery is taken over and attempted again.
+
+        A write that landed although its answer was lost is harmless to repeat: the store
+        ignores an outcome for a claim that is no longer current.
+        """
+        delay = SETTLE_BACKOFF[0]
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                # a try may outlast the lease: an outcome for a claim taken over is ignored
+                async with asyncio.timeout(max(1.0, settle_by - time.monotonic())):
+                    await write()
+            except Exception as exc:  # noqa: BLE001 - retried, then logged
+                error: Exception = exc
+            else:
+                if tries > 1:
+                    log.info(
+                        "sink %s: recorded the outcome for %s at try %d",
+                        self.name,
+                        delivery.event.id,
+                        tries,
+                    )
+                return
+            if time.monotonic() + delay >= settle_by or self.dispatcher.stopped:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SETTLE_BACKOFF[1])
+        log.error(
+            "sink %s: could not record the outcome for %s after %d tries (%s); it will be "
+            "attempted again when its lease ends",
+            self.name,
+            delivery.event.id,
+            tries,
+            str(error) or type(error).__name__,
+        )
 
 
 class Dispatcher:
@@ -243,12 +345,26 @@ class Dispatcher:
         self.metrics = metrics
         self.redactor = redactor
         self.workers = {name: _SinkWorker(name, spec, self) for name, spec in sinks.items()}
+        #: listens for work other processes queue (the store's wake-ups), when it can
+        self.watcher: asyncio.Task[None] | None = None
+        #: the grace period of ``stop`` has run out: outcomes are no longer retried
+        self.stopped = False
 
     async def start(self, context: SinkContext) -> None:
         for worker in self.workers.values():
             await worker.spec.sink.start(context)
         for name, worker in self.workers.items():
             worker.task = asyncio.create_task(worker.run(), name=f"sink-worker-{name}")
+        if self.workers:
+            self.watcher = asyncio.create_task(self._watch(), name="sink-worker-wakeups")
+
+    async def _watch(self) -> None:
+        try:
+            await self.store.watch(list(self.workers), lambda sink: self.notify((sink,)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("listening for queued work failed; workers poll instead")
 
     def notify(self, sinks: Iterable[str]) -> None:
         for name in sinks:
@@ -261,12 +377,15 @@ class Dispatcher:
         for worker in self.workers.values():
             worker.stopping = True
             worker.wakeup.set()
+        if self.watcher is not None:
+            await cancel_and_wait(self.watcher)
         loops = [w.task for w in self.workers.values() if w.task is not None]
         await asyncio.gather(*loops, return_exceptions=True)
         running = [task for worker in self.workers.values() for task in worker.inflight]
         if running:
             log.info("waiting up to %.0fs for %d delivery attempts to finish", grace, len(running))
             _, unfinished = await asyncio.wait(running, timeout=grace)
+            self.stopped = True
             for task in unfinished:
                 task.cancel()
             if unfinished:
@@ -274,7 +393,7 @@ class Dispatcher:
                     "%d delivery attempts cut short; they will be retried after restart",
                     len(unfinished),
                 )
-                await asyncio.gather(*unfinished, return_exceptions=True)
+                await asyncio.gather(*(cancel_and_wait(task) for task in unfinished))
         for worker in self.workers.values():
             try:
                 await worker.spec.sink.close()

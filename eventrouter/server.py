@@ -3,26 +3,30 @@
 Per request: body size limit (413) -> source authenticates (401/403) -> parse (400) ->
 ``event_normalised`` hooks -> route -> store durably, de-duplicating (200 duplicate) -> 200.
 The 2xx is sent only once the event is durable; if it cannot be stored the answer is 503 with
-``Retry-After`` so the provider retries.
+``Retry-After`` so the provider retries. Ingest, ``/readyz`` and ``/metrics`` wait for the store
+at most ``[store] operation_timeout``: a store that hangs (a paused Redis) gets a 503 in time,
+before the provider gives up on the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pluggy
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import Gauge
 
 from eventrouter import __version__
 from eventrouter.config import Config
-from eventrouter.dispatch import Dispatcher, event_for_log, notify_observers
+from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log, notify_observers
 from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.metrics import Metrics
@@ -50,7 +54,24 @@ METRICS = web.AppKey("metrics", Metrics)
 PLUGIN_MANAGER = web.AppKey("plugin_manager", pluggy.PluginManager)
 REDACTOR = web.AppKey("redactor", Redactor)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+STORE_UP = web.AppKey("store_up", Gauge)
 OUTCOME = web.ResponseKey("outcome", str)
+
+T = TypeVar("T")
+
+
+async def within_deadline(config: Config, operation: Awaitable[T], what: str) -> T:
+    """``await operation``, or StoreUnavailable once ``[store] operation_timeout`` has passed.
+
+    The operation is cancelled then; a write may still land (Redis may be executing it), so a
+    503 after a timeout does not prove that nothing was stored.
+    """
+    seconds = float(config.store.operation_timeout)
+    try:
+        async with asyncio.timeout(seconds):
+            return await operation
+    except TimeoutError:
+        raise StoreUnavailable(f"the store did not answer within {seconds:g}s ({what})") from None
 
 
 def error_response(status: int, error: str, message: str, **extra: Any) -> web.Response:
@@ -227,7 +248,7 @@ class _Receiver:
             event = event.redacted()
         store = app[STORE]
         try:
-            result = await store.ingest(event, sinks)
+            result = await within_deadline(config, store.ingest(event, sinks), "ingest")
         except PayloadError as exc:  # parsed, but not storable as JSON (see Event.to_json)
             log.info("source %s: payload cannot be stored: %s", self.name, exc)
             return _outcome(error_response(400, "invalid_payload", exc.message), "invalid")
@@ -297,7 +318,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await request.app[STORE].ping()
+        await within_deadline(request.app[CONFIG], request.app[STORE].ping(), "ping")
     except StoreUnavailable as exc:
         return error_response(503, "store_unavailable", str(exc), retry_after=5)
     return web.json_response({"status": "ready"})
@@ -306,12 +327,18 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_view(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     store = request.app[STORE]
+    config = request.app[CONFIG]
+    depth: dict[str, dict[str, int]] | None
     try:
-        depth = await store.queue_depth()
-    except StoreUnavailable:
-        depth = {}
+        depth = await within_deadline(config, store.queue_depth(), "queue depth")
+    except StoreUnavailable as exc:
+        log.warning("metrics: cannot read the queue depth: %s", exc)
+        depth = None
     metrics.queue_depth.clear()
-    for sink in request.app[CONFIG].sinks:
+    # unknown is not zero: while the store does not answer the depth samples are left out
+    # (a backlog or dead-letter alert must not clear during an outage); store_up says why
+    request.app[STORE_UP].set(0 if depth is None else 1)
+    for sink in config.sinks if depth is not None else ():
         for state in ("pending", "inflight", "dead"):
             metrics.queue_depth.labels(sink, state).set(depth.get(sink, {}).get(state, 0))
     metrics.pending_writes.set(store.pending_writes)
@@ -331,6 +358,11 @@ def create_app(
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
     app[METRICS] = Metrics()
+    app[STORE_UP] = Gauge(
+        "eventrouter_store_up",
+        "1 if the store answered the last scrape of /metrics, 0 if not (queue depth unknown)",
+        registry=app[METRICS].registry,
+    )
     app[REDACTOR] = Redactor(config.secrets)
     app[STORE] = store or create_store(config.store, base_dir=config.base_dir)
     app[DISPATCHER] = Dispatcher(
@@ -356,7 +388,9 @@ def create_app(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    await app[STORE].open()
+    # a store server that is down at start is not fatal: /readyz and ingest answer 503 until it
+    # answers, then everything works without a restart
+    await app[STORE].open(lazy=True)
     yield
     await app[STORE].close()
 
@@ -386,17 +420,22 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     retention = float(app[CONFIG].store.retention)
 
+    stop = asyncio.Event()
+
     async def run() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 removed = await store.purge(retention=retention)
                 if removed:
                     log.info("purged %d delivered events older than the retention", removed)
             except StoreUnavailable as exc:
                 log.warning("purge failed: %s", exc)
-            await asyncio.sleep(600)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(600):
+                    await stop.wait()
 
     task = asyncio.create_task(run(), name="eventrouter-maintenance")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    # a cancellation can be lost inside redis-py (see cancel_and_wait): the event ends the loop
+    stop.set()
+    await cancel_and_wait(task)

@@ -9,16 +9,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from attrs import define
 
-__all__ = ["RedisServer", "free_port", "redis_server_fixture", "start_redis_server"]
+__all__ = [
+    "RedisServer",
+    "free_port",
+    "redis_binary",
+    "redis_server_fixture",
+    "start_redis_server",
+]
 
 INSTALL_HINT = (
     "redis-server is not installed; install it to run the Redis store tests "
@@ -45,6 +52,13 @@ class RedisServer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (connections open, nothing answered), as in a stall."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
 
 def free_port() -> int:
     """A loopback TCP port nothing listens on (right now)."""
@@ -62,23 +76,41 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def start_redis_server(directory: Path, *, timeout: float = 10.0) -> RedisServer:
-    """Start ``redis-server`` with append-only persistence in ``directory``; wait for PING."""
+def redis_binary() -> str:
+    """The ``redis-server`` binary; skips the test (fails it on CI) when it is missing."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
+    return binary
+
+
+def start_redis_server(
+    directory: Path,
+    *,
+    timeout: float = 10.0,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    config_file: Path | None = None,
+) -> RedisServer:
+    """Start ``redis-server`` with append-only persistence in ``directory``; wait for PING.
+
+    ``port``: that port rather than a free one; ``args``: more options (``--replicaof ...``);
+    ``config_file``: a configuration file to start from (a Sentinel's, with ``--sentinel``).
+    """
+    binary = redis_binary()
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "redis.log"
-    for _ in range(3):  # the port may be taken between choosing and binding it
-        port = free_port()
+    for _ in range(1 if port is not None else 3):  # a free port may be taken before binding
+        chosen = port if port is not None else free_port()
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [
                     binary,
+                    *([str(config_file)] if config_file is not None else []),
                     "--port",
-                    str(port),
+                    str(chosen),
                     "--bind",
                     "127.0.0.1",
                     "--save",
@@ -87,14 +119,15 @@ def start_redis_server(directory: Path, *, timeout: float = 10.0) -> RedisServer
                     "yes",
                     "--dir",
                     str(directory),
+                    *args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = RedisServer(port=port, directory=directory, process=process, log_path=log_path)
+        server = RedisServer(port=chosen, directory=directory, process=process, log_path=log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            if _answers_ping(port):
+            if _answers_ping(chosen):
                 return server
             time.sleep(0.02)
         server.stop()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from eventrouter import hookimpl
+from eventrouter.errors import StoreUnavailable
 from eventrouter.server import DISPATCHER
 from eventrouter.sinks import retry_after_seconds
 from eventrouter.testing import Recorder
@@ -285,3 +289,152 @@ async def test_lease_is_the_timeout_plus_the_configured_margin(make_router, conf
     )
     workers = router.client.app[DISPATCHER].workers
     assert (workers["default"].lease, workers["short"].lease) == (35.0, 7.0)
+
+
+async def test_a_claim_that_gets_nothing_although_work_is_due_backs_off(
+    make_router, config_with, monkeypatch
+):
+    """next_due says "due now" but claims get nothing (e.g. leases the store cannot take over
+    yet): the worker must not spin on 10 ms sleeps, hammering the store."""
+    router = await make_router(config_with({"stuck": {"plugin": "recording"}}))
+    store = router.store
+    claims: list[float] = []
+
+    async def due_now(sink):
+        return datetime.now(UTC) - timedelta(seconds=1)
+
+    async def nothing(sink, *, limit, lease):
+        claims.append(time.monotonic())
+        return []
+
+    monkeypatch.setattr(store, "next_due", due_now)
+    monkeypatch.setattr(store, "claim", nothing)
+    router.client.app[DISPATCHER].notify(["stuck"])
+    await asyncio.sleep(1.5)
+
+    # 10, 20, 40, ... ms up to the poll interval: about 8 claims in 1.5 s (a spin: 150)
+    assert 3 <= len(claims) <= 15, len(claims)
+    gaps = [b - a for a, b in itertools.pairwise(claims[-4:])]
+    assert min(gaps) >= 0.1, gaps
+
+
+async def test_a_failed_outcome_write_is_retried_before_the_lease_ends(
+    make_router, config_with, recorded, monkeypatch
+):
+    """A store blip when recording a success must not lose it: delivered again a lease later."""
+    router = await make_router(config_with({"ok": {"plugin": "recording"}}))
+    store = router.store
+    real_ack = store.ack
+    failures = 3
+
+    async def flaky_ack(delivery):
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreUnavailable("Redis ack failed: Connection reset by peer")
+        await real_ack(delivery)
+
+    monkeypatch.setattr(store, "ack", flaky_ack)
+    _, body = await router.post("demo", {"type": "x"})
+
+    record = await wait_state(router, body["event_id"], "ok", "done", timeout=3)
+    assert record.attempts == 1
+    assert failures == 0
+    assert len(recorded.events["ok"]) == 1  # the lease is 60 s: nothing delivered twice
+
+
+async def test_an_outcome_that_cannot_be_written_is_given_up_before_the_lease_ends(
+    make_router, config_with, recorded, monkeypatch, caplog
+):
+    router = await make_router(
+        config_with(
+            {"ok": {"plugin": "recording", "delivery": {"timeout": "1s", "lease_margin": "1.5s"}}}
+        )
+    )
+    tries: list[float] = []
+
+    async def broken_ack(delivery):
+        tries.append(time.monotonic())
+        raise StoreUnavailable("Redis ack failed")
+
+    monkeypatch.setattr(router.store, "ack", broken_ack)
+    started = time.monotonic()
+    await router.post("demo", {"type": "x"})
+    await recorded.wait_for("ok", 1)
+    deadline = time.monotonic() + 5
+    while "could not record the outcome" not in caplog.text:
+        assert time.monotonic() < deadline, tries
+        await asyncio.sleep(0.05)
+
+    # retried with a growing backoff, and given up a second before the 2.5 s lease ends
+    assert 4 <= len(tries) <= 12, len(tries)
+    assert tries[-1] - tries[0] < 2.5 - 0.9
+    assert tries[0] - started < 1.0
+    assert f"after {len(tries)} tries" in caplog.text
+
+
+async def test_a_delivery_whose_workers_died_is_dead_lettered_after_its_attempts(
+    make_router, config_with, recorded, register_plugin
+):
+    """Attempts cut short by a worker that died (the event may be what kills it) count: after
+    the sink's attempts it is a dead letter, and the sink never sees it again."""
+    dead: list[tuple[str, str]] = []
+
+    class Observer:
+        @hookimpl
+        def event_dead_lettered(self, event, sink, reason):
+            dead.append((sink.name, reason))
+
+    register_plugin(Observer())
+    sinks = {"fragile": {"plugin": "recording", "delivery": fast()}}  # 3 attempts
+    ingest_only = await make_router(config_with(sinks), deliver=False)
+    _, body = await ingest_only.post("demo", {"type": "x"})
+    for _ in range(3):  # three workers (of other processes) die delivering it
+        claimed = await ingest_only.store.claim("fragile", limit=1, lease=0.1)
+        assert [d.event.id for d in claimed] == [body["event_id"]]
+        await asyncio.sleep(0.15)
+
+    worker = await make_router(config_with(sinks))  # its worker takes the delivery over
+
+    record = await wait_state(worker, body["event_id"], "fragile", "dead")
+    reason = "gave up after 3 attempts: worker lost 3 times during delivery"
+    assert (record.attempts, record.last_error) == (3, reason)
+    [letter] = await worker.store.list_dead_letters()
+    assert (letter.attempts, letter.reason) == (3, reason)
+    assert dead == [("fragile", reason)]
+    assert recorded.attempts.get("fragile", 0) == 0
+
+
+async def test_stop_does_not_hang_when_a_cancellation_is_lost(
+    make_router, config_with, monkeypatch
+):
+    """On Python 3.11 redis-py can drop a cancellation (asyncio.wait_for): the wake-up watcher
+    and the purge loop must still end when the server stops."""
+    from eventrouter.store.sqlite import SQLiteStore
+
+    lost: list[str] = []
+
+    async def stubborn(what: str, result: Any) -> Any:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.append(what)  # dropped once, as wait_for does when the result is ready too
+        return result
+
+    async def watch(self, sinks, wake):
+        await stubborn("watch", None)
+        await asyncio.Event().wait()  # and carries on listening
+
+    async def purge(self, *, retention):
+        return await stubborn("purge", 0)
+
+    monkeypatch.setattr(SQLiteStore, "watch", watch)
+    monkeypatch.setattr(SQLiteStore, "purge", purge)
+    router = await make_router(config_with({"ok": {"plugin": "recording"}}))
+    await asyncio.sleep(0.05)
+
+    started = time.monotonic()
+    await asyncio.wait_for(router.client.close(), timeout=10)
+
+    assert time.monotonic() - started < 3
+    assert sorted(lost) == ["purge", "watch"]

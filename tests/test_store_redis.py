@@ -24,6 +24,7 @@ from eventrouter.cli import cli
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event, EventData, new_event_id
 from eventrouter.store import (
+    LOST_WORKER,
     Delivery,
     DeliveryRecord,
     DeliveryState,
@@ -379,12 +380,12 @@ async def test_list_events_newest_first_with_filters(store_factory):
     assert await store.list_events(source="nobody") == []
 
 
-async def test_expired_lease_is_reclaimed_by_another_process(store_factory):
+async def test_expired_lease_is_taken_over_counting_the_lost_attempt(store_factory):
     first, second = await store_factory(), await store_factory()
     event = make_event()
     await first.ingest(event, ["alpha"])
     lost = await claim_one(first, "alpha", lease=0.5)
-    await first.close()  # the first process stops mid-delivery
+    await first.close()  # the first process dies mid-delivery
 
     assert await second.claim("alpha", limit=10, lease=0.5) == []
     await asyncio.sleep(0.7)
@@ -392,12 +393,108 @@ async def test_expired_lease_is_reclaimed_by_another_process(store_factory):
     taken = await claim_one(second, "alpha", lease=0.5)
 
     assert taken.event == event
-    assert taken.attempts == lost.attempts == 0
-    assert record(await second.get_event(event.id), "alpha").state == DeliveryState.INFLIGHT
+    assert (lost.attempts, lost.lost) == (0, 0)
+    # the attempt the dead worker was making counts: a delivery that kills its workers runs
+    # out of attempts instead of going from worker to worker for ever
+    assert (taken.attempts, taken.lost) == (1, 1)
+    inflight = record(await second.get_event(event.id), "alpha")
+    assert (inflight.state, inflight.attempts) == (DeliveryState.INFLIGHT, 1)
+    assert inflight.last_error == LOST_WORKER
     await second.ack(taken)
     done = record(await second.get_event(event.id), "alpha")
-    assert (done.state, done.attempts) == (DeliveryState.DONE, 1)
+    assert (done.state, done.attempts, done.last_error) == (DeliveryState.DONE, 2, None)
     assert await second.claim("alpha", limit=10, lease=0.5) == []
+
+
+async def test_an_outcome_from_a_claim_taken_over_changes_nothing(store_factory):
+    slow, taker = await store_factory(), await store_factory()
+    event = make_event()
+    await slow.ingest(event, ["alpha"])
+    stale = await claim_one(slow, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+    current = await claim_one(taker, "alpha", lease=30)
+
+    # the slow worker outlived its lease; what it records now must not end the taker's claim
+    await slow.retry_later(stale, at=datetime.now(UTC), error="late")
+    await slow.ack(stale)
+
+    still = record(await taker.get_event(event.id), "alpha")
+    assert (still.state, still.attempts) == (DeliveryState.INFLIGHT, 1)
+    await taker.ack(current)
+    assert record(await taker.get_event(event.id), "alpha").state == DeliveryState.DONE
+
+
+async def test_a_live_lease_is_not_stolen_by_a_worker_with_a_shorter_one(store_factory):
+    # a rolling deploy: one process's sink has a 30 s lease, another's a 0.2 s one
+    long_lease, short_lease = await store_factory(), await store_factory()
+    event = make_event()
+    await long_lease.ingest(event, ["alpha"])
+    held = await claim_one(long_lease, "alpha", lease=30)
+    await asyncio.sleep(0.4)
+
+    assert await short_lease.claim("alpha", limit=10, lease=0.2) == []
+    assert_near(await short_lease.next_due("alpha"), datetime.now(UTC) + timedelta(seconds=29.6))
+    await long_lease.ack(held)
+    done = record(await long_lease.get_event(event.id), "alpha")
+    assert (done.state, done.attempts) == (DeliveryState.DONE, 1)
+
+
+async def test_an_expired_short_lease_is_taken_over_by_a_worker_with_a_longer_one(store_factory):
+    # the other way round: when next_due says the delivery is due, a claim must get it (else a
+    # worker sleeps 0 s and claims nothing, again and again)
+    short_lease, long_lease = await store_factory(), await store_factory()
+    event = make_event()
+    await short_lease.ingest(event, ["alpha"])
+    await claim_one(short_lease, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+
+    assert await long_lease.next_due("alpha") <= datetime.now(UTC)
+    taken = await claim_one(long_lease, "alpha", lease=30)
+
+    assert (taken.event, taken.attempts, taken.lost) == (event, 1, 1)
+    assert_near(await long_lease.next_due("alpha"), datetime.now(UTC) + timedelta(seconds=30))
+
+
+async def test_an_expired_lease_is_found_behind_many_live_ones(store_factory):
+    live, dying, taker = await store_factory(), await store_factory(), await store_factory()
+    for _ in range(25):
+        await live.ingest(make_event(), ["alpha"])
+    assert len(await live.claim("alpha", limit=25, lease=30)) == 25
+    orphan = make_event()
+    await live.ingest(orphan, ["alpha"])
+    await claim_one(dying, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+
+    taken = await taker.claim("alpha", limit=1, lease=30)
+
+    assert [d.event.id for d in taken] == [orphan.id]
+
+
+async def test_a_delivery_whose_workers_keep_dying_is_dead_lettered_without_an_attempt(
+    store_factory,
+):
+    store = await store_factory()
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    seen = []
+    for _ in range(3):  # three workers die delivering it
+        delivery = await claim_one(store, "alpha", lease=0.2)
+        seen.append((delivery.attempts, delivery.lost))
+        await asyncio.sleep(0.3)
+    last = await claim_one(store, "alpha", lease=30)
+    seen.append((last.attempts, last.lost))
+    assert seen == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+    await store.dead_letter(last, error="worker lost 3 times during delivery", count_attempt=False)
+
+    dead = record(await store.get_event(event.id), "alpha")
+    assert (dead.state, dead.attempts) == (DeliveryState.DEAD, 3)
+    [letter] = await store.list_dead_letters()
+    assert (letter.attempts, letter.reason) == (3, "worker lost 3 times during delivery")
+    # revived, it starts again from nothing
+    assert await store.retry_dead_letters() == 1
+    again = await claim_one(store, "alpha")
+    assert (again.attempts, again.lost) == (0, 0)
 
 
 async def test_concurrent_claims_never_share_a_delivery(store_factory):
@@ -654,33 +751,6 @@ async def test_router_delivers_through_the_redis_store(redis_server, make_router
     assert status == 200, again
     assert again == {"status": "duplicate", "event_id": body["event_id"]}
     assert [s.event.id for s in await router.store.list_events()] == [body["event_id"]]
-
-
-@pytest.mark.redis
-async def test_reclaim_finds_an_expired_lease_behind_many_live_ones(redis_server):
-    # XAUTOCLAIM looks at ten times COUNT pending entries per call: claim must follow its cursor
-    live, dying, taker = (redis_store(redis_server) for _ in range(3))
-    admin = redis_client.Redis(port=redis_server.port, host="127.0.0.1", decode_responses=True)
-    for store in (live, dying, taker):
-        await store.open()
-    try:
-        for _ in range(25):
-            await live.ingest(make_event(), ["alpha"])
-        held = await live.claim("alpha", limit=25, lease=0.5)
-        orphan = make_event()
-        await live.ingest(orphan, ["alpha"])
-        await claim_one(dying, "alpha", lease=0.5)
-        await asyncio.sleep(0.6)
-        # the live worker's entries were just (re)claimed: not idle
-        await admin.xclaim("er:queue:alpha", "workers", live.consumer, 0, [d.token for d in held])
-
-        taken = await taker.claim("alpha", limit=1, lease=0.5)
-
-        assert [d.event.id for d in taken] == [orphan.id]
-    finally:
-        await admin.aclose()
-        for store in (live, dying, taker):
-            await store.close()
 
 
 @pytest.mark.redis

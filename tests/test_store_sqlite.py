@@ -9,7 +9,7 @@ import pytest
 
 from eventrouter.errors import StoreUnavailable
 from eventrouter.events import Event, utcnow
-from eventrouter.store.sqlite import SQLiteStore
+from eventrouter.store.sqlite import SCHEMA, SQLiteStore
 
 
 def event(n: int) -> Event:
@@ -113,3 +113,48 @@ async def test_disk_full_is_store_unavailable_and_nothing_half_written(tmp_path)
         assert (await store.ingest(event(500), ["a"])).accepted
     finally:
         await store.close()
+
+
+async def test_a_store_written_before_lost_attempts_were_counted_opens_and_counts_them(tmp_path):
+    path = tmp_path / "events.db"
+    old_schema = SCHEMA.replace(
+        "    -- how many of the attempts ended with their worker lost (taken over after the lease)\n"
+        "    lost INTEGER NOT NULL DEFAULT 0,\n",
+        "",
+    )
+    assert "lost" not in old_schema.split("CREATE TABLE IF NOT EXISTS deliveries")[1].split(")")[0]
+    conn = sqlite3.connect(path)
+    conn.executescript(old_schema)
+    conn.execute(
+        "INSERT INTO events (id, source, type, received_at, body) VALUES (?, 'demo', 't', 0, ?)",
+        ("evt_1", event(1).to_json()),
+    )
+    conn.execute(
+        "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
+        " VALUES ('evt_1', 'a', 'inflight', 2, 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        [taken] = await store.claim("a", limit=5, lease=30)
+        assert (taken.attempts, taken.lost) == (3, 1)
+        await store.ack(taken)
+        [stored] = await store.list_events()
+        assert (stored.deliveries[0].state, stored.deliveries[0].attempts) == ("done", 4)
+    finally:
+        await store.close()
+
+
+async def test_a_write_given_up_before_its_commit_began_is_not_made(store):
+    """ingest cancelled (its deadline passed) while waiting for the commit: nothing is kept."""
+    abandoned = asyncio.create_task(store.ingest(event(1), ["a"]))
+    await asyncio.sleep(0)  # it has queued its write; the commit has not started
+    abandoned.cancel()
+    kept = await store.ingest(event(2), ["a"])
+
+    assert kept.accepted
+    assert abandoned.cancelled()
+    assert [e.event.id for e in await store.list_events()] == ["evt_2"]
+    assert store.pending_writes == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from eventrouter.config import StoreConfig
+from eventrouter.errors import ConfigError
 from eventrouter.store.base import (
+    LOST_WORKER,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -16,6 +18,8 @@ from eventrouter.store.base import (
 )
 
 __all__ = [
+    "LOST_WORKER",
+    "REDIS_INSTALL_HINT",
     "DeadLetter",
     "Delivery",
     "DeliveryRecord",
@@ -24,12 +28,35 @@ __all__ = [
     "Store",
     "StoredEvent",
     "create_store",
+    "redis_missing",
 ]
+
+REDIS_INSTALL_HINT = "pip install 'eventrouter[redis]'"
+
+
+def redis_missing() -> str | None:
+    """Why ``backend = "redis"`` cannot work here (the optional ``redis`` package is not
+    installed), or None when it can."""
+    try:
+        import redis.asyncio.sentinel  # noqa: F401 - only whether it imports
+    except ImportError as exc:
+        return (
+            f"the Redis store needs the redis package, which cannot be imported ({exc}); "
+            f"install it with: {REDIS_INSTALL_HINT}"
+        )
+    return None
 
 
 def create_store(config: StoreConfig, *, base_dir: Path) -> Store:
-    """The store ``[store] backend`` names, not yet opened."""
+    """The store ``[store] backend`` names, not yet opened.
+
+    Raises ConfigError when the backend's optional dependency is missing (``parse_config``
+    reports the same problem, so a validated configuration does not get here).
+    """
     if config.backend == "redis":
+        problem = redis_missing()
+        if problem:
+            raise ConfigError([f"store.backend: {problem}"])
         from eventrouter.store.redis import RedisStore
 
         assert config.url is not None
@@ -38,6 +65,9 @@ def create_store(config: StoreConfig, *, base_dir: Path) -> Store:
             key_prefix=config.key_prefix,
             dedupe_window=config.dedupe_window,
             max_pending_writes=config.max_pending_writes,
+            sentinels=config.sentinels,
+            service_name=config.service_name,
+            operation_timeout=config.operation_timeout,
         )
     from eventrouter.store.sqlite import SQLiteStore
 

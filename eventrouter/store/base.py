@@ -3,14 +3,16 @@
 An event is stored together with one delivery per sink it is routed to. A delivery is
 *pending* until a worker *claims* it (leased for a while), then *acked* (done), *retried later*
 (pending again with a due time) or *dead-lettered*. A claim whose lease runs out (the worker
-died) becomes claimable again, so delivery is at-least-once.
+died) becomes claimable again, so delivery is at-least-once; taking it over counts the lost
+attempt (``attempts`` and ``lost`` grow by one), so a delivery that kills every worker that
+tries it runs out of attempts instead of going round for ever.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from attrs import frozen
@@ -18,6 +20,7 @@ from attrs import frozen
 from eventrouter.events import Event
 
 __all__ = [
+    "LOST_WORKER",
     "DeadLetter",
     "Delivery",
     "DeliveryRecord",
@@ -43,6 +46,10 @@ class IngestResult:
     event_id: str
 
 
+#: the error a takeover records for the attempt whose worker vanished (its lease ran out)
+LOST_WORKER = "worker lost during delivery (its lease ran out)"
+
+
 @frozen
 class Delivery:
     """A claimed delivery: deliver ``event`` to ``sink``; ``attempts`` made before this one."""
@@ -50,8 +57,10 @@ class Delivery:
     event: Event
     sink: str
     attempts: int
-    #: backend-specific handle (a row key, a stream entry id) used to ack or retry
+    #: backend-specific handle (a stream entry id, a lease) used to ack or retry this claim only
     token: str
+    #: how many of ``attempts`` ended with their worker lost (taken over after the lease)
+    lost: int = 0
 
 
 @frozen
@@ -86,8 +95,13 @@ class Store(abc.ABC):
     """Durable events, their deliveries, de-duplication and dead letters."""
 
     @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and create what is missing; raise StoreUnavailable when it cannot."""
+    async def open(self, *, lazy: bool = False) -> None:
+        """Connect and create what is missing; raise StoreUnavailable when it cannot.
+
+        ``lazy``: a store on a server that does not answer yet (Redis) opens anyway and
+        connects on first use, each operation raising StoreUnavailable until then (servers
+        start and recover by themselves); a configuration that can never work still raises.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -105,7 +119,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
-        """Up to ``limit`` due deliveries for ``sink``, leased for ``lease`` seconds."""
+        """Up to ``limit`` due deliveries for ``sink``, leased for ``lease`` seconds.
+
+        A delivery still claimed by a worker whose lease (as that worker set it) has ended is
+        taken over, counting the lost attempt: ``attempts`` and ``lost`` one more, the error
+        :data:`LOST_WORKER`."""
 
     @abc.abstractmethod
     async def next_due(self, sink: str) -> datetime | None:
@@ -120,8 +138,13 @@ class Store(abc.ABC):
         """Count a failed attempt and make the delivery due again at ``at``."""
 
     @abc.abstractmethod
-    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
-        """Count a failed attempt and give up on the delivery, keeping ``error`` as the reason."""
+    async def dead_letter(
+        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+    ) -> None:
+        """Count a failed attempt and give up on the delivery, keeping ``error`` as the reason.
+
+        ``count_attempt=False``: give up without attempting it again (its attempts, lost ones
+        included, are used up already)."""
 
     @abc.abstractmethod
     async def get_event(self, event_id: str) -> StoredEvent | None:
@@ -161,3 +184,13 @@ class Store(abc.ABC):
     def pending_writes(self) -> int:
         """Writes accepted but not yet durable (for back-pressure and metrics)."""
         return 0
+
+    async def watch(self, sinks: Sequence[str], wake: Callable[[str], None]) -> None:
+        """Call ``wake(sink)`` whenever any process queues work for one of ``sinks``, until
+        cancelled. A backend that cannot tell returns at once and workers poll instead."""
+        return
+
+    @property
+    def watching(self) -> bool:
+        """Whether :meth:`watch` is listening now (workers may then poll less often)."""
+        return False

@@ -9,30 +9,38 @@ Layout (every key starts with ``[store] key_prefix``, ``P`` below):
   with a TTL of ``dedupe_window`` (``PX``), so Redis forgets it by itself;
 - ``P:queue:SINK`` a stream per sink with one entry per delivery to make, read through the
   consumer group ``workers`` (each store instance is one consumer): ``XREADGROUP`` hands an
-  entry to one worker only, and ``XAUTOCLAIM`` with min-idle = lease lets another worker take
-  it over once it has been idle that long (its worker died); ack, retry and dead-letter
-  ``XACK`` and ``XDEL`` it, so the stream holds only deliveries still to make;
+  entry to one worker only; ack, retry and dead-letter ``XACK`` and ``XDEL`` it, so the stream
+  holds only deliveries still to make;
+- ``P:lease:SINK`` a sorted set of claimed deliveries scored by the end of the lease the
+  claiming worker took. A claim takes over (``XCLAIM``) the entries whose lease has ended
+  there (their worker died), whatever lease the taking worker uses itself, so processes whose
+  sinks' timeouts differ (a rolling deploy) neither steal live deliveries nor miss dead ones;
+  the takeover counts the lost attempt, so a delivery that kills its worker runs out of
+  attempts;
 - ``P:retry:SINK`` a sorted set of deliveries waiting for a retry, scored by due time; a claim
   moves the due ones back into the stream, ``next_due`` reads the lowest score (no busy polling);
-- ``P:lease:SINK`` a sorted set of claimed deliveries scored by lease end (for ``next_due``);
 - ``P:dead:SINK`` a stream of dead letters;
-- ``P:sinks`` the set of sinks that have a queue.
+- ``P:sinks`` the set of sinks that have a queue;
+- ``P:wake:SINK`` a pub/sub channel (not a key): every script that makes work for a sink
+  (ingest, a retry scheduled, a dead letter revived, a replay) publishes on it, and the workers
+  listening (:meth:`RedisStore.watch`) claim at once instead of polling.
 
 Every operation that changes state is one Lua script, so it is atomic (ingest: dedupe key,
-event hash and one ``XADD`` per sink). A lease is measured by the worker taking it over (its
-own lease is the min-idle), which is the same for every process running one configuration.
-Scheduling uses the Redis server's clock, so processes whose clocks disagree a little still
-agree on what is due; times shown in listings are the processes' own.
+event hash and one ``XADD`` per sink). Scheduling uses the Redis server's clock, so processes
+whose clocks disagree a little still agree on what is due; times shown in listings are the
+processes' own.
 
 Durability: ingest returns once Redis has executed the write, so what survives a crash depends
 on Redis persistence. Run Redis with ``appendonly yes`` and ``appendfsync everysec`` (up to a
 second of acknowledged events lost if the host crashes) or ``always`` (none lost), and with
 ``maxmemory-policy noeviction``; :meth:`RedisStore.open` warns otherwise. The scripts touch
-keys they compute, so this needs one Redis server (or primary), not Redis Cluster.
+keys they compute, so this needs one Redis server (or primary, found through Sentinel with
+``[store] sentinels``), not Redis Cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import hashlib
@@ -42,13 +50,15 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -56,6 +66,7 @@ from redis.exceptions import RedisError
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.store.base import (
+    LOST_WORKER,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -75,6 +86,10 @@ GROUP = "workers"
 STALE_CONSUMER_MS = 3600 * 1000
 #: how many entries listings and purges read per round trip
 PAGE = 200
+#: after a failed attempt to reach the server, callers within this many seconds fail at once
+RECONNECT_INTERVAL = 0.5
+#: the wait between attempts to listen for queued work grows from the first to the second
+WATCH_RETRY = (0.1, 5.0)
 
 # Shared Lua helpers: a delivery record is JSON in the event hash's ``sink:NAME`` field; times
 # in it are kept as strings so they round-trip exactly.
@@ -102,7 +117,8 @@ end
 """
 
 # KEYS: dedupe, event hash, events log, sinks set, queue stream per sink
-# ARGV: event id, window ms, body, source, type, received, now, group, sink names...
+# ARGV: event id, window ms, body, source, type, received, now, group, wake channel prefix,
+# sink names...
 _INGEST = """
 local seen = redis.call('GET', KEYS[1])
 if seen then
@@ -114,19 +130,24 @@ local logid = redis.call('XADD', KEYS[3], '*', 'event', eid, 'source', ARGV[4], 
   'received', ARGV[6])
 redis.call('HSET', KEYS[2], 'body', ARGV[3], 'source', ARGV[4], 'type', ARGV[5],
   'received', ARGV[6], 'log', logid)
-for i = 9, #ARGV do
-  local sink, stream = ARGV[i], KEYS[i - 4]
+for i = 10, #ARGV do
+  local sink, stream = ARGV[i], KEYS[i - 5]
   redis.call('SADD', KEYS[4], sink)
   ensure_queue(stream, ARGV[8])
   local entry = redis.call('XADD', stream, '*', 'event', eid)
   save(KEYS[2], sink, {state = 'pending', attempts = 0, due = now, updated = now, entry = entry})
+  redis.call('PUBLISH', ARGV[9] .. sink, eid)
 end
 redis.call('SET', KEYS[1], eid, 'PX', ARGV[2])
 return {1, eid}
 """
 
 # KEYS: queue stream, retry zset, lease zset, sinks set
-# ARGV: sink, group, consumer, now, lease seconds, limit, event key prefix, lease end (shown)
+# ARGV: sink, group, consumer, now, lease seconds, limit, event key prefix, lease end (shown),
+# the error recorded for an attempt whose worker was lost
+# Returns {event id, attempts, token, body, lost} per delivery claimed. The token is the stream
+# entry id and the claim's serial number: an outcome recorded with the token of an earlier
+# claim of the same entry (a worker that outlived its lease) changes nothing.
 _CLAIM = """
 local sink, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('SISMEMBER', KEYS[4], sink) == 0 then return {} end
@@ -141,53 +162,79 @@ for _, eid in ipairs(due) do
   end
   redis.call('ZREM', KEYS[2], eid)
 end
-local out, seen = {}, 0
-local function take(id, fields)
-  seen = seen + 1
-  local eid = fields and fields[2]
-  local rec, body
-  if eid then
-    rec = load(prefix .. eid, sink)
-    body = redis.call('HGET', prefix .. eid, 'body')
-  end
-  if not rec or rec.entry ~= id or not body then
-    redis.call('XACK', KEYS[1], group, id)
-    redis.call('XDEL', KEYS[1], id)
-    return
-  end
+local out = {}
+local function take(id, eid, rec, body)
   rec.state = 'inflight'
   rec.due = ARGV[8]
   rec.updated = ARGV[4]
+  rec.claim = (tonumber(rec.claim) or 0) + 1
   save(prefix .. eid, sink, rec)
   redis.call('ZADD', KEYS[3], score(server_now + lease), eid)
-  out[#out + 1] = {eid, rec.attempts, id, body}
+  out[#out + 1] = {eid, rec.attempts, id .. '/' .. rec.claim, body, rec.lost or 0}
 end
--- take over entries idle longer than the lease (their worker died); each XAUTOCLAIM looks at
--- up to ten times COUNT pending entries, so follow its cursor through the whole list
-local idle = math.max(0, math.floor(lease * 1000))
-local cursor = '0-0'
-repeat
-  local reclaimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, idle, cursor,
-    'COUNT', limit - seen)
-  for _, entry in ipairs(reclaimed[2]) do take(entry[1], entry[2]) end
-  cursor = reclaimed[1]
-until cursor == '0-0' or seen >= limit
-if limit - seen > 0 then
-  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - seen,
+-- take over deliveries whose lease (as the worker that claimed them set it) has ended: that
+-- worker died, and its attempt counts as a failed one
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', score(server_now), 'LIMIT', 0, limit)
+for _, eid in ipairs(expired) do
+  local rec = load(prefix .. eid, sink)
+  local body = redis.call('HGET', prefix .. eid, 'body')
+  if rec and rec.state == 'inflight' and body then
+    rec.attempts = (tonumber(rec.attempts) or 0) + 1
+    rec.lost = (tonumber(rec.lost) or 0) + 1
+    rec.error = ARGV[9]
+    local claimed = {}
+    if rec.entry then
+      claimed = redis.call('XCLAIM', KEYS[1], group, consumer, 0, rec.entry)
+    end
+    if type(claimed[1]) == 'table' then
+      take(rec.entry, eid, rec, body)
+    else
+      -- its queue entry is gone: queue the delivery again
+      if rec.entry then redis.call('XACK', KEYS[1], group, rec.entry) end
+      rec.state = 'pending'
+      rec.due = ARGV[4]
+      rec.updated = ARGV[4]
+      rec.entry = redis.call('XADD', KEYS[1], '*', 'event', eid)
+      save(prefix .. eid, sink, rec)
+      redis.call('ZREM', KEYS[3], eid)
+    end
+  else
+    redis.call('ZREM', KEYS[3], eid)
+  end
+end
+if limit - #out > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - #out,
     'STREAMS', KEYS[1], '>')
   if read then
-    for _, entry in ipairs(read[1][2]) do take(entry[1], entry[2]) end
+    for _, entry in ipairs(read[1][2]) do
+      local id, fields = entry[1], entry[2]
+      local eid = fields and fields[2]
+      local rec, body
+      if eid then
+        rec = load(prefix .. eid, sink)
+        body = redis.call('HGET', prefix .. eid, 'body')
+      end
+      if rec and rec.entry == id and body then
+        take(id, eid, rec, body)
+      else
+        redis.call('XACK', KEYS[1], group, id)
+        redis.call('XDEL', KEYS[1], id)
+      end
+    end
   end
 end
 return out
 """
 
 # KEYS: queue stream, lease zset, event hash, retry zset, dead stream
-# ARGV: sink, group, token, new state, attempts, now, due (shown), delay seconds, error, event id
+# ARGV: sink, group, token, new state, attempts, now, due (shown), delay seconds, error, event id,
+# wake channel
 _SETTLE = """
-local sink, group, token, state = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local sink, group, state = ARGV[1], ARGV[2], ARGV[4]
+local token, serial = string.match(ARGV[3], '^([^/]*)/?(.*)$')
 local rec = load(KEYS[3], sink)
 if not rec or rec.state ~= 'inflight' or rec.entry ~= token then return 0 end
+if serial ~= '' and tostring(rec.claim) ~= serial then return 0 end
 redis.call('XACK', KEYS[1], group, token)
 redis.call('XDEL', KEYS[1], token)
 redis.call('ZREM', KEYS[2], ARGV[10])
@@ -202,6 +249,7 @@ elseif state == 'pending' then
   rec.due = ARGV[7]
   rec.error = ARGV[9]
   redis.call('ZADD', KEYS[4], score(clock() + tonumber(ARGV[8])), ARGV[10])
+  redis.call('PUBLISH', ARGV[11], ARGV[10])
 else
   local meta = redis.call('HMGET', KEYS[3], 'source', 'type')
   rec.due = nil
@@ -214,7 +262,7 @@ return 1
 """
 
 # KEYS: event hash, queue stream, dead stream, sinks set
-# ARGV: sink, group, now, dead entry id seen in a listing (or ''), event id
+# ARGV: sink, group, now, dead entry id seen in a listing (or ''), event id, wake channel
 _REVIVE = """
 local sink = ARGV[1]
 if ARGV[4] ~= '' then redis.call('XDEL', KEYS[3], ARGV[4]) end
@@ -226,20 +274,22 @@ ensure_queue(KEYS[2], ARGV[2])
 rec.dead = nil
 rec.state = 'pending'
 rec.attempts = 0
+rec.lost = nil
 rec.due = ARGV[3]
 rec.updated = ARGV[3]
 rec.entry = redis.call('XADD', KEYS[2], '*', 'event', ARGV[5])
 save(KEYS[1], sink, rec)
+redis.call('PUBLISH', ARGV[6], ARGV[5])
 return 1
 """
 
 # KEYS: event hash, sinks set, then per sink: queue stream, retry zset, lease zset, dead stream
-# ARGV: event id, group, now, sink names...
+# ARGV: event id, group, now, wake channel prefix, sink names...
 _REPLAY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local eid, group, now = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV do
-  local sink, base = ARGV[i], 2 + (i - 4) * 4
+for i = 5, #ARGV do
+  local sink, base = ARGV[i], 2 + (i - 5) * 4
   local stream, retry, lease, dead = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
   local rec = load(KEYS[1], sink)
   if rec then
@@ -255,8 +305,9 @@ for i = 4, #ARGV do
   ensure_queue(stream, group)
   local entry = redis.call('XADD', stream, '*', 'event', eid)
   save(KEYS[1], sink, {state = 'pending', attempts = 0, due = now, updated = now, entry = entry})
+  redis.call('PUBLISH', ARGV[4] .. sink, eid)
 end
-return #ARGV - 3
+return #ARGV - 4
 """
 
 # KEYS: queue stream, retry zset, lease zset; ARGV: group
@@ -363,6 +414,12 @@ def _entry_order(entry_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
+def _address(entry: str) -> tuple[str, int]:
+    """``"host:port"`` (a Sentinel) as a (host, port) pair."""
+    host, _, port = entry.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def _where(url: str) -> str:
     """``url`` without credentials or query (which may hold a password), for messages."""
     try:
@@ -383,7 +440,7 @@ def _check_server(info: dict[str, Any]) -> str | None:
     except ValueError:
         version = (0, 0)
     if version < (6, 2):
-        return f"version {release} is too old; 6.2 or newer is needed (XAUTOCLAIM)"
+        return f"version {release} is too old; 6.2 or newer is needed"
     if not info.get("aof_enabled"):
         log.warning(
             "Redis runs without appendonly: accepted events are lost if it restarts "
@@ -408,6 +465,10 @@ def _unavailable(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"Redis {what} failed: {exc}") from exc
 
 
+class _Unusable(StoreUnavailable):
+    """The server answers but cannot be used (too old): waiting will not mend it."""
+
+
 class RedisStore(Store):
     """Events, deliveries and dead letters in Redis (``[store] backend = "redis"``)."""
 
@@ -419,17 +480,32 @@ class RedisStore(Store):
         dedupe_window: float = 3 * 86400,
         max_pending_writes: int = 5000,
         socket_timeout: float = 10.0,
+        sentinels: Sequence[str] = (),
+        service_name: str | None = None,
+        operation_timeout: float = 3.0,
     ) -> None:
         self.url = url
         self.prefix = key_prefix
         self.dedupe_window = float(dedupe_window)
         self.max_pending_writes = max_pending_writes
         self.socket_timeout = socket_timeout
+        #: "host:port" of each Sentinel; empty: ``url`` is the server
+        self.sentinels = tuple(sentinels)
+        self.service_name = service_name
+        #: how long connecting (and closing) may take before it counts as failed
+        self.operation_timeout = float(operation_timeout)
         #: this store's consumer name in every sink's group: unique per process and instance
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._client: Redis | None = None
+        self._sentinel: Sentinel | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._pending = 0
+        #: the server has answered and passed the checks of :func:`_check_server`
+        self._ready = False
+        self._connect_lock = asyncio.Lock()
+        self._next_connect = 0.0
+        self._connect_error = ""
+        self._watching = False
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -449,6 +525,11 @@ class RedisStore(Store):
         return f"{self.prefix}:dead:{sink}"
 
     @property
+    def _wake_prefix(self) -> str:
+        """The pub/sub channel of sink S is this + S (a channel, not a key)."""
+        return f"{self.prefix}:wake:"
+
+    @property
     def _log(self) -> str:
         return f"{self.prefix}:events"
 
@@ -462,34 +543,49 @@ class RedisStore(Store):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        where = _where(self.url)
+    @property
+    def where(self) -> str:
+        """The server (or Sentinel service) without credentials, for messages."""
+        if self.sentinels:
+            return f"Sentinel service {self.service_name!r} ({', '.join(self.sentinels)})"
+        return _where(self.url)
+
+    def _make_client(self) -> Redis:
+        """A client of the server ``url`` names, or of the primary the Sentinels name."""
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": min(5.0, self.socket_timeout),
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            "health_check_interval": 30,
+        }
+        if not self.sentinels:
+            return Redis.from_url(self.url, **options)
+        if not self.service_name:
+            raise ValueError("service_name is required with sentinels")
+        # the url gives what the primary needs besides its address: database, credentials, TLS
+        from_url = dict(parse_url(self.url))
+        for name in ("host", "port", "path", "connection_class"):
+            from_url.pop(name, None)
+        self._sentinel = Sentinel(
+            [_address(entry) for entry in self.sentinels],
+            sentinel_kwargs={
+                "socket_timeout": options["socket_timeout"],
+                "socket_connect_timeout": options["socket_connect_timeout"],
+            },
+        )
+        return self._sentinel.master_for(
+            self.service_name,
+            redis_class=Redis,
+            ssl=urlsplit(self.url).scheme == "rediss",
+            **{**options, **from_url},
+        )
+
+    async def open(self, *, lazy: bool = False) -> None:
         try:
-            client = Redis.from_url(
-                self.url,
-                decode_responses=True,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=5,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-                health_check_interval=30,
-            )
+            client = self._make_client()
         except ValueError as exc:
-            raise StoreUnavailable(f"invalid Redis url for {where}: {exc}") from None
-        try:
-            with _unavailable(f"connection to {where}"):
-                await client.ping()
-        except StoreUnavailable:
-            await client.aclose()
-            raise
-        try:
-            info = await client.info()
-        except (RedisError, OSError) as exc:  # e.g. an ACL without INFO: skip the checks
-            log.debug("cannot read INFO from Redis at %s: %s", where, exc)
-            info = {}
-        problem = _check_server(info)
-        if problem:
-            await client.aclose()
-            raise StoreUnavailable(f"Redis at {where}: {problem}")
+            raise StoreUnavailable(f"invalid Redis url for {self.where}: {exc}") from None
         self._client = client
         sources = {
             "ingest": _INGEST,
@@ -502,32 +598,90 @@ class RedisStore(Store):
             "purge": _PURGE,
             "forget_consumers": _FORGET_CONSUMERS,
         }
+        # registered here, loaded by the server on first use (again after a restart of it)
         self._scripts = {
             name: client.register_script(_LUA_HELPERS + body) for name, body in sources.items()
         }
+        try:
+            await self._connect(client)
+        except _Unusable:
+            await self.close()
+            raise
+        except StoreUnavailable as exc:
+            if not lazy:
+                await self.close()
+                raise
+            log.warning("%s; starting anyway: ingest and /readyz answer 503 until it answers", exc)
+
+    async def _handshake(self, client: Redis) -> None:
+        """Check the server answers and can be used; raise StoreUnavailable otherwise."""
+        try:
+            async with asyncio.timeout(self.operation_timeout):
+                with _unavailable(f"connection to {self.where}"):
+                    await client.ping()
+                try:
+                    info = await client.info()
+                except (RedisError, OSError) as exc:  # e.g. an ACL without INFO: skip the checks
+                    log.debug("cannot read INFO from Redis at %s: %s", self.where, exc)
+                    info = {}
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"Redis at {self.where} did not answer within {self.operation_timeout:g}s"
+            ) from None
+        problem = _check_server(info)
+        if problem:
+            raise _Unusable(f"Redis at {self.where}: {problem}")
+
+    async def _connect(self, client: Redis) -> None:
+        """Make sure the server has answered once (it may have been down since the start)."""
+        async with self._connect_lock:
+            if self._ready:
+                return
+            if time.monotonic() < self._next_connect:
+                raise StoreUnavailable(self._connect_error)
+            try:
+                await self._handshake(client)
+            except StoreUnavailable as exc:
+                # callers arriving within the next moment hear the same, without another try
+                self._next_connect = time.monotonic() + RECONNECT_INTERVAL
+                self._connect_error = str(exc)
+                raise
+            if self._connect_error:
+                log.info("Redis at %s answers now", self.where)
+            self._ready = True
+
+    async def _connected(self) -> Redis:
+        """The client, once the server has answered; StoreUnavailable until then."""
+        client = self._client
+        if client is None:
+            raise StoreUnavailable("the store is closed")
+        if not self._ready:
+            await self._connect(client)
+        return client
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is None:
             return
-        try:
-            for sink in await client.smembers(self._sinks):
-                # forget this process's consumer if it holds nothing (a restart gets a new one)
-                await self._scripts["forget_consumers"](
-                    keys=[self._queue(sink)], args=[GROUP, self.consumer, 0], client=client
-                )
-        except (RedisError, OSError) as exc:
-            log.debug("could not remove consumer %s: %s", self.consumer, exc)
+        if self._ready:
+            try:
+                async with asyncio.timeout(self.operation_timeout):
+                    for sink in await client.smembers(self._sinks):
+                        # forget this process's consumer if it holds nothing (a restart gets a
+                        # new one)
+                        await self._scripts["forget_consumers"](
+                            keys=[self._queue(sink)], args=[GROUP, self.consumer, 0], client=client
+                        )
+            except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+                log.debug("could not remove consumer %s: %s", self.consumer, exc)
+        self._ready = False
         await client.aclose()
-
-    @property
-    def _redis(self) -> Redis:
-        if self._client is None:
-            raise StoreUnavailable("the store is closed")
-        return self._client
+        sentinel, self._sentinel = self._sentinel, None
+        for node in sentinel.sentinels if sentinel is not None else ():
+            await node.aclose()
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        client = self._redis
+        client = await self._connected()
         return await self._scripts[script](keys=list(keys), args=list(args), client=client)
 
     @property
@@ -536,7 +690,47 @@ class RedisStore(Store):
 
     async def ping(self) -> None:
         with _unavailable("ping"):
-            await self._redis.ping()
+            await (await self._connected()).ping()
+
+    async def watch(self, sinks: Sequence[str], wake: Callable[[str], None]) -> None:
+        """Listen on the sinks' wake-up channels, calling ``wake(sink)`` for every message.
+
+        After each (re)subscription every sink is woken, since what was published while
+        nobody listened is lost; between attempts to subscribe the wait grows to a few seconds.
+        """
+        channels = {f"{self._wake_prefix}{sink}": sink for sink in sinks}
+        if not channels:
+            return
+        delay = WATCH_RETRY[0]
+        while True:
+            pubsub = None
+            try:
+                pubsub = (await self._connected()).pubsub()
+                await pubsub.subscribe(*channels)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    sink = channels.get(message.get("channel", "")) if message else None
+                    if sink is None:
+                        continue
+                    if message and message["type"] == "subscribe":
+                        # (re)subscribed, also after redis-py reconnected by itself
+                        self._watching = True
+                        delay = WATCH_RETRY[0]
+                    wake(sink)
+            except (RedisError, OSError, StoreUnavailable) as exc:
+                log.debug("listening for queued work failed (%s); retrying in %.1fs", exc, delay)
+            finally:
+                self._watching = False
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        async with asyncio.timeout(1.0):
+                            await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY[1])
+
+    @property
+    def watching(self) -> bool:
+        return self._watching
 
     # -- ingest and delivery -------------------------------------------------------------
 
@@ -561,6 +755,7 @@ class RedisStore(Store):
             _num(event.received_at.timestamp()),
             now,
             GROUP,
+            self._wake_prefix,
             *names,
         ]
         self._pending += 1
@@ -585,12 +780,19 @@ class RedisStore(Store):
             limit,
             f"{self.prefix}:event:",
             _num(now + lease),
+            LOST_WORKER,
         ]
         with _unavailable("claim"):
             rows = await self._run("claim", keys, args)
         return [
-            Delivery(event=Event.from_json(body), sink=sink, attempts=int(attempts), token=entry)
-            for _, attempts, entry, body in rows
+            Delivery(
+                event=Event.from_json(body),
+                sink=sink,
+                attempts=int(attempts),
+                token=token,
+                lost=int(lost),
+            )
+            for _, attempts, token, body, lost in rows
         ]
 
     async def next_due(self, sink: str) -> datetime | None:
@@ -608,6 +810,7 @@ class RedisStore(Store):
         *,
         at: datetime | None = None,
         error: str = "",
+        count_attempt: bool = True,
     ) -> None:
         sink = delivery.sink
         now = time.time()
@@ -624,12 +827,13 @@ class RedisStore(Store):
             GROUP,
             delivery.token,
             state.value,
-            delivery.attempts + 1,
+            delivery.attempts + (1 if count_attempt else 0),
             _num(now),
             _num(due),
             _num(due - now),
             error,
             delivery.event.id,
+            f"{self._wake_prefix}{sink}",
         ]
         with _unavailable(f"{state.value} update"):
             await self._run("settle", keys, args)
@@ -640,8 +844,10 @@ class RedisStore(Store):
     async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
         await self._settle(delivery, DeliveryState.PENDING, at=at, error=error)
 
-    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
-        await self._settle(delivery, DeliveryState.DEAD, error=error)
+    async def dead_letter(
+        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+    ) -> None:
+        await self._settle(delivery, DeliveryState.DEAD, error=error, count_attempt=count_attempt)
 
     # -- listings and operations ---------------------------------------------------------
 
@@ -673,7 +879,7 @@ class RedisStore(Store):
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         with _unavailable("read"):
-            fields = await self._redis.hgetall(self._event_key(event_id))
+            fields = await (await self._connected()).hgetall(self._event_key(event_id))
         return self._stored(fields)
 
     async def list_events(
@@ -681,7 +887,7 @@ class RedisStore(Store):
     ) -> list[StoredEvent]:
         if limit <= 0:
             return []
-        client = self._redis
+        client = await self._connected()
         found: list[StoredEvent] = []
         # unfiltered, the newest ``limit`` entries are the answer; filtered, read further
         count = PAGE if source or type else min(PAGE, limit)
@@ -710,7 +916,7 @@ class RedisStore(Store):
     async def _sink_names(self, sink: str | None) -> list[str]:
         if sink is not None:
             return [sink]
-        return sorted(await self._redis.smembers(self._sinks))
+        return sorted(await (await self._connected()).smembers(self._sinks))
 
     async def list_dead_letters(
         self, *, sink: str | None = None, limit: int = 100
@@ -720,7 +926,9 @@ class RedisStore(Store):
         letters: list[tuple[float, tuple[int, int], DeadLetter]] = []
         with _unavailable("read"):
             for name in await self._sink_names(sink):
-                for entry_id, fields in await self._redis.xrevrange(self._dead(name), count=limit):
+                for entry_id, fields in await (await self._connected()).xrevrange(
+                    self._dead(name), count=limit
+                ):
                     dead_at = float(fields.get("dead_at", 0))
                     letter = DeadLetter(
                         event_id=fields.get("event", ""),
@@ -738,7 +946,7 @@ class RedisStore(Store):
     async def retry_dead_letters(
         self, *, sink: str | None = None, event_ids: Sequence[str] = ()
     ) -> int:
-        client = self._redis
+        client = await self._connected()
         targets: list[tuple[str, str, str]] = []  # (event id, sink, dead entry id or "")
         with _unavailable("read"):
             if event_ids:
@@ -767,7 +975,8 @@ class RedisStore(Store):
         with _unavailable("dead letter retry"):
             for eid, name, entry_id in targets:
                 keys = [self._event_key(eid), self._queue(name), self._dead(name), self._sinks]
-                revived += await self._run("revive", keys, [name, GROUP, now, entry_id, eid])
+                args = [name, GROUP, now, entry_id, eid, f"{self._wake_prefix}{name}"]
+                revived += await self._run("revive", keys, args)
         return revived
 
     async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
@@ -777,7 +986,9 @@ class RedisStore(Store):
             keys += [self._queue(name), self._retry(name), self._lease(name), self._dead(name)]
         with _unavailable("replay"):
             return int(
-                await self._run("replay", keys, [event_id, GROUP, _num(time.time()), *names])
+                await self._run(
+                    "replay", keys, [event_id, GROUP, _num(time.time()), self._wake_prefix, *names]
+                )
             )
 
     async def queue_depth(self) -> dict[str, dict[str, int]]:
@@ -794,7 +1005,7 @@ class RedisStore(Store):
     async def purge(self, *, retention: float) -> int:
         """Forget delivered events older than ``retention`` seconds and consumers of dead
         processes (idempotency keys expire by themselves)."""
-        client = self._redis
+        client = await self._connected()
         cutoff = time.time() - retention
         removed = 0
         with _unavailable("purge"):

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.store.base import (
+    LOST_WORKER,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -57,6 +58,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sink TEXT NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    -- how many of the attempts ended with their worker lost (taken over after the lease)
+    lost INTEGER NOT NULL DEFAULT 0,
+    -- pending: when it is due; inflight: when its lease ends (the claim's token)
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
     updated_at REAL NOT NULL,
@@ -74,6 +78,17 @@ BUSY_TIMEOUT_MS = 30000
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to :data:`SCHEMA`."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    if "lost" not in columns:
+        try:
+            conn.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -173,9 +188,13 @@ class _GroupCommit:
         failed: dict[int, Exception] = {}
         while True:
             results: list[tuple[bool, Any]] = []
-            for index, (fn, _) in enumerate(batch):
+            for index, (fn, future) in enumerate(batch):
                 if index in failed:
                     results.append((False, failed[index]))
+                    continue
+                if future.cancelled():
+                    # its caller gave up (a deadline) before the write began: do not make it
+                    results.append((False, None))
                     continue
                 try:
                     results.append((True, fn(conn)))
@@ -263,12 +282,14 @@ class SQLiteStore(Store):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, lazy: bool = False) -> None:
+        # ``lazy`` changes nothing: a local file that cannot be opened will not open by itself
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             try:
                 conn.executescript(SCHEMA)
+                _migrate(conn)
             finally:
                 conn.close()
         except (OSError, sqlite3.Error) as exc:
@@ -371,25 +392,40 @@ class SQLiteStore(Store):
         return await self._write(write)
 
     async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
-        def write(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
+        def write(conn: sqlite3.Connection) -> tuple[float, list[tuple[str, int, int, str]]]:
             now = time.time()
+            ends = now + lease
             rows = conn.execute(
-                "SELECT d.event_id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id"
+                "SELECT d.event_id, d.state, d.attempts, d.lost, d.last_error, e.body"
+                " FROM deliveries d JOIN events e ON e.id = d.event_id"
                 " WHERE d.sink = ? AND d.state IN ('pending', 'inflight') AND d.next_attempt_at <= ?"
                 " ORDER BY d.next_attempt_at LIMIT ?",
                 (sink, now, limit),
             ).fetchall()
+            claimed = []
+            for event_id, state, attempts, lost, error, body in rows:
+                if state == "inflight":  # its worker's lease ran out: that attempt failed
+                    attempts, lost, error = attempts + 1, lost + 1, LOST_WORKER
+                claimed.append((event_id, attempts, lost, error, body))
             conn.executemany(
-                "UPDATE deliveries SET state = 'inflight', next_attempt_at = ?, updated_at = ?"
-                " WHERE event_id = ? AND sink = ?",
-                [(now + lease, now, row[0], sink) for row in rows],
+                "UPDATE deliveries SET state = 'inflight', attempts = ?, lost = ?, last_error = ?,"
+                " next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND sink = ?",
+                [(att, lst, err, ends, now, eid, sink) for eid, att, lst, err, _ in claimed],
             )
-            return rows
+            return ends, [(eid, att, lst, body) for eid, att, lst, _, body in claimed]
 
-        rows = await self._write(write)
+        ends, rows = await self._write(write)
+        # the token is the lease's end: an outcome recorded for this claim after another worker
+        # has taken the delivery over (a new lease) changes nothing
         return [
-            Delivery(event=Event.from_json(body), sink=sink, attempts=attempts, token=event_id)
-            for event_id, attempts, body in rows
+            Delivery(
+                event=Event.from_json(body),
+                sink=sink,
+                attempts=attempts,
+                token=repr(ends),
+                lost=lost,
+            )
+            for _, attempts, lost, body in rows
         ]
 
     async def next_due(self, sink: str) -> datetime | None:
@@ -410,11 +446,22 @@ class SQLiteStore(Store):
         at: float,
         error: str | None,
     ) -> None:
+        lease_end = float(delivery.token)  # the claim's lease end: see claim()
+
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
-                " WHERE event_id = ? AND sink = ? AND state = 'inflight'",
-                (state.value, attempts, at, error, time.time(), delivery.token, delivery.sink),
+                " WHERE event_id = ? AND sink = ? AND state = 'inflight' AND next_attempt_at = ?",
+                (
+                    state.value,
+                    attempts,
+                    at,
+                    error,
+                    time.time(),
+                    delivery.event.id,
+                    delivery.sink,
+                    lease_end,
+                ),
             )
 
         await self._write(write)
@@ -434,11 +481,12 @@ class SQLiteStore(Store):
             error=error,
         )
 
-    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+    async def dead_letter(
+        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+    ) -> None:
         now = time.time()
-        await self._settle(
-            delivery, DeliveryState.DEAD, attempts=delivery.attempts + 1, at=now, error=error
-        )
+        attempts = delivery.attempts + (1 if count_attempt else 0)
+        await self._settle(delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error)
 
     # -- listings and operations ---------------------------------------------------------
 
@@ -526,8 +574,8 @@ class SQLiteStore(Store):
         def write(conn: sqlite3.Connection) -> int:
             now = time.time()
             query = (
-                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
-                " WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
+                "UPDATE deliveries SET state = 'pending', attempts = 0, lost = 0, next_attempt_at = ?,"
+                " updated_at = ? WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
             )
             params: list[Any] = [now, now, sink, sink]
             if ids:
@@ -545,7 +593,7 @@ class SQLiteStore(Store):
             conn.executemany(
                 "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
                 " VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT (event_id, sink) DO UPDATE SET"
-                " state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at,"
+                " state = 'pending', attempts = 0, lost = 0, next_attempt_at = excluded.next_attempt_at,"
                 " last_error = NULL, updated_at = excluded.updated_at",
                 [(event_id, sink, now, now) for sink in sinks],
             )
