@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from ingest import SECRET, free_port, signed_requests, wait_ready
+from ingest import SECRET, free_port, signed_requests, stop, wait_ready
 
 from eventrouter.events import Event, EventData, new_event_id
 from eventrouter.store.sqlite import SCHEMA
@@ -187,11 +186,7 @@ def run_server(directory: Path, *, seconds: float, ingest: int, tag: str) -> dic
         )
         high_water = memory(process.pid)["VmHWM"]
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
     with sqlite3.connect(directory / "eventrouter.db") as conn:
         attempted = conn.execute("SELECT COUNT(*) FROM deliveries WHERE attempts > 0").fetchone()[0]
     return {

@@ -32,6 +32,7 @@ __all__ = [
     "free_port",
     "run_cli",
     "signed_requests",
+    "write_demo_config",
 ]
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -119,6 +120,29 @@ class EventRouterProcess:
             if self.log_path and self.log_path.exists()
             else ""
         )
+
+
+def write_demo_config(
+    directory: Path, rest: str = "", *, store: str = 'path = "eventrouter.db"'
+) -> Path:
+    """``directory/eventrouter.toml``: a server on 127.0.0.1, ``[store]`` holding ``store``, a
+    standard-webhooks source ``demo`` signed with :data:`WHSEC`, then ``rest`` (sinks, routes)."""
+    config = directory / "eventrouter.toml"
+    config.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+
+[store]
+{store}
+
+[sources.demo]
+plugin = "standard-webhooks"
+secrets = ["{WHSEC}"]
+{rest}
+"""
+    )
+    return config
 
 
 def signed_requests(

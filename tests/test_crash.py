@@ -31,7 +31,7 @@ import pytest
 from attrs import define, field
 
 from eventrouter_csv import DEFAULT_COLUMNS
-from tests.processes import WHSEC, EventRouterProcess, signed_requests
+from tests.processes import EventRouterProcess, signed_requests, write_demo_config
 from tests.redis_server import redis_server_fixture  # noqa: F401 - registers the fixture
 
 pytestmark = pytest.mark.slow
@@ -131,19 +131,9 @@ def write_config(directory: Path, *, redis_url: str | None = None) -> Path:
         if redis_url
         else 'path = "eventrouter.db"'
     )
-    config = directory / "eventrouter.toml"
-    config.write_text(
+    return write_demo_config(
+        directory,
         f"""
-[server]
-host = "127.0.0.1"
-
-[store]
-{store}
-
-[sources.demo]
-plugin = "standard-webhooks"
-secrets = ["{WHSEC}"]
-
 [sinks.archive]
 plugin = "csv"
 directory = "archive"
@@ -151,9 +141,9 @@ delivery = {{ concurrency = {CONCURRENCY}, timeout = "{DELIVERY_TIMEOUT:g}s", le
 
 [[routes]]
 sinks = ["archive"]
-"""
+""",
+        store=store,
     )
-    return config
 
 
 def router(config: Path, port: int | None = None) -> EventRouterProcess:
@@ -226,6 +216,21 @@ def read_archive(directory: Path) -> Archive:
     return Archive(ids=ids, files=len(files))
 
 
+async def restart_and_drain(config: Path, *, port: int) -> tuple[dict[str, int], float]:
+    """Start the router again on ``port``, wait until its queue has drained with nothing dead,
+    stop it cleanly; what the restart found queued, and the seconds draining took."""
+    second = router(config, port=port)
+    try:
+        restart = time.monotonic()
+        found, depth = await wait_drained(second, timeout=25)
+        drained = time.monotonic() - restart
+        assert depth.get("dead", 0) == 0
+    finally:
+        second.stop()
+    assert second.wait(timeout=5) == 0
+    return found, drained
+
+
 async def wait_until(predicate: Any, *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -266,15 +271,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_event(
     assert all(o.status == 200 for o in traffic.outcomes if o.status is not None)
     assert unanswered, "the kill came after the burst"
 
-    second = router(config, port=first.port)
-    try:
-        restart = time.monotonic()
-        found, depth = await wait_drained(second, timeout=25)
-        drained = time.monotonic() - restart
-        assert depth.get("dead", 0) == 0
-    finally:
-        second.stop()
-    assert second.wait(timeout=5) == 0
+    found, drained = await restart_and_drain(config, port=first.port)
 
     archive = read_archive(tmp_path / "archive")
     archived = set(archive.ids)
@@ -348,15 +345,7 @@ async def test_sigterm_mid_burst_answers_in_flight_requests_and_resumes(
     pending = accepted - set(stopped.ids)
     assert pending, "nothing was left pending at the stop; the restart proves nothing"
 
-    second = router(config, port=first.port)
-    try:
-        restart = time.monotonic()
-        found, depth = await wait_drained(second, timeout=25)
-        drained = time.monotonic() - restart
-        assert depth.get("dead", 0) == 0
-    finally:
-        second.stop()
-    assert second.wait(timeout=5) == 0
+    found, drained = await restart_and_drain(config, port=first.port)
 
     archive = read_archive(tmp_path / "archive")
     assert set(archive.ids) == accepted

@@ -24,7 +24,13 @@ import pytest
 from aiohttp import web
 from attrs import define, field
 
-from tests.processes import WHSEC, EventRouterProcess, free_port, run_cli, signed_requests
+from tests.processes import (
+    EventRouterProcess,
+    free_port,
+    run_cli,
+    signed_requests,
+    write_demo_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,22 +109,7 @@ async def other_endpoint() -> Any:
 
 
 def write_config(directory: Path, sinks: str) -> Path:
-    config = directory / "eventrouter.toml"
-    config.write_text(
-        f"""
-[server]
-host = "127.0.0.1"
-
-[store]
-path = "eventrouter.db"
-
-[sources.demo]
-plugin = "standard-webhooks"
-secrets = ["{WHSEC}"]
-{sinks}
-"""
-    )
-    return config
+    return write_demo_config(directory, sinks)
 
 
 async def post_all(

@@ -13,7 +13,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.processes import WHSEC, EventRouterProcess, fire, free_port, signed_requests
+from tests.processes import (
+    EventRouterProcess,
+    fire,
+    free_port,
+    signed_requests,
+    write_demo_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,26 +59,16 @@ async def metric(url: str, name: str) -> str:
 
 async def test_serve_no_deliver_and_a_worker_share_one_sqlite_store(tmp_path: Path) -> None:
     async with Receiver() as receiver:
-        config = tmp_path / "eventrouter.toml"
-        config.write_text(
+        config = write_demo_config(
+            tmp_path,
             f"""
-[server]
-host = "127.0.0.1"
-
-[store]
-path = "eventrouter.db"
-
-[sources.demo]
-plugin = "standard-webhooks"
-secrets = ["{WHSEC}"]
-
 [sinks.forward]
 plugin = "http"
 url = "http://127.0.0.1:{receiver.port}/events"
 
 [[routes]]
 sinks = ["forward"]
-"""
+""",
         )
         ingest = EventRouterProcess(config=config, args=["--no-deliver"]).start()
         worker = None
