@@ -57,6 +57,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_config(directory: Path, port: int, bare_port: int, *, deliver: bool) -> Path:
+    """The benchmark's eventrouter.toml: one Standard Webhooks source on a SQLite store, and
+    with ``deliver`` an ``http`` sink posting every event to the bare app on ``bare_port``."""
+    config = directory / "bench.toml"
+    text = textwrap.dedent(
+        f"""
+        [server]
+        port = {port}
+        [store]
+        path = "bench.db"
+        [sources.bench]
+        plugin = "standard-webhooks"
+        secrets = ["{SECRET}"]
+        """
+    )
+    if deliver:
+        text += textwrap.dedent(
+            f"""
+            [sinks.forward]
+            plugin = "http"
+            url = "http://127.0.0.1:{bare_port}/deliveries"
+            delivery = {{ concurrency = 16 }}
+            [[routes]]
+            sinks = ["forward"]
+            """
+        )
+    config.write_text(text)
+    return config
+
+
 def signed_requests(count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
     webhook = standardwebhooks.Webhook(SECRET)
     now = datetime.now(UTC)
@@ -168,35 +198,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.toml"
         er_port, bare_port = free_port(), free_port()
-        config.write_text(
-            textwrap.dedent(
-                f"""
-                [server]
-                port = {er_port}
-                [store]
-                path = "bench.db"
-                [sources.bench]
-                plugin = "standard-webhooks"
-                secrets = ["{SECRET}"]
-                """
-            )
-            + (
-                textwrap.dedent(
-                    f"""
-                    [sinks.forward]
-                    plugin = "http"
-                    url = "http://127.0.0.1:{bare_port}/deliveries"
-                    delivery = {{ concurrency = 16 }}
-                    [[routes]]
-                    sinks = ["forward"]
-                    """
-                )
-                if args.deliver
-                else ""
-            )
-        )
+        config = write_config(Path(tmp), er_port, bare_port, deliver=args.deliver)
         eventrouter = start(
             [
                 sys.executable,

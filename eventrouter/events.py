@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import random
 import secrets
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import attrs
 from attrs import field, frozen
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from eventrouter import fastjson
 from eventrouter.converter import converter
 from eventrouter.errors import PayloadError
 
@@ -222,11 +224,12 @@ class Event:
         Python's parser accepts them), a lone UTF-16 surrogate escape (``"\\ud800"``: no UTF-8
         for it), nesting deeper than the encoder's recursion limit.
         """
+        campaign = self.data.campaign
+        # orjson would write them as null: look for them where cattrs does not (the JSON parts)
+        if _holds_non_finite(self.raw, self.data.attributes, campaign.stats if campaign else None):
+            raise PayloadError("the payload holds a value JSON cannot represent (NaN or Infinity)")
         try:
-            text = json.dumps(
-                self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            )
-            text.encode("utf-8")
+            return fastjson.dumps(self.to_dict(), _strict_dumps)
         except RecursionError:
             raise PayloadError("the payload is nested too deeply to store") from None
         except UnicodeEncodeError:
@@ -235,11 +238,10 @@ class Event:
             ) from None
         except ValueError as exc:
             raise PayloadError(f"the payload holds a value JSON cannot represent ({exc})") from None
-        return text
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(fastjson.loads(text, json.loads))
 
     def to_cloudevent(self) -> Any:
         """This event as a ``cloudevents`` SDK CloudEvent (structured JSON data)."""
@@ -287,6 +289,28 @@ class Event:
             raw=payload["raw"],
             sensitive=tuple(sensitive.split(",")) if sensitive else (),
         )
+
+
+def _strict_dumps(value: Any) -> str:
+    """``json.dumps`` as RFC 8259 allows: UTF-8 only, no NaN or Infinity."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text.encode("utf-8")  # a lone surrogate has no UTF-8: UnicodeEncodeError
+    return text
+
+
+def _holds_non_finite(*values: Any) -> bool:
+    """True when NaN or an infinity is somewhere in ``values`` (JSON-like data)."""
+    stack = list(values)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
 
 
 def _passthrough(value: Any) -> Any:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from eventrouter import fastjson
 from eventrouter.errors import PayloadError
 
 __all__ = [
@@ -119,16 +120,7 @@ def optional_str(value: Any) -> str | None:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """Decode a JSON object body, or raise a PayloadError saying what is wrong with it."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        value = json.loads(text, parse_constant=_not_json)
-    except RecursionError:
-        raise PayloadError("JSON body is nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    value = fastjson.loads(body, _strict_loads)
     if not isinstance(value, dict):
         raise PayloadError(f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -154,6 +146,20 @@ def nesting_exceeds(value: Any, limit: int = MAX_NESTING) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def _strict_loads(body: bytes) -> Any:
+    """``json.loads``, refusing what is not JSON (NaN, Infinity) with a PayloadError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise PayloadError("JSON body is nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
 
 
 def _not_json(name: str) -> None:

@@ -1,0 +1,101 @@
+"""CPU instructions per ingested request: eventrouter (durable SQLite store) vs a bare aiohttp app.
+
+The throughput figures of ``bench/ingest.py`` move with whatever else the shared machine is doing
+(the bare app's figure has ranged from 3,500 to 9,300 requests/s between runs). Instruction
+counts do not: each server runs under ``valgrind --tool=callgrind``, which counts the
+instructions the process executes on every thread, and is loaded twice, with ``--small`` and
+then ``--large`` requests; the difference divided by the extra requests is what one request
+costs, start-up and shutdown cancelling out. Same requests, same client code as
+``bench/ingest.py``; about two minutes in all (everything runs some 50 times slower under
+valgrind). Needs valgrind (Debian: ``apt-get install valgrind``).
+
+    python bench/instructions.py [--small 300] [--large 1300]
+
+The ratio is the bare app's instructions per request over eventrouter's: what share of the bare
+app's throughput eventrouter would keep if both had a core to themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ingest import BARE_APP, free_port, load, signed_requests, wait_ready, write_config
+
+
+def instructions(command: list[str], port: int, requests: int, workdir: Path, tag: str) -> int:
+    """Total instructions of ``command`` (a server on ``port``) loaded with ``requests``."""
+    out = workdir / f"callgrind.{tag}.{requests}.out"
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=300))
+        batch = signed_requests(requests, f"{tag}_{requests}")
+        _, _, failures = asyncio.run(
+            load(f"http://127.0.0.1:{port}/hooks/bench", batch, concurrency=16)
+        )
+        if failures:
+            raise SystemExit(f"{tag}: {failures} requests were not answered 200")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    summary = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.MULTILINE)
+    if summary is None:
+        raise SystemExit(f"{tag}: callgrind wrote no totals to {out}")
+    return int(summary.group(1))
+
+
+def per_request(command: list[str], port: int, small: int, large: int, workdir: Path, tag: str):
+    low = instructions(command, port, small, workdir, tag)
+    high = instructions(command, port, large, workdir, tag)
+    return (high - low) / (large - small)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--small", type=int, default=300)
+    parser.add_argument("--large", type=int, default=1300)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        er_port, bare_port = free_port(), free_port()
+        # the bare app answers /healthz too (wait_ready accepts any status below 500)
+        bare = [sys.executable, "-c", BARE_APP, str(bare_port)]
+        bare_cost = per_request(bare, bare_port, args.small, args.large, workdir, "bare")
+        config = write_config(workdir, er_port, bare_port, deliver=False)
+        eventrouter = [sys.executable, "-m", "eventrouter", "serve", "--config", str(config)]
+        eventrouter += ["--log-level", "warning"]
+        er_cost = per_request(eventrouter, er_port, args.small, args.large, workdir, "er")
+
+    print(
+        f"\ninstructions per request (callgrind, every thread; {args.large} minus {args.small}"
+        " requests, concurrency 16)"
+    )
+    print(f"{'bare aiohttp':<14}{bare_cost:>14,.0f}")
+    print(f"{'eventrouter':<14}{er_cost:>14,.0f}")
+    print(
+        f"bare aiohttp / eventrouter: {bare_cost / er_cost:.2f}x (the throughput share at equal CPU)"
+    )
+
+
+if __name__ == "__main__":
+    main()
