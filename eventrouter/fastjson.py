@@ -9,8 +9,8 @@ every error message stay exactly what they were:
   holding a run of 19 or more digits is read by the fallback. Whatever orjson refuses (NaN, a
   byte order mark, a lone surrogate escape, invalid UTF-8, deep nesting) goes to the fallback
   too, which accepts it or explains the refusal in its own words;
-- **writing**, orjson turns NaN and Infinity into ``null``: the project's converter refuses
-  non-finite floats before anything is written (:mod:`eventrouter.converter`), so they never get
+- **writing**, orjson turns NaN and Infinity into ``null``: :meth:`Event.to_json
+  <eventrouter.events.Event.to_json>` looks for them first and refuses them, so they never get
   here. What orjson refuses to write (an integer beyond 64 bits, a lone surrogate, a key that is
   not a string, a float subclass, nesting past 254 levels) is written, or refused, by the fallback.
 """

@@ -29,7 +29,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -77,7 +77,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self.tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop transports do not subclass it
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if self.guard.active >= self.guard.max_connections:
             self.guard.refused += 1
