@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from eventrouter import __version__
-from eventrouter.config import Config, load_config
+from eventrouter.config import Config, StoreAccess, load_config, load_store_access
 from eventrouter.errors import ConfigError, StoreUnavailable
 from eventrouter.plugins import FAILED_PLUGINS, Registry, create_plugin_manager, plugin_infos
 from eventrouter.store import Store, StoredEvent, create_store
@@ -44,7 +44,16 @@ def _load(config_path: Path) -> tuple[Config, Any]:
         raise click.ClickException(f"invalid configuration in {config_path}:\n{lines}") from None
 
 
-def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+def _load_store_access(config_path: Path) -> StoreAccess:
+    """The store and the sink names only: these commands need no source's or sink's secret."""
+    try:
+        return load_store_access(config_path)
+    except ConfigError as exc:
+        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
+        raise click.ClickException(f"invalid configuration in {config_path}:\n{lines}") from None
+
+
+def _with_store(config: Config | StoreAccess, action: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
         store = create_store(config.store, base_dir=config.base_dir)
         try:
@@ -312,7 +321,7 @@ def events(
     as_json: bool,
 ) -> None:
     """Recent events and the state of their deliveries (or one event, by id)."""
-    config, _ = _load(config_path)
+    config = _load_store_access(config_path)
 
     async def action(store: Store) -> list[StoredEvent]:
         if event_id:
@@ -341,7 +350,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, newest first."""
-    config, _ = _load(config_path)
+    config = _load_store_access(config_path)
     letters = _with_store(config, lambda store: store.list_dead_letters(sink=sink, limit=limit))
     for letter in letters:
         if as_json:
@@ -373,7 +382,7 @@ def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> 
 @click.argument("event_ids", nargs=-1)
 def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -> None:
     """Queue dead letters for delivery again (all, a sink's, or the EVENT_IDS given)."""
-    config, _ = _load(config_path)
+    config = _load_store_access(config_path)
     if sink and sink not in config.sinks:
         raise click.ClickException(
             f"--sink: no sink named {sink!r} (configured: {', '.join(config.sinks)})"
@@ -415,7 +424,7 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
 )
 def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
     """Deliver a stored event again."""
-    config, _ = _load(config_path)
+    config = _load_store_access(config_path)
     unknown = [s for s in sinks if s not in config.sinks]
     if unknown:
         raise click.ClickException(

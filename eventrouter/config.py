@@ -34,8 +34,10 @@ __all__ = [
     "Route",
     "ServerConfig",
     "SinkSpec",
+    "StoreAccess",
     "StoreConfig",
     "load_config",
+    "load_store_access",
     "parse_config",
 ]
 
@@ -207,11 +209,17 @@ class Config:
         return any(route.filter for route in self.routes)
 
 
-def load_config(
-    path: str | os.PathLike[str], registry: Registry, *, environ: Mapping[str, str] | None = None
-) -> Config:
-    """Read, interpolate, validate and instantiate the config file at ``path``."""
-    file = Path(path)
+@define
+class StoreAccess:
+    """What the commands that work on the store (``events``, ``dlq``, ``replay``) need of a
+    config file: the store, and the names of the sinks."""
+
+    store: StoreConfig
+    sinks: tuple[str, ...]
+    base_dir: Path
+
+
+def _read(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -221,10 +229,53 @@ def load_config(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read: {exc}"]) from None
     try:
-        document = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
-    return parse_config(document, registry, base_dir=file.resolve().parent, environ=environ)
+
+
+def load_config(
+    path: str | os.PathLike[str], registry: Registry, *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, interpolate, validate and instantiate the config file at ``path``."""
+    file = Path(path)
+    return parse_config(_read(file), registry, base_dir=file.resolve().parent, environ=environ)
+
+
+def load_store_access(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> StoreAccess:
+    """Read only ``[store]`` (interpolated and validated as :func:`load_config` does) and the
+    names of the ``[sinks]`` tables, so that looking at or retrying what is in the store works
+    on a machine without the sources' and sinks' secrets in its environment."""
+    file = Path(path)
+    document = _read(file)
+    problems: list[str] = []
+    secrets: set[str] = set()
+    store_table = _interpolate(
+        document.get("store", {}),
+        os.environ if environ is None else environ,
+        "store",
+        problems,
+        secrets,
+    )
+    store = _structure(store_table, StoreConfig, "store", problems)
+    _require_redis_url(store, problems)
+    sinks = document.get("sinks", {})
+    if not isinstance(sinks, dict):
+        problems.append(f"sinks: expected a table of sinks, got {type(sinks).__name__}")
+    if problems:
+        redact = Redactor(secrets)
+        raise ConfigError([redact(problem) for problem in _root_causes(problems)])
+    assert store is not None
+    return StoreAccess(store=store, sinks=tuple(sinks), base_dir=file.resolve().parent)
+
+
+def _require_redis_url(store: StoreConfig | None, problems: list[str]) -> None:
+    if store is not None and store.backend == "redis" and not store.url:
+        problems.append(
+            "store.url: required when backend = 'redis' (e.g. url = 'redis://localhost:6379/0')"
+        )
 
 
 def parse_config(
@@ -247,10 +298,7 @@ def parse_config(
 
     server = _structure(document.get("server", {}), ServerConfig, "server", problems)
     store = _structure(document.get("store", {}), StoreConfig, "store", problems)
-    if store is not None and store.backend == "redis" and not store.url:
-        problems.append(
-            "store.url: required when backend = 'redis' (e.g. url = 'redis://localhost:6379/0')"
-        )
+    _require_redis_url(store, problems)
 
     source_tables = _table(document, "sources", problems)
     sink_tables = _table(document, "sinks", problems)

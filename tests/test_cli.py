@@ -121,6 +121,68 @@ def test_events_dlq_and_replay(tmp_path):
     assert result.exit_code == 1
 
 
+def test_store_commands_need_no_source_or_sink_secrets(tmp_path, monkeypatch):
+    """An operator looks at the store from a shell without the webhook secrets exported."""
+    monkeypatch.delenv("DEMO_SECRET", raising=False)
+    monkeypatch.delenv("SLACK_URL", raising=False)
+    monkeypatch.setenv("STORE_FILE", "events.db")
+    config = tmp_path / "eventrouter.toml"
+    config.write_text(
+        """
+[store]
+path = "${STORE_FILE}"
+[sources.demo]
+plugin = "standard-webhooks"
+secrets = ["${DEMO_SECRET}"]
+[sinks.fwd]
+plugin = "http"
+url = "${SLACK_URL}"
+[sinks.other]
+plugin = "not-installed-anywhere"
+[[routes]]
+sinks = ["fwd"]
+"""
+    )
+    asyncio.run(seed(tmp_path / "events.db"))
+
+    result = run("events", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "fwd: dead, 1 attempts — HTTP 410: gone" in result.output
+    result = run("dlq", "list", "--config", str(config))
+    assert "evt_1 -> fwd (invoice.paid, 1 attempts): HTTP 410: gone" in result.output
+    result = run("replay", "evt_2", "--config", str(config), "--sink", "other")
+    assert (result.exit_code, result.output.strip()) == (0, "event evt_2 queued for 1 sinks")
+    result = run("dlq", "retry", "--config", str(config))
+    assert (result.exit_code, result.output.strip()) == (
+        0,
+        "1 dead letters queued for delivery again",
+    )
+    result = run("replay", "evt_2", "--config", str(config), "--sink", "nope")
+    assert result.exit_code == 1
+    assert "--sink: no sink named 'nope' (configured: fwd, other)" in result.output
+
+    # serving and checking still need every secret, and say which is missing
+    result = run("check", "--config", str(config))
+    assert result.exit_code == 1
+    assert "sources.demo.secrets[0]: environment variable DEMO_SECRET is not set" in result.output
+
+
+def test_store_commands_still_check_the_store_table(tmp_path, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    config = tmp_path / "eventrouter.toml"
+    config.write_text('[store]\nbackend = "redis"\nurl = "${REDIS_URL}"\n')
+    result = run("dlq", "list", "--config", str(config))
+    assert result.exit_code == 1
+    assert "store.url: environment variable REDIS_URL is not set" in result.output
+
+    config.write_text('[store]\nbackend = "sqlite"\npath = "x.db"\nbatch = 3\n[sinks]\nfwd = 1\n')
+    result = run("events", "--config", str(config))
+    assert result.exit_code == 1
+    assert "store: unknown key 'batch'" in result.output
+    result = run("events", "--config", str(tmp_path / "missing.toml"))
+    assert (result.exit_code, "no such file" in result.output) == (1, True)
+
+
 async def seed_odd(db: Path) -> None:
     """A dead letter for a sink the config no longer has, and one whose type holds escapes."""
     store = SQLiteStore(db)
