@@ -106,6 +106,46 @@ async def test_a_store_that_cannot_keep_up_gets_503_with_retry_after(make_router
     assert status == 200
 
 
+async def test_a_write_lock_held_past_the_operation_timeout_gets_503_in_time(make_router, tmp_path):
+    """Another process keeps SQLite's write lock longer than ``[store] operation_timeout``: the
+    waiting requests are answered 503 when it runs out (not after the 30 s busy timeout), what
+    they carried is not written once the lock is free, and the provider's retry is accepted."""
+    router = await make_router(demo(operation_timeout="0.5s"))
+    status, _ = await router.post("demo", EVENT)
+    assert status == 200
+
+    blocker = sqlite3.connect(tmp_path / "eventrouter.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    body = json.dumps({**EVENT, "data": {"order": 2}}).encode()
+    headers = _signed(router, body)  # the same webhook-id when the provider sends it again
+    try:
+        started = time.monotonic()
+        async with router.client.post(
+            router.config.source_paths["demo"],
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=5),
+        ) as answer:
+            assert answer.status == 503
+            assert answer.headers["Retry-After"]
+            refused = await answer.json()
+        assert 0.5 <= time.monotonic() - started < 2.0
+        assert refused["error"] == "unavailable"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    # the write behind the lock was given up before it began: nothing of it is stored
+    await asyncio.sleep(0.2)
+    orders = [e.event.raw["data"]["order"] for e in await router.store.list_events(limit=10)]
+    assert orders == [1]
+    async with router.client.post(
+        router.config.source_paths["demo"], data=body, headers=headers
+    ) as answer:
+        assert answer.status == 200, await answer.text()
+        assert (await answer.json())["status"] == "accepted"
+
+
 def _signed(router: Any, body: bytes) -> dict[str, str]:
     signature = router.config.sources["demo"].sign(body)
     return {"Content-Type": "application/json", **signature.headers}
