@@ -149,7 +149,8 @@ async def load(
 
 
 def start(cmd: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    # stderr is the bench's own: a pipe nobody reads would stall a server that logs a lot
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kwargs)
 
 
 def stop(process: subprocess.Popen) -> None:

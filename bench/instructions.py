@@ -39,18 +39,20 @@ def instructions(
     """Instructions of ``command`` (a server on ``port``) loaded with ``requests``: on every
     thread, and on the main (event loop) thread."""
     out = workdir / f"callgrind.{tag}.{requests}.out"
-    process = subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--separate-threads=yes",  # one file per thread: out-01 (main), out-02, ...
-            f"--callgrind-out-file={out}",
-            *command,
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = workdir / f"{tag}.{requests}.log"  # valgrind's and the server's stderr
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        process = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",  # one file per thread: out-01 (main), out-02, ...
+                f"--callgrind-out-file={out}",
+                *command,
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=300))
         batch = signed_requests(requests, f"{tag}_{requests}")
@@ -58,7 +60,7 @@ def instructions(
             load(f"http://127.0.0.1:{port}/hooks/bench", batch, concurrency=16)
         )
         if failures:
-            raise SystemExit(f"{tag}: {failures} requests were not answered 200")
+            raise SystemExit(f"{tag}: {failures} requests were not answered 200\n{_tail(log)}")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -71,8 +73,12 @@ def instructions(
         if summary is not None:
             threads[path.name.rsplit("-", 1)[1]] = int(summary.group(1))
     if "01" not in threads:
-        raise SystemExit(f"{tag}: callgrind wrote no totals for the main thread ({out}-01)")
+        raise SystemExit(f"{tag}: callgrind wrote no totals for the main thread\n{_tail(log)}")
     return sum(threads.values()), threads["01"]
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def per_request(
