@@ -261,9 +261,7 @@ def load_store_access(
     )
     store = _structure(store_table, StoreConfig, "store", problems)
     _require_redis_url(store, problems)
-    sinks = document.get("sinks", {})
-    if not isinstance(sinks, dict):
-        problems.append(f"sinks: expected a table of sinks, got {type(sinks).__name__}")
+    sinks = _table(document, "sinks", problems)
     if problems:
         redact = Redactor(secrets)
         raise ConfigError([redact(problem) for problem in _root_causes(problems)])
