@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from ingest import SECRET, free_port, signed_requests, stop, wait_ready
+from ingest import SECRET, free_port, serve_command, signed_requests, stop, wait_ready
 
 from eventrouter.events import Event, EventData, new_event_id
 from eventrouter.store.sqlite import SCHEMA
@@ -167,16 +167,7 @@ def run_server(directory: Path, *, seconds: float, ingest: int, tag: str) -> dic
         )
     )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eventrouter",
-            "serve",
-            "--config",
-            str(config),
-            "--log-level",
-            "warning",
-        ],
+        serve_command(config),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -57,6 +57,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_command(config: Path) -> list[str]:
+    """``eventrouter serve`` on ``config``, as every benchmark runs it (warnings only)."""
+    config_args = ["--config", str(config), "--log-level", "warning"]
+    return [sys.executable, "-m", "eventrouter", "serve", *config_args]
+
+
 def write_config(directory: Path, port: int, bare_port: int, *, deliver: bool) -> Path:
     """The benchmark's eventrouter.toml: one Standard Webhooks source on a SQLite store, and
     with ``deliver`` an ``http`` sink posting every event to the bare app on ``bare_port``."""
@@ -201,18 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         er_port, bare_port = free_port(), free_port()
         config = write_config(Path(tmp), er_port, bare_port, deliver=args.deliver)
-        eventrouter = start(
-            [
-                sys.executable,
-                "-m",
-                "eventrouter",
-                "serve",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-            ]
-        )
+        eventrouter = start(serve_command(config))
         bare = start([sys.executable, "-c", BARE_APP, str(bare_port)])
         try:
             er_url = f"http://127.0.0.1:{er_port}/hooks/bench"

@@ -30,7 +30,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingest import BARE_APP, free_port, load, signed_requests, wait_ready, write_config
+from ingest import (
+    BARE_APP,
+    free_port,
+    load,
+    serve_command,
+    signed_requests,
+    wait_ready,
+    write_config,
+)
 
 
 def instructions(
@@ -107,9 +115,7 @@ def main() -> None:
         bare = [sys.executable, "-c", BARE_APP, str(bare_port)]
         bare_cost = per_request(bare, bare_port, args.small, args.large, workdir, "bare")
         config = write_config(workdir, er_port, bare_port, deliver=False)
-        eventrouter = [sys.executable, "-m", "eventrouter", "serve", "--config", str(config)]
-        eventrouter += ["--log-level", "warning"]
-        er_cost = per_request(eventrouter, er_port, args.small, args.large, workdir, "er")
+        er_cost = per_request(serve_command(config), er_port, args.small, args.large, workdir, "er")
 
     print(
         f"\ninstructions per request (callgrind; {args.large} minus {args.small} requests,"
