@@ -34,14 +34,18 @@ config_option = click.option(
 )
 
 
+def _invalid(config_path: Path, exc: ConfigError) -> click.ClickException:
+    lines = "\n".join(f"  - {problem}" for problem in exc.problems)
+    return click.ClickException(f"invalid configuration in {config_path}:\n{lines}")
+
+
 def _load(config_path: Path) -> tuple[Config, Any]:
     pm = create_plugin_manager()
     try:
         registry = Registry.collect(pm)
         return load_config(config_path, registry), pm
     except ConfigError as exc:
-        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
-        raise click.ClickException(f"invalid configuration in {config_path}:\n{lines}") from None
+        raise _invalid(config_path, exc) from None
 
 
 def _load_store_access(config_path: Path) -> StoreAccess:
@@ -49,11 +53,10 @@ def _load_store_access(config_path: Path) -> StoreAccess:
     try:
         return load_store_access(config_path)
     except ConfigError as exc:
-        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
-        raise click.ClickException(f"invalid configuration in {config_path}:\n{lines}") from None
+        raise _invalid(config_path, exc) from None
 
 
-def _with_store(config: Config | StoreAccess, action: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(config: StoreAccess, action: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
         store = create_store(config.store, base_dir=config.base_dir)
         try:
@@ -393,6 +396,8 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
         count = 0
         for name in [sink] if sink else list(config.sinks):
             count += await store.retry_dead_letters(sink=name, event_ids=event_ids)
+        if sink:  # only that sink's were asked for: the others are not reported
+            return count, []
         left = await store.list_dead_letters(limit=100_000)
         wanted = set(event_ids)
         orphaned = sorted(
@@ -406,7 +411,7 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
 
     count, orphaned = _with_store(config, action)
     click.echo(f"{count} dead letters queued for delivery again")
-    if orphaned and not sink:
+    if orphaned:
         click.echo(
             f"left as they are: dead letters of sinks no longer configured ({', '.join(orphaned)})",
             err=True,

@@ -168,7 +168,7 @@ class _SinkWorker:
             async with asyncio.timeout(timeout):
                 await self.wakeup.wait()
 
-    async def attempt(self, delivery: Delivery, *, claimed_at: float | None = None) -> None:
+    async def attempt(self, delivery: Delivery, *, claimed_at: float) -> None:
         dispatcher = self.dispatcher
         sink = self.spec.sink
         policy = self.spec.delivery
@@ -176,7 +176,7 @@ class _SinkWorker:
         number = delivery.attempts + 1
         started = time.monotonic()
         store = dispatcher.store
-        settle_by = (started if claimed_at is None else claimed_at) + self.lease - SETTLE_SAFETY
+        settle_by = claimed_at + self.lease - SETTLE_SAFETY
         retry_after: float | None = None
         permanent = False
         if delivery.lost and delivery.attempts >= policy.max_attempts:

@@ -30,6 +30,11 @@ class Metrics:
             ["sink", "state"],
             registry=self.registry,
         )
+        self.store_up = Gauge(
+            "eventrouter_store_up",
+            "1 if the store answered the last scrape of /metrics, 0 if not (queue depth unknown)",
+            registry=self.registry,
+        )
         self.pending_writes = Gauge(
             "eventrouter_store_pending_writes",
             "Writes waiting for the disk",

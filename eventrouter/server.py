@@ -22,7 +22,6 @@ import aiohttp
 import pluggy
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client import Gauge
 
 from eventrouter import __version__
 from eventrouter.config import Config
@@ -54,7 +53,6 @@ METRICS = web.AppKey("metrics", Metrics)
 PLUGIN_MANAGER = web.AppKey("plugin_manager", pluggy.PluginManager)
 REDACTOR = web.AppKey("redactor", Redactor)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-STORE_UP = web.AppKey("store_up", Gauge)
 OUTCOME = web.ResponseKey("outcome", str)
 
 T = TypeVar("T")
@@ -337,7 +335,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     metrics.queue_depth.clear()
     # unknown is not zero: while the store does not answer the depth samples are left out
     # (a backlog or dead-letter alert must not clear during an outage); store_up says why
-    request.app[STORE_UP].set(0 if depth is None else 1)
+    metrics.store_up.set(0 if depth is None else 1)
     for sink in config.sinks if depth is not None else ():
         for state in ("pending", "inflight", "dead"):
             metrics.queue_depth.labels(sink, state).set(depth.get(sink, {}).get(state, 0))
@@ -358,11 +356,6 @@ def create_app(
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
     app[METRICS] = Metrics()
-    app[STORE_UP] = Gauge(
-        "eventrouter_store_up",
-        "1 if the store answered the last scrape of /metrics, 0 if not (queue depth unknown)",
-        registry=app[METRICS].registry,
-    )
     app[REDACTOR] = Redactor(config.secrets)
     app[STORE] = store or create_store(config.store, base_dir=config.base_dir)
     app[DISPATCHER] = Dispatcher(
