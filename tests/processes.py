@@ -122,6 +122,15 @@ class EventRouterProcess:
         )
 
 
+async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.01) -> None:
+    """Poll ``predicate()`` until it is true; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 def write_demo_config(
     directory: Path, rest: str = "", *, store: str = 'path = "eventrouter.db"'
 ) -> Path:

@@ -31,7 +31,12 @@ import pytest
 from attrs import define, field
 
 from eventrouter_csv import DEFAULT_COLUMNS
-from tests.processes import EventRouterProcess, signed_requests, write_demo_config
+from tests.processes import (
+    EventRouterProcess,
+    signed_requests,
+    wait_until,
+    write_demo_config,
+)
 from tests.redis_server import redis_server_fixture  # noqa: F401 - registers the fixture
 
 pytestmark = pytest.mark.slow
@@ -229,14 +234,6 @@ async def restart_and_drain(config: Path, *, port: int) -> tuple[dict[str, int],
         second.stop()
     assert second.wait(timeout=5) == 0
     return found, drained
-
-
-async def wait_until(predicate: Any, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def _store_args(backend: str, request: pytest.FixtureRequest) -> str | None:

@@ -19,9 +19,9 @@ from eventrouter.events import Event, new_event_id, utcnow
 from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter.store import create_store
 from eventrouter.store.redis import RedisStore
+from tests.processes import WHSEC
 from tests.redis_server import RedisServer, free_port, start_redis_server
 
-WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 INSTALL = "install it with: pip install 'eventrouter[redis]'"
 
 

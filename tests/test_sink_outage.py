@@ -29,6 +29,7 @@ from tests.processes import (
     free_port,
     run_cli,
     signed_requests,
+    wait_until,
     write_demo_config,
 )
 
@@ -125,14 +126,6 @@ async def post_all(
     return acked
 
 
-async def wait_for(predicate: Any, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 _ATTEMPT = re.compile(r"sink flaky: attempt (\d+) for (evt_\w+) failed \((.*)\); retry in")
 
 
@@ -178,10 +171,10 @@ sinks = ["flaky", "healthy"]
                 per_event[attempt.event_id] += 1
             return set(per_event) == ids and min(per_event.values()) >= count
 
-        await wait_for(lambda: seen(2), timeout=5, what="two 503 answers per event")
+        await wait_until(lambda: seen(2), timeout=5, what="two 503 answers per event")
         # 2. it hangs: the third attempts time out
         endpoint.modes["flaky"] = "hang"
-        await wait_for(lambda: seen(3), timeout=5, what="a third attempt per event")
+        await wait_until(lambda: seen(3), timeout=5, what="a third attempt per event")
         await asyncio.sleep(TIMEOUT + 0.3)
         # 3. it is gone: connections are refused for a while
         await endpoint.stop()
@@ -192,12 +185,12 @@ sinks = ["flaky", "healthy"]
         # 4. it is back
         endpoint.modes["flaky"] = "ok"
         await endpoint.start()
-        await wait_for(
+        await wait_until(
             lambda: set(endpoint.delivered["flaky"]) == ids,
             timeout=10,
             what="every event delivered to the recovered sink",
         )
-        await wait_for(
+        await wait_until(
             lambda: set(other_endpoint.delivered["healthy"]) == ids,
             timeout=5,
             what="every event delivered to the healthy sink",
@@ -319,7 +312,7 @@ sinks = ["strict"]
         result = await asyncio.to_thread(run_cli, config, "dlq", "retry", "--sink", "fragile")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "5 dead letters queued for delivery again"
-        await wait_for(
+        await wait_until(
             lambda: set(endpoint.delivered["fragile"]) == set(retried),
             timeout=5,
             what="the retried dead letters delivered",
@@ -328,7 +321,7 @@ sinks = ["strict"]
         assert {letter["event_id"] for letter in letters} == set(refused)
         result = await asyncio.to_thread(run_cli, config, "dlq", "retry")
         assert result.stdout.strip() == "3 dead letters queued for delivery again"
-        await wait_for(
+        await wait_until(
             lambda: set(endpoint.delivered["strict"]) == set(refused),
             timeout=5,
             what="the rest delivered",
