@@ -263,10 +263,15 @@ def load_store_access(
     _require_redis_url(store, problems)
     sinks = _table(document, "sinks", problems)
     if problems:
-        redact = Redactor(secrets)
-        raise ConfigError([redact(problem) for problem in _root_causes(problems)])
+        raise _problems_error(problems, secrets)
     assert store is not None
     return StoreAccess(store=store, sinks=tuple(sinks), base_dir=file.resolve().parent)
+
+
+def _problems_error(problems: list[str], secrets: set[str]) -> ConfigError:
+    # a message may quote a value ("expected a list, got str '...'"): never a secret's
+    redact = Redactor(secrets)
+    return ConfigError([redact(problem) for problem in _root_causes(problems)])
 
 
 def _require_redis_url(store: StoreConfig | None, problems: list[str]) -> None:
@@ -305,9 +310,7 @@ def parse_config(
     routes = _routes(document.get("routes", []), set(source_tables), set(sink_tables), problems)
 
     if problems:
-        # a message may quote a value ("expected a list, got str '...'"): never a secret's
-        redact = Redactor(secrets)
-        raise ConfigError([redact(problem) for problem in _root_causes(problems)])
+        raise _problems_error(problems, secrets)
     assert server is not None
     assert store is not None
     return Config(
