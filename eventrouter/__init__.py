@@ -1,14 +1,22 @@
-"""eventrouter: receive, verify, normalise, store and route webhooks from many providers."""
+"""eventrouter: receive, verify, normalise, store and route webhooks from many providers.
 
+The names in ``__all__`` are the public API a source or sink plugin uses, each described in
+docs/plugin-api.md; test code also gets ``eventrouter.testing``. Every module of the package is
+internal: plugins import from ``eventrouter`` itself, and a test keeps them to it.
+"""
+
+from eventrouter.converter import Duration
 from eventrouter.errors import (
     AuthenticationError,
     ConfigError,
+    DeliveryError,
     ForbiddenError,
     PayloadError,
     PermanentError,
     RetryableError,
 )
 from eventrouter.events import (
+    REDACTED,
     AnsweredBy,
     Call,
     CallDirection,
@@ -22,12 +30,21 @@ from eventrouter.events import (
     TranscriptTurn,
 )
 from eventrouter.hookspecs import hookimpl
-from eventrouter.sinks import Sink, SinkContext
+from eventrouter.normalise import (
+    any_digest_matches,
+    email_address,
+    json_object,
+    parse_timestamp,
+    phone_e164,
+    time_zone,
+)
+from eventrouter.sinks import Sink, SinkContext, error_for_status, retry_after_seconds
 from eventrouter.sources import NoOptions, SignedRequest, Source, WebhookRequest
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "REDACTED",
     "AnsweredBy",
     "AuthenticationError",
     "Call",
@@ -37,6 +54,8 @@ __all__ = [
     "CampaignStatus",
     "ConfigError",
     "Contact",
+    "DeliveryError",
+    "Duration",
     "Event",
     "EventData",
     "EventType",
@@ -52,5 +71,13 @@ __all__ = [
     "TranscriptTurn",
     "WebhookRequest",
     "__version__",
+    "any_digest_matches",
+    "email_address",
+    "error_for_status",
     "hookimpl",
+    "json_object",
+    "parse_timestamp",
+    "phone_e164",
+    "retry_after_seconds",
+    "time_zone",
 ]

@@ -7,6 +7,10 @@ Fixtures:
 - ``recorded``: the :class:`Recorder` every ``recording`` sink of the test writes into.
 - ``register_plugin``: ``register_plugin(obj)`` adds a plugin object for this test only.
 
+Functions: ``installed_types()``, ``installed_plugins()``, ``parse_config(document, types)``,
+``structure_options(table, Options)`` and ``sign_request``. This module's ``__all__`` is public
+API for plugin tests (docs/plugin-api.md); the core modules it draws on are not.
+
 A config may use ``plugin = "recording"`` sinks (options: ``fail_times``, ``fail_with`` =
 ``"retryable"`` | ``"permanent"``, ``delay``) to capture what would be delivered.
 """
@@ -18,30 +22,38 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field, frozen
 
 from eventrouter.config import Config, parse_config
-from eventrouter.converter import Duration
+from eventrouter.converter import Duration, converter
 from eventrouter.errors import PermanentError, RetryableError
-from eventrouter.events import Event
+from eventrouter.events import Event, new_event_id
 from eventrouter.hookspecs import hookimpl
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.plugins import PluginInfo, Registry, create_plugin_manager, plugin_infos
 from eventrouter.server import STORE, create_app
 from eventrouter.sinks import Sink
 from eventrouter.sources import SignedRequest, Source
 from eventrouter.store import Store
+from eventrouter.store.base import DeliveryState
 
 __all__ = [
+    "DeliveryState",
     "Recorder",
     "RecordingSink",
     "RouterHarness",
+    "installed_plugins",
     "installed_types",
+    "new_event_id",
+    "parse_config",
     "sign_request",
+    "structure_options",
 ]
+
+T = TypeVar("T")
 
 
 @define
@@ -152,6 +164,16 @@ class _RecordingPlugin:
 def installed_types() -> Registry:
     """The source and sink types installed plugins provide (a plugin's first test checks its own)."""
     return Registry.collect(create_plugin_manager())
+
+
+def installed_plugins() -> list[PluginInfo]:
+    """What ``eventrouter plugins`` lists: each installed plugin, its distribution and types."""
+    return plugin_infos(create_plugin_manager())
+
+
+def structure_options(table: Mapping[str, Any], options_class: type[T]) -> T:
+    """A plugin's ``Options`` from a config table's keys, read exactly as the config file's are."""
+    return converter.structure(table, options_class)
 
 
 def sign_request(

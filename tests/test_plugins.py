@@ -126,3 +126,38 @@ def test_a_wrapper_on_event_normalised_is_refused():
         Registry.collect(pm)
     [problem] = caught.value.problems
     assert "event_normalised cannot be a wrapper" in problem
+
+
+def test_plugin_options_need_no_converter_of_their_own():
+    # the core refuses what Python would coerce, so a plugin's Options need no hook to be safe
+    # for authentication options: "false" is not False, and a string is not a list of keys
+    from attrs import field, frozen
+
+    from eventrouter.converter import converter
+
+    @frozen
+    class GuardedOptions:
+        tokens: list[str] = field(factory=list)
+        insecure: bool = False
+
+    class Guarded(Sink):
+        type_name = "guarded"
+        Options = GuardedOptions
+
+        async def deliver(self, event):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register):
+            register(Guarded)
+
+    registry = Registry.collect(create_plugin_manager(plugins=[Plugin()], load_entrypoints=False))
+    for table, key in (({"insecure": "false"}, "insecure"), ({"tokens": "abcdef"}, "tokens")):
+        document = {"sinks": {"g": {"plugin": "guarded", **table}}}
+        with pytest.raises(ConfigError) as refused:
+            parse_config(document, registry, environ={})
+        assert [problem.split(":")[0] for problem in refused.value.problems] == [f"sinks.g.{key}"]
+    assert converter.structure(
+        {"tokens": ["abcdef"], "insecure": True}, GuardedOptions
+    ) == GuardedOptions(["abcdef"], True)

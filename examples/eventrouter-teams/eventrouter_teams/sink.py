@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from attrs import field, frozen
 
-from eventrouter import CallStatus, CampaignStatus, Event, RetryableError, Sink
-from eventrouter.sinks import error_for_status
+from eventrouter import CallStatus, CampaignStatus, Event, RetryableError, Sink, error_for_status
 
 __all__ = ["TeamsOptions", "TeamsSink", "adaptive_card"]
 

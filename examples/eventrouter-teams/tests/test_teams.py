@@ -25,7 +25,7 @@ from eventrouter import (
     RetryableError,
     SinkContext,
 )
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.testing import installed_types
 from eventrouter_teams import TeamsOptions, TeamsSink, adaptive_card
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -33,7 +33,7 @@ CARD = "application/vnd.microsoft.card.adaptive"
 
 
 def test_plugin_is_installed_and_discovered():
-    assert "teams" in Registry.collect(create_plugin_manager()).sinks
+    assert "teams" in installed_types().sinks
 
 
 def make_event(data: EventData | None = None, **changes: Any) -> Event:

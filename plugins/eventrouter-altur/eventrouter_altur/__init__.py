@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventrouter import hookimpl
-from eventrouter.sources import Source
+from eventrouter import Source, hookimpl
 from eventrouter_altur.parse import Parsed, parse_webhook
 from eventrouter_altur.signature import SIGNATURE_HEADER, sign, verify
 from eventrouter_altur.source import AlturOptions, AlturSource

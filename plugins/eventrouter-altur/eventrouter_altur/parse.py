@@ -16,8 +16,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from eventrouter.errors import PayloadError
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -27,9 +26,12 @@ from eventrouter.events import (
     Contact,
     EventData,
     EventType,
+    PayloadError,
     TranscriptTurn,
+    json_object,
+    parse_timestamp,
+    phone_e164,
 )
-from eventrouter.normalise import json_object, parse_timestamp, phone_e164
 
 __all__ = [
     "CALL_STATUSES",

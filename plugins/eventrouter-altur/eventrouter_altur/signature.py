@@ -18,8 +18,7 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from eventrouter.errors import AuthenticationError
-from eventrouter.normalise import any_digest_matches
+from eventrouter import AuthenticationError, any_digest_matches
 
 __all__ = [
     "SECRET_ENCODINGS",

@@ -11,9 +11,7 @@ import attrs
 import phonenumbers
 from attrs import field, frozen
 
-from eventrouter.events import Event
-from eventrouter.normalise import time_zone
-from eventrouter.sources import SignedRequest, Source, WebhookRequest
+from eventrouter import Event, SignedRequest, Source, WebhookRequest, time_zone
 from eventrouter_altur.parse import parse_webhook
 from eventrouter_altur.signature import (
     SECRET_ENCODINGS,
@@ -28,16 +26,8 @@ __all__ = ["AlturOptions", "AlturSource"]
 log = logging.getLogger("eventrouter_altur")
 
 
-# The core converter reads the string "false" as True and a bare string as a list of its
-# characters (one-byte HMAC keys); these two options are typed Any so that their own
-# converters see the raw config value and refuse both.
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"insecure: expected true or false, got {value!r}")
-
-
 def _secrets(value: Any) -> list[str]:
+    """One secret may be written as a bare string (``secrets = "..."``) instead of a list."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
@@ -50,12 +40,13 @@ class AlturOptions:
     """How one ``[sources.NAME]`` table with ``plugin = "altur"`` verifies and reads requests."""
 
     #: shared secrets of the webhook integration; a request signed with any of them passes
+    #: (typed Any so that ``_secrets`` sees the value as written, a string or a list)
     secrets: Any = field(factory=list, converter=_secrets, repr=False)
     #: "base64" (Altur's current docs: the key is the decoded bytes) or "utf8" (older docs)
     secret_encoding: str = "base64"  # noqa: S105 - the name of an encoding, not a secret
     #: run without secrets, accepting unsigned requests (local testing only); with secrets set,
     #: every request is still verified
-    insecure: Any = field(default=False, converter=_flag)
+    insecure: bool = False
     #: IANA time zone of timestamps sent without an offset
     time_zone: str = "UTC"
     #: ISO 3166 region of phone numbers sent without a leading + (e.g. "MX")

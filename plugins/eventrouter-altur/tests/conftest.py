@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eventrouter.converter import converter
+from eventrouter.testing import structure_options
 from eventrouter_altur import AlturOptions, AlturSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -51,7 +51,7 @@ def make_source() -> Callable[..., AlturSource]:
 
     def build(**table: Any) -> AlturSource:
         table.setdefault("secrets", [SECRET])
-        source = AlturSource("altur", converter.structure(table, AlturOptions))
+        source = AlturSource("altur", structure_options(table, AlturOptions))
         assert list(source.check()) == []
         return source
 

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from eventrouter.errors import PayloadError
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -18,9 +17,10 @@ from eventrouter.events import (
     Contact,
     Event,
     EventType,
+    PayloadError,
     TranscriptTurn,
+    WebhookRequest,
 )
-from eventrouter.sources import WebhookRequest
 from eventrouter_altur.parse import CALL_STATUSES, CAMPAIGN_STATUSES
 
 MEXICO = timezone(timedelta(hours=-6))

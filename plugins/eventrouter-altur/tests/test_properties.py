@@ -11,19 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventrouter.converter import converter
-from eventrouter.errors import AuthenticationError, PayloadError
-from eventrouter.events import Event
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, Event, PayloadError, WebhookRequest
+from eventrouter.testing import structure_options
 from eventrouter_altur import AlturOptions, AlturSource
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.json"))
 SECRET = base64.b64encode(b"property-test-secret-of-32-bytes").decode()
 
-SIGNED = AlturSource("altur", converter.structure({"secrets": [SECRET]}, AlturOptions))
+SIGNED = AlturSource("altur", structure_options({"secrets": [SECRET]}, AlturOptions))
 OPEN = AlturSource(
     "altur",
-    converter.structure(
+    structure_options(
         {"insecure": True, "phone_region": "MX", "time_zone": "Asia/Kolkata"}, AlturOptions
     ),
 )

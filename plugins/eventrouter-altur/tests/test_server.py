@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventrouter.events import CampaignStatus, EventType
+from eventrouter import CampaignStatus, EventType
 
 
 @pytest.fixture

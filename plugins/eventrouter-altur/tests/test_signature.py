@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventrouter.errors import AuthenticationError
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, WebhookRequest
 from eventrouter_altur.signature import received_digests, signed_messages, verify
 
 FIXTURE_CALL = Path(__file__).parent / "fixtures" / "on_call_end.json"

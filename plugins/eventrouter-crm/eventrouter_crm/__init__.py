@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventrouter import hookimpl
-from eventrouter.sinks import Sink
+from eventrouter import Sink, hookimpl
 from eventrouter_crm.sink import CRMSink
 
 __all__ = ["CRMSink", "register_sinks"]

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from eventrouter.errors import RetryableError
+from eventrouter import RetryableError
 
 __all__ = ["Batcher"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -19,8 +19,8 @@ from eventrouter.events import (
     CampaignStatus,
     Event,
     EventType,
+    phone_e164,
 )
-from eventrouter.normalise import phone_e164
 from eventrouter_crm.records import CallRecord, ContactRecord, NoteRecord, Plan
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
-from eventrouter.converter import Duration
+from eventrouter import Duration
 
 __all__ = ["CRMOptions"]
 

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from eventrouter.errors import RetryableError
+from eventrouter import RetryableError
 
 __all__ = ["RateGate"]
 

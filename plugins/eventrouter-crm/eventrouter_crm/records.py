@@ -6,7 +6,7 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from eventrouter.events import AnsweredBy, CallDirection, CallStatus, TranscriptTurn
+from eventrouter import AnsweredBy, CallDirection, CallStatus, TranscriptTurn
 
 __all__ = ["CallRecord", "ContactRecord", "NoteRecord", "Plan"]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from eventrouter.events import Event
-from eventrouter.sinks import Sink, SinkContext
+from eventrouter import Event, Sink, SinkContext
 from eventrouter_crm.backends import BACKENDS, CRMBackend, backend_type
 from eventrouter_crm.mapping import plan_event
 from eventrouter_crm.options import CRMOptions

@@ -17,8 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from attrs import define, field
 
-from eventrouter.converter import converter
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -28,10 +27,10 @@ from eventrouter.events import (
     Contact,
     Event,
     EventData,
+    SinkContext,
     TranscriptTurn,
-    new_event_id,
 )
-from eventrouter.sinks import SinkContext
+from eventrouter.testing import new_event_id, structure_options
 from eventrouter_crm import CRMSink
 from eventrouter_crm.options import CRMOptions
 
@@ -704,7 +703,7 @@ async def make_sink(hubspot: FakeHubSpot) -> AsyncIterator[Callable[..., Any]]:
 
     async def factory(**options: Any) -> CRMSink:
         document = {"token": TOKEN, "api_base": hubspot.url, "batch_window": 0.05, **options}
-        sink = CRMSink("crm", converter.structure(document, CRMOptions))
+        sink = CRMSink("crm", structure_options(document, CRMOptions))
         assert list(sink.check()) == []
         await sink.start(
             SinkContext(http=session, base_dir=Path.cwd(), logger=logging.getLogger("test.crm"))

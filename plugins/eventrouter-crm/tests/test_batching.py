@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from eventrouter.errors import PermanentError, RetryableError
+from eventrouter import PermanentError, RetryableError
 from eventrouter_crm.batching import Batcher
 from eventrouter_crm.ratelimit import RateGate
 

@@ -5,19 +5,21 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from eventrouter import hookimpl
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
     CallStatus,
     Contact,
     EventData,
+    SignedRequest,
+    Source,
     TranscriptTurn,
+    hookimpl,
+    json_object,
+    parse_timestamp,
 )
-from eventrouter.normalise import json_object, parse_timestamp
-from eventrouter.sources import SignedRequest, Source
-from eventrouter.store.base import DeliveryState
+from eventrouter.testing import DeliveryState
 
 TOKEN = "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -2,8 +2,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from eventrouter.errors import PermanentError, RetryableError
-from eventrouter.events import AnsweredBy, CallDirection, CallStatus, TranscriptTurn
+from eventrouter import (
+    AnsweredBy,
+    CallDirection,
+    CallStatus,
+    PermanentError,
+    RetryableError,
+    TranscriptTurn,
+)
 from eventrouter_crm.backends.hubspot_shapes import (
     ASSOCIATION_TYPE_IDS,
     DEFAULT_DISPOSITIONS,

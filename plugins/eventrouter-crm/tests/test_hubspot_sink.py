@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from eventrouter.errors import PermanentError, RetryableError
+from eventrouter import PermanentError, RetryableError
 
 TOKEN = "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 AUTH = f"Bearer {TOKEN}"

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,

@@ -2,16 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from eventrouter.config import parse_config
-from eventrouter.errors import ConfigError
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter import ConfigError
+from eventrouter.testing import installed_types, parse_config
 from eventrouter_crm import CRMSink
 
 TOKEN = "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 
 
 def test_plugin_is_installed_and_discovered():
-    registry = Registry.collect(create_plugin_manager())
+    registry = installed_types()
     assert "crm" in registry.sinks
     assert registry.sinks["crm"].cls is CRMSink
 
@@ -32,7 +31,7 @@ def _config(**sink):
 def _parse(document, environ=None):
     return parse_config(
         document,
-        Registry.collect(create_plugin_manager()),
+        installed_types(),
         base_dir=Path.cwd(),
         environ=environ or {},
     )

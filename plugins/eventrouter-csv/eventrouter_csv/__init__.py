@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventrouter.hookspecs import hookimpl
-from eventrouter.sinks import Sink
+from eventrouter import Sink, hookimpl
 from eventrouter_csv.columns import COLUMNS, DEFAULT_COLUMNS, neutralise
 from eventrouter_csv.sink import CSVOptions, CSVSink
 

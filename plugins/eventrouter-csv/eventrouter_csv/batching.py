@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from attrs import frozen
 
-from eventrouter.errors import RetryableError
+from eventrouter import RetryableError
 from eventrouter_csv.files import append_lines
 
 __all__ = ["GroupCommit", "run_locked"]

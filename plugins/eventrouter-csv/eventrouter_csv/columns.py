@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from eventrouter.events import REDACTED, Event, TranscriptTurn
+from eventrouter import REDACTED, Event, TranscriptTurn
 
 __all__ = [
     "COLUMNS",

@@ -20,8 +20,7 @@ import aiohttp
 from attrs import frozen
 from yarl import URL
 
-from eventrouter.errors import PermanentError, RetryableError
-from eventrouter.sinks import error_for_status
+from eventrouter import PermanentError, RetryableError, error_for_status
 from eventrouter_csv.files import fsync_directory, make_directories
 from eventrouter_csv.paths import safe_name
 

@@ -10,10 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from attrs import field, frozen
 
-from eventrouter.converter import Duration
-from eventrouter.errors import PermanentError
-from eventrouter.events import Event
-from eventrouter.sinks import Sink, SinkContext
+from eventrouter import Duration, Event, PermanentError, Sink, SinkContext
 from eventrouter_csv.batching import GroupCommit, run_locked
 from eventrouter_csv.columns import (
     COLUMNS,

@@ -12,8 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from eventrouter.converter import converter
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -24,9 +23,10 @@ from eventrouter.events import (
     Event,
     EventData,
     EventType,
+    SinkContext,
     TranscriptTurn,
 )
-from eventrouter.sinks import SinkContext
+from eventrouter.testing import structure_options
 from eventrouter_csv import DEFAULT_COLUMNS, CSVOptions, CSVSink
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -48,7 +48,7 @@ async def make_sink(
 
     async def factory(**options: Any) -> CSVSink:
         options.setdefault("directory", "archive")
-        sink = CSVSink("archive", converter.structure(options, CSVOptions))
+        sink = CSVSink("archive", structure_options(options, CSVOptions))
         assert list(sink.check()) == []
         await sink.start(
             SinkContext(http=http, base_dir=tmp_path, logger=logging.getLogger("test.csv"))

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import eventrouter_csv.batching
-from eventrouter.errors import RetryableError
+from eventrouter import RetryableError
 from eventrouter_csv import DEFAULT_COLUMNS
 from eventrouter_csv.columns import encode_row, render_row
 from eventrouter_csv.files import repair_tail

@@ -6,17 +6,15 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from eventrouter.config import parse_config
-from eventrouter.converter import converter
-from eventrouter.errors import ConfigError
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter import ConfigError
+from eventrouter.testing import installed_types, parse_config, structure_options
 from eventrouter_csv import CSVOptions, CSVSink
 from eventrouter_csv.paths import PathTemplate, numbered_name, safe_name
 
 
 def _problems(**options):
     options.setdefault("directory", "archive")
-    return list(CSVSink("archive", converter.structure(options, CSVOptions)).check())
+    return list(CSVSink("archive", structure_options(options, CSVOptions)).check())
 
 
 async def test_placeholders_pick_the_file(
@@ -157,7 +155,7 @@ def test_config_errors_name_the_sink(tmp_path):
         "sinks": {"archive": {"plugin": "csv", "directory": "a", "columns": ["raw"], "colums": []}},
         "routes": [{"sinks": ["archive"]}],
     }
-    registry = Registry.collect(create_plugin_manager())
+    registry = installed_types()
     with pytest.raises(ConfigError) as caught:
         parse_config(document, registry, base_dir=tmp_path, environ={})
     text = "\n".join(caught.value.problems)

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from eventrouter.errors import RetryableError
+from eventrouter import RetryableError
 from eventrouter_csv.reports import _get, embedded_ipv4, is_public_address, report_name
 
 REPORT = b"number,status\n+919876543210,completed\n" * 50

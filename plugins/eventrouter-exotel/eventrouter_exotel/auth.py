@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from attrs import frozen
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from eventrouter.errors import AuthenticationError, ForbiddenError
-from eventrouter.normalise import any_digest_matches
+from eventrouter import AuthenticationError, ForbiddenError, any_digest_matches
 
 __all__ = [
     "AccessPolicy",

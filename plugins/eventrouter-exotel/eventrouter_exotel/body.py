@@ -11,8 +11,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from eventrouter.errors import PayloadError
-from eventrouter.normalise import json_object
+from eventrouter import PayloadError, json_object
 
 __all__ = ["FORM", "decode_body", "decode_form", "string_list"]
 

@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 
 from attrs import field, frozen
 
-from eventrouter.errors import PayloadError
-from eventrouter.events import (
+from eventrouter import (
     Call,
     CallDirection,
     CallStatus,
@@ -30,8 +29,10 @@ from eventrouter.events import (
     Contact,
     EventData,
     EventType,
+    PayloadError,
+    parse_timestamp,
+    phone_e164,
 )
-from eventrouter.normalise import parse_timestamp, phone_e164
 from eventrouter_exotel.body import string_list
 from eventrouter_exotel.vocabulary import (
     TERMINAL_CAMPAIGN_STATUSES,

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC
-from typing import Any
 
 import phonenumbers
 from attrs import field, frozen
-from cattrs.gen import make_dict_structure_fn
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from eventrouter.converter import converter
-from eventrouter.events import Event
-from eventrouter.normalise import time_zone
-from eventrouter.sources import SignedRequest, Source, WebhookRequest
+from eventrouter import Event, SignedRequest, Source, WebhookRequest, time_zone
 from eventrouter_exotel.auth import AccessPolicy, authenticate, basic_authorization, parse_networks
 from eventrouter_exotel.body import decode_body
 from eventrouter_exotel.callbacks import Callback, Kind, Settings, normalise
@@ -47,39 +42,6 @@ class ExotelOptions:
     phone_region: str = "IN"
     #: time zone of timestamps written without an offset
     time_zone: str = "Asia/Kolkata"
-
-
-_LIST_OPTIONS = ("tokens", "basic_auth", "allowed_networks", "trusted_proxies")
-_TEXT_OPTIONS = ("phone_region", "time_zone")
-_structure_fields = make_dict_structure_fn(ExotelOptions, converter, _cattrs_forbid_extra_keys=True)
-
-
-def _structure_options(value: Any, _: type) -> ExotelOptions:
-    """The project converter with the types checked first.
-
-    The shared converter would read ``tokens = "abc"`` as ``["a", "b", "c"]`` and
-    ``insecure = "false"`` as True; for an authentication option both must be errors.
-    """
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a table, got {type(value).__name__}")
-    problems = []
-    for name in _LIST_OPTIONS:
-        item = value.get(name)
-        if item is not None and not (
-            isinstance(item, list) and all(isinstance(entry, str) for entry in item)
-        ):
-            problems.append(f'{name}: expected a list of strings, e.g. {name} = ["..."]')
-    if "insecure" in value and not isinstance(value["insecure"], bool):
-        problems.append("insecure: expected true or false (without quotes)")
-    for name in (*_TEXT_OPTIONS, "kind"):
-        if value.get(name) is not None and not isinstance(value[name], str):
-            problems.append(f"{name}: expected a string")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return _structure_fields(value, ExotelOptions)
-
-
-converter.register_structure_hook(ExotelOptions, _structure_options)
 
 
 def parse_callback(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from eventrouter.events import AnsweredBy, CallDirection, CallStatus, CampaignStatus
+from eventrouter import AnsweredBy, CallDirection, CallStatus, CampaignStatus
 
 __all__ = [
     "TERMINAL_CAMPAIGN_STATUSES",

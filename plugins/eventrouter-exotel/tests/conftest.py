@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from eventrouter.converter import converter
-from eventrouter.sources import WebhookRequest
+from eventrouter import WebhookRequest
+from eventrouter.testing import structure_options
 from eventrouter_exotel import ExotelOptions, ExotelSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,7 +38,7 @@ def make_source() -> Callable[..., ExotelSource]:
 
     def factory(**options: Any) -> ExotelSource:
         options.setdefault("tokens", [TOKEN])
-        source = ExotelSource("exotel", converter.structure(options, ExotelOptions))
+        source = ExotelSource("exotel", structure_options(options, ExotelOptions))
         problems = list(source.check())
         assert not problems, problems
         return source

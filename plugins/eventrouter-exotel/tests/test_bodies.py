@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from eventrouter.errors import PayloadError
-from eventrouter.sources import WebhookRequest
+from eventrouter import PayloadError, WebhookRequest
 from eventrouter_exotel.body import MAX_FORM_FIELDS, decode_body, decode_form, string_list
 
 FORM = "application/x-www-form-urlencoded"

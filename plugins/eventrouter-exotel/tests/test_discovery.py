@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.testing import installed_types
 from eventrouter_exotel import ExotelSource
 
 
 def test_plugin_is_installed_and_discovered():
-    registry = Registry.collect(create_plugin_manager())
+    registry = installed_types()
     assert "exotel" in registry.sources
     assert registry.sources["exotel"].cls is ExotelSource
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import attrs
 import pytest
 
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,

@@ -10,9 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from eventrouter.errors import PayloadError
-from eventrouter.events import AnsweredBy, CallDirection, CallStatus, CampaignStatus, Event
-from eventrouter.sources import WebhookRequest
+from eventrouter import (
+    AnsweredBy,
+    CallDirection,
+    CallStatus,
+    CampaignStatus,
+    Event,
+    PayloadError,
+    WebhookRequest,
+)
 from eventrouter_exotel import Kind, detect_kind
 
 CALL = {

@@ -9,10 +9,8 @@ from urllib.parse import urlencode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventrouter.converter import converter
-from eventrouter.errors import AuthenticationError, PayloadError
-from eventrouter.events import Event
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, Event, PayloadError, WebhookRequest
+from eventrouter.testing import structure_options
 from eventrouter_exotel import ExotelOptions, ExotelSource
 from eventrouter_exotel.auth import client_address
 
@@ -36,7 +34,7 @@ STATUSES = ["completed", "Completed", "failed", "Failed", "busy", "no-answer", "
 TIMES = ["2024-01-15T09:05:00+05:30", "2024-01-15 09:05:00", "0001-01-01 00:00:00", "9999-12-31T23:59:59-12:00", "soon"]  # fmt: skip
 
 SOURCES = [
-    ExotelSource("exotel", converter.structure({"tokens": [TOKEN], **options}, ExotelOptions))
+    ExotelSource("exotel", structure_options({"tokens": [TOKEN], **options}, ExotelOptions))
     for options in (
         {},
         {"kind": "call_status"},
@@ -46,7 +44,7 @@ SOURCES = [
 ]
 GUARDED = ExotelSource(
     "exotel",
-    converter.structure(
+    structure_options(
         {
             "tokens": [TOKEN],
             "basic_auth": ["exotel:pa55word-long"],

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventrouter.errors import ConfigError
-from eventrouter.events import CallStatus, CampaignStatus
+from eventrouter import CallStatus, CampaignStatus, ConfigError
 
 TOKEN = "tok_3q9VnD8xKp2LmW7rTz5Y"
 FORM = "application/x-www-form-urlencoded"

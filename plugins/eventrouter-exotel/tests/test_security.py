@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from eventrouter.errors import AuthenticationError, ForbiddenError
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, ForbiddenError, WebhookRequest
 from eventrouter_exotel import AccessPolicy, authenticate
 from eventrouter_exotel.auth import client_address, parse_address, parse_networks
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventrouter.hookspecs import hookimpl
-from eventrouter.sources import Source
+from eventrouter import Source, hookimpl
 from eventrouter_pelcro.payload import normalise
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign, verify
 from eventrouter_pelcro.source import PelcroOptions, PelcroSource

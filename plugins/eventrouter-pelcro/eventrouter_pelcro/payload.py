@@ -16,16 +16,19 @@ from typing import Any
 
 from attrs import frozen
 
-from eventrouter.errors import PayloadError
-from eventrouter.events import (
+from eventrouter import (
     REDACTED,
     Campaign,
     CampaignStatus,
     Contact,
     EventData,
     EventType,
+    PayloadError,
+    email_address,
+    json_object,
+    parse_timestamp,
+    phone_e164,
 )
-from eventrouter.normalise import email_address, json_object, parse_timestamp, phone_e164
 
 __all__ = [
     "CAMPAIGN_TRIGGERED",

@@ -12,8 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
-from eventrouter.errors import AuthenticationError
-from eventrouter.normalise import any_digest_matches
+from eventrouter import AuthenticationError, any_digest_matches
 
 __all__ = ["SIGNATURE_HEADER", "sign", "verify"]
 

@@ -6,8 +6,7 @@ from collections.abc import Iterable
 
 from attrs import field, frozen
 
-from eventrouter.events import Event
-from eventrouter.sources import SignedRequest, Source, WebhookRequest
+from eventrouter import Event, SignedRequest, Source, WebhookRequest
 from eventrouter_pelcro.payload import normalise
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign, verify
 

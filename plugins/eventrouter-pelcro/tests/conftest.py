@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eventrouter.sources import WebhookRequest
+from eventrouter import WebhookRequest
 from eventrouter_pelcro import PelcroOptions, PelcroSource
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from eventrouter.config import parse_config
-from eventrouter.errors import ConfigError
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter import ConfigError
+from eventrouter.testing import installed_types, parse_config
 from eventrouter_pelcro import PelcroSource
 
 
 def test_plugin_is_installed_and_discovered():
-    registry = Registry.collect(create_plugin_manager())
+    registry = installed_types()
     assert "pelcro" in registry.sources
     assert registry.sources["pelcro"].cls is PelcroSource
     assert registry.sources["pelcro"].plugin == "pelcro"
@@ -25,7 +24,7 @@ def _config(table: dict) -> dict:
 
 def _problems(table: dict) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(_config(table), Registry.collect(create_plugin_manager()))
+        parse_config(_config(table), installed_types())
     return info.value.problems
 
 
@@ -38,7 +37,7 @@ def test_secrets_are_required_unless_insecure():
 
 
 def test_insecure_needs_no_secret():
-    config = parse_config(_config({"insecure": True}), Registry.collect(create_plugin_manager()))
+    config = parse_config(_config({"insecure": True}), installed_types())
     source = config.sources["pelcro"]
     assert isinstance(source, PelcroSource)
     assert source.options.secrets == []
@@ -61,7 +60,7 @@ def test_unknown_option_is_refused():
 def test_secrets_from_the_environment_are_collected_for_log_masking():
     config = parse_config(
         _config({"secrets": ["${PELCRO_SECRET}", "${PELCRO_OLD_SECRET}"]}),
-        Registry.collect(create_plugin_manager()),
+        installed_types(),
         environ={"PELCRO_SECRET": "new-secret-value", "PELCRO_OLD_SECRET": "old-secret-value"},
     )
     assert config.sources["pelcro"].options.secrets == ["new-secret-value", "old-secret-value"]

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eventrouter.events import (
-    Campaign,
-    CampaignStatus,
-    Contact,
-    Event,
-    EventType,
-)
+from eventrouter import Campaign, CampaignStatus, Contact, Event, EventType
 
 SEED_TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."
 

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from eventrouter.errors import PayloadError
-from eventrouter.sources import WebhookRequest
+from eventrouter import PayloadError, WebhookRequest
 from eventrouter_pelcro import normalise
 
 MARKER = "do-not-echo-this-value"

@@ -7,9 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventrouter.errors import AuthenticationError, PayloadError
-from eventrouter.events import Event
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, Event, PayloadError, WebhookRequest
 from eventrouter_pelcro import PelcroOptions, PelcroSource, sign
 from eventrouter_pelcro.signature import SIGNATURE_HEADER
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eventrouter.events import REDACTED, Event
+from eventrouter import REDACTED, Event
 from eventrouter_pelcro import normalise
 
 SEED_TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."

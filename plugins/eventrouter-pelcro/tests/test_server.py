@@ -7,9 +7,8 @@ import logging
 
 import pytest
 
-from eventrouter.config import parse_config
-from eventrouter.errors import ConfigError
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter import ConfigError
+from eventrouter.testing import installed_types, parse_config
 from eventrouter_pelcro import sign
 from eventrouter_pelcro.signature import SIGNATURE_HEADER
 
@@ -189,5 +188,5 @@ async def test_insecure_source_accepts_unsigned_requests(make_router, fixture_by
 
 def test_missing_secret_environment_variable_is_a_config_error(config):
     with pytest.raises(ConfigError) as info:
-        parse_config(config, Registry.collect(create_plugin_manager()), environ={})
+        parse_config(config, installed_types(), environ={})
     assert any("PELCRO_SECRET is not set" in p for p in info.value.problems)

@@ -7,8 +7,7 @@ import base64
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from eventrouter.errors import AuthenticationError
-from eventrouter.sources import WebhookRequest
+from eventrouter import AuthenticationError, WebhookRequest
 from eventrouter_pelcro import PelcroOptions, PelcroSource, sign, verify
 from eventrouter_pelcro.signature import SIGNATURE_HEADER
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eventrouter.events import Contact
+from eventrouter import Contact
 from eventrouter_pelcro import normalise
 
 

@@ -11,12 +11,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from eventrouter.events import (
-    CallStatus,
-    CampaignStatus,
-    Event,
-    EventType,
-)
+from eventrouter import CallStatus, CampaignStatus, Event, EventType
 from eventrouter_slack.mrkdwn import date, escape, link, truncate
 from eventrouter_slack.view import (
     call_status_label,

@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from attrs import define, field
 
-from eventrouter.errors import DeliveryError, RetryableError
-from eventrouter.events import Event
+from eventrouter import DeliveryError, Event, RetryableError
 
 __all__ = ["Outbox", "Pacer", "pacer_for"]
 

@@ -18,8 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from eventrouter.errors import DeliveryError, PermanentError, RetryableError
-from eventrouter.sinks import retry_after_seconds
+from eventrouter import DeliveryError, PermanentError, RetryableError, retry_after_seconds
 from eventrouter_slack.messages import SlackMessage
 
 __all__ = [

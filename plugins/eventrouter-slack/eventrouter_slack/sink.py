@@ -9,10 +9,7 @@ from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
-from eventrouter.converter import Duration
-from eventrouter.errors import RetryableError
-from eventrouter.events import Event
-from eventrouter.sinks import Sink, SinkContext
+from eventrouter import Duration, Event, RetryableError, Sink, SinkContext
 from eventrouter_slack.messages import (
     SlackMessage,
     default_message,

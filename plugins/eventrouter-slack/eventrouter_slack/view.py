@@ -14,15 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from eventrouter.events import (
-    Call,
-    CallStatus,
-    Campaign,
-    CampaignStatus,
-    Contact,
-    Event,
-    EventType,
-)
+from eventrouter import Call, CallStatus, Campaign, CampaignStatus, Contact, Event, EventType
 
 __all__ = [
     "DYNAMIC_PREFIXES",

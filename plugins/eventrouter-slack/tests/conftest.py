@@ -19,9 +19,8 @@ from aiohttp.test_utils import TestServer
 from attrs import define, field
 from multidict import CIMultiDictProxy
 
-from eventrouter.converter import converter
-from eventrouter.events import Event, EventData
-from eventrouter.sinks import SinkContext
+from eventrouter import Event, EventData, SinkContext
+from eventrouter.testing import structure_options
 from eventrouter_slack import SlackOptions, SlackSink
 
 TOKEN = "xoxb-1111-2222-SeCrEtToKeNvAlUe"
@@ -168,7 +167,7 @@ async def make_sink(
     sinks: list[SlackSink] = []
 
     async def factory(name: str = "alerts", **options: Any) -> SlackSink:
-        sink = SlackSink(name, converter.structure(options, SlackOptions))
+        sink = SlackSink(name, structure_options(options, SlackOptions))
         assert list(sink.check()) == []
         await sink.start(
             SinkContext(http=http, base_dir=tmp_path, logger=logging.getLogger("test.sink"))

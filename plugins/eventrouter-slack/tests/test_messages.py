@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventrouter.converter import converter
-from eventrouter.events import (
+from eventrouter import (
     AnsweredBy,
     Call,
     CallDirection,
@@ -18,6 +17,7 @@ from eventrouter.events import (
     EventData,
     TranscriptTurn,
 )
+from eventrouter.testing import structure_options
 from eventrouter_slack import SlackOptions, SlackSink
 from eventrouter_slack.messages import default_message, digest_message
 from eventrouter_slack.templates import Template, TemplateSet
@@ -59,7 +59,7 @@ def context(message):
 
 def sink(**options):
     options.setdefault("webhook_url", "https://hooks.slack.com/services/T/B/x")
-    instance = SlackSink("alerts", converter.structure(options, SlackOptions))
+    instance = SlackSink("alerts", structure_options(options, SlackOptions))
     assert list(instance.check()) == []
     return instance
 

@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from eventrouter.errors import RetryableError
-from eventrouter.events import Call, CallStatus, Campaign, CampaignStatus, Contact, EventData
+from eventrouter import (
+    Call,
+    CallStatus,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    EventData,
+    RetryableError,
+)
 from eventrouter_slack.messages import default_message
 from eventrouter_slack.outbox import Outbox, Pacer
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventrouter.config import parse_config
-from eventrouter.converter import converter
-from eventrouter.errors import ConfigError
-from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter import ConfigError
+from eventrouter.testing import installed_types, parse_config, structure_options
 from eventrouter_slack import SlackOptions, SlackSink
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -15,14 +13,14 @@ SECRET_URL = "https://hooks.slack.com/services/T1/B1/sEcReTpArT123456"
 
 
 def test_plugin_is_installed_and_discovered():
-    registry = Registry.collect(create_plugin_manager())
+    registry = installed_types()
     assert "slack" in registry.sinks
     assert registry.sinks["slack"].cls is SlackSink
     assert registry.sinks["slack"].plugin == "slack"  # the entry point's name
 
 
 def problems(**options):
-    return list(SlackSink("alerts", converter.structure(options, SlackOptions)).check())
+    return list(SlackSink("alerts", structure_options(options, SlackOptions)).check())
 
 
 def test_valid_options_have_no_problems():
@@ -32,7 +30,7 @@ def test_valid_options_have_no_problems():
 
 
 def test_options_defaults():
-    options = converter.structure({"webhook_url": SECRET_URL}, SlackOptions)
+    options = structure_options({"webhook_url": SECRET_URL}, SlackOptions)
     assert options.min_interval == 1.0
     assert options.request_timeout == 10.0
     assert options.digest_window == 0.0
@@ -43,7 +41,7 @@ def test_options_defaults():
 
 
 def test_secrets_stay_out_of_repr():
-    options = converter.structure(
+    options = structure_options(
         {"webhook_url": SECRET_URL, "token": "xoxb-VerySecretToken", "channel": "C1"},
         SlackOptions,
     )
@@ -53,7 +51,7 @@ def test_secrets_stay_out_of_repr():
 
 
 def test_durations_are_read_from_strings():
-    options = converter.structure(
+    options = structure_options(
         {"webhook_url": SECRET_URL, "digest_window": "2m", "min_interval": "500ms"}, SlackOptions
     )
     assert options.digest_window == 120.0
@@ -160,7 +158,7 @@ def test_config_errors_name_the_option_and_never_the_secret():
     }
     environ = {"SLACK_WEBHOOK_URL": SECRET_URL, "SLACK_TOKEN": "xoxb-VerySecretToken"}
     with pytest.raises(ConfigError) as caught:
-        parse_config(document, Registry.collect(create_plugin_manager()), environ=environ)
+        parse_config(document, installed_types(), environ=environ)
     # every problem at once: the misspelt key, and what the sink's check() makes of the rest
     unknown, both = caught.value.problems
     assert unknown.startswith("sinks.alerts: unknown key")
@@ -171,7 +169,7 @@ def test_config_errors_name_the_option_and_never_the_secret():
 
     del document["sinks"]["alerts"]["chanel"]
     with pytest.raises(ConfigError) as caught:
-        parse_config(document, Registry.collect(create_plugin_manager()), environ=environ)
+        parse_config(document, installed_types(), environ=environ)
     assert caught.value.problems == [
         "sinks.alerts.webhook_url: set either webhook_url or token + channel, not both"
     ]
@@ -185,7 +183,7 @@ def test_secrets_are_registered_with_the_config():
     }
     config = parse_config(
         document,
-        Registry.collect(create_plugin_manager()),
+        installed_types(),
         environ={"SLACK_TOKEN": "xoxb-VerySecretToken"},
     )
     assert "xoxb-VerySecretToken" in config.secrets

@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-from eventrouter.errors import PermanentError, RetryableError
-from eventrouter.events import Call, CallStatus, Contact, EventData
+from eventrouter import Call, CallStatus, Contact, EventData, PermanentError, RetryableError
 from eventrouter_slack.messages import default_message
 
 

@@ -12,17 +12,8 @@ from pathlib import Path
 
 import attrs
 
-from eventrouter.config import parse_config
-from eventrouter.events import (
-    Call,
-    CallStatus,
-    Campaign,
-    CampaignStatus,
-    Contact,
-    EventData,
-)
-from eventrouter.plugins import Registry, create_plugin_manager
-from eventrouter.store.base import DeliveryState
+from eventrouter import Call, CallStatus, Campaign, CampaignStatus, Contact, EventData
+from eventrouter.testing import DeliveryState, installed_types, parse_config
 from eventrouter_slack import SlackOptions
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -166,7 +157,7 @@ def readme_config():
     }
     return parse_config(
         document,
-        Registry.collect(create_plugin_manager()),
+        installed_types(),
         environ={
             "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T1/B1/x",
             "SLACK_BOT_TOKEN": "xoxb-1",

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from eventrouter.sinks import SinkContext
+    from eventrouter import SinkContext
     from eventrouter_crm.options import CRMOptions
     from eventrouter_crm.records import CallRecord, ContactRecord, NoteRecord
 

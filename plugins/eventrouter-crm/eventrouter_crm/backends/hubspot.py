@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from eventrouter.errors import DeliveryError
-from eventrouter.sinks import SinkContext
+from eventrouter import DeliveryError, SinkContext
 from eventrouter_crm.backends.hubspot_shapes import (
     ACCOUNT_POLICIES,
     ASSOCIATION_TYPE_IDS,

@@ -10,9 +10,15 @@ from typing import Any
 
 from attrs import field, frozen
 
-from eventrouter.errors import DeliveryError, PermanentError, RetryableError
-from eventrouter.events import AnsweredBy, CallStatus, TranscriptTurn
-from eventrouter.sinks import retry_after_seconds
+from eventrouter import (
+    AnsweredBy,
+    CallStatus,
+    DeliveryError,
+    PermanentError,
+    RetryableError,
+    TranscriptTurn,
+    retry_after_seconds,
+)
 from eventrouter_crm.records import CallRecord, ContactRecord, NoteRecord
 
 __all__ = [
