@@ -30,8 +30,8 @@ from eventrouter.events import (
     TranscriptTurn,
 )
 from eventrouter.hookspecs import hookimpl
-from eventrouter.normalise import (
-    any_digest_matches,
+from eventrouter.payload import (
+    Payload,
     email_address,
     json_object,
     parse_timestamp,
@@ -39,7 +39,14 @@ from eventrouter.normalise import (
     time_zone,
 )
 from eventrouter.sinks import Sink, SinkContext, error_for_status, retry_after_seconds
-from eventrouter.sources import NoOptions, SignedRequest, Source, WebhookRequest
+from eventrouter.sources import (
+    EventParts,
+    NoOptions,
+    SignedRequest,
+    Source,
+    WebhookRequest,
+    any_digest_matches,
+)
 
 __version__ = "0.1.0"
 
@@ -58,9 +65,11 @@ __all__ = [
     "Duration",
     "Event",
     "EventData",
+    "EventParts",
     "EventType",
     "ForbiddenError",
     "NoOptions",
+    "Payload",
     "PayloadError",
     "PermanentError",
     "RetryableError",

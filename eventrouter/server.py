@@ -29,7 +29,7 @@ from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log, not
 from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.metrics import Metrics
-from eventrouter.normalise import MAX_NESTING, nesting_exceeds
+from eventrouter.payload import MAX_NESTING, nesting_exceeds
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.sources import Source, WebhookRequest

@@ -7,16 +7,25 @@ it can be tested and fuzzed as a pure function.
 from __future__ import annotations
 
 import abc
+import hmac
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
+import attrs
 from attrs import field, frozen
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from eventrouter.events import Event, EventData, new_event_id, utcnow
 
-__all__ = ["NoOptions", "SignedRequest", "Source", "WebhookRequest"]
+__all__ = [
+    "EventParts",
+    "NoOptions",
+    "SignedRequest",
+    "Source",
+    "WebhookRequest",
+    "any_digest_matches",
+]
 
 
 def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> CIMultiDictProxy[str]:
@@ -57,6 +66,32 @@ class SignedRequest:
 
 
 @frozen
+class EventParts:
+    """What a source reads from one webhook: all of an :class:`Event` but what the core stamps.
+
+    ``time`` None means the time the request arrived; ``sensitive`` lists dotted paths into
+    ``raw`` that hold credentials (see :meth:`Event.redacted`).
+    """
+
+    type: str = field(converter=str)
+    provider_type: str = field(converter=str)
+    idempotency_key: str
+    raw: Any
+    time: datetime | None = None
+    subject: str | None = None
+    data: EventData = field(factory=EventData)
+    sensitive: tuple[str, ...] = ()
+
+
+def any_digest_matches(expected: Iterable[bytes], given: bytes) -> bool:
+    """True when ``given`` equals one of ``expected``; every comparison is constant-time."""
+    matched = False
+    for candidate in expected:
+        matched |= hmac.compare_digest(candidate, given)
+    return matched
+
+
+@frozen
 class NoOptions:
     """Options of a plugin that takes none."""
 
@@ -94,31 +129,29 @@ class Source(abc.ABC):
         """Headers and query that make ``body`` pass :meth:`authenticate` (for tests and ``send``)."""
         raise NotImplementedError(f"source type {self.type_name!r} cannot sign requests")
 
-    def make_event(
-        self,
-        *,
-        type: str,
-        provider_type: str,
-        idempotency_key: str,
-        raw: Any,
-        time: datetime | None = None,
-        subject: str | None = None,
-        data: EventData | None = None,
-        sensitive: tuple[str, ...] = (),
-    ) -> Event:
-        """An event from this source, stamped with a new id and the time it was received."""
+    def make_event(self, parts: EventParts | None = None, /, **fields: Any) -> Event:
+        """An event from this source, stamped with a new id and the time it was received.
+
+        Pass the :class:`EventParts` a parser returned, or their fields as keywords
+        (``make_event(type=..., provider_type=..., idempotency_key=..., raw=...)``); keywords
+        given with parts replace those fields.
+        """
+        if parts is None:
+            parts = EventParts(**fields)
+        elif fields:
+            parts = attrs.evolve(parts, **fields)
         received_at = utcnow()
         return Event(
             id=new_event_id(),
             source=self.name,
-            type=type,
-            time=time or received_at,
-            subject=subject,
+            type=parts.type,
+            time=parts.time or received_at,
+            subject=parts.subject,
             provider=self.provider or self.type_name,
-            provider_type=provider_type,
-            idempotency_key=idempotency_key,
+            provider_type=parts.provider_type,
+            idempotency_key=parts.idempotency_key,
             received_at=received_at,
-            data=data or EventData(),
-            raw=raw,
-            sensitive=sensitive,
+            data=parts.data,
+            raw=parts.raw,
+            sensitive=parts.sensitive,
         )

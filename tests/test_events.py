@@ -151,7 +151,7 @@ def test_what_json_cannot_carry_is_a_payload_error(raw, message):
 
 
 def test_nesting_limit():
-    from eventrouter.normalise import MAX_NESTING, nesting_exceeds
+    from eventrouter.payload import MAX_NESTING, nesting_exceeds
 
     def nested(depth):
         value: object = 1

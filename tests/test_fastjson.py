@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from eventrouter import fastjson
 from eventrouter.errors import PayloadError
 from eventrouter.events import Campaign, EventData
-from eventrouter.normalise import json_object
+from eventrouter.payload import json_object
 
 from .test_events import full_event
 

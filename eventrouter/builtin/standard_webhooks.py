@@ -14,7 +14,7 @@ from attrs import field, frozen
 from eventrouter.errors import AuthenticationError, PayloadError
 from eventrouter.events import Event, EventData
 from eventrouter.hookspecs import hookimpl
-from eventrouter.normalise import json_object, parse_timestamp
+from eventrouter.payload import json_object, parse_timestamp
 from eventrouter.sources import SignedRequest, Source, WebhookRequest
 
 __all__ = ["StandardWebhooksSource"]
