@@ -65,7 +65,10 @@ def test_getters_return_typed_values_or_none():
     assert call.timestamp("ended_at") == datetime(2024, 1, 15, 9, 0, 45, tzinfo=UTC)
     assert call.phone("to") == "+919876543210"
     assert call.email("email") == "ada@example.com"
-    assert [leg.boolean("answered") for leg in call.nested_list("legs")[:1]] == [True]
+    assert [
+        leg.boolean("answered")
+        for leg in Payload({"legs": [{"answered": True}]}).nested_list("legs")
+    ] == [True]
     assert call.get("nothing", "seconds") == 45.0  # the first key present wins
 
 
