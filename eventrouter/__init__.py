@@ -32,6 +32,7 @@ from eventrouter.events import (
 from eventrouter.hookspecs import hookimpl
 from eventrouter.payload import (
     Payload,
+    describe,
     email_address,
     json_object,
     parse_timestamp,
@@ -81,6 +82,7 @@ __all__ = [
     "WebhookRequest",
     "__version__",
     "any_digest_matches",
+    "describe",
     "email_address",
     "error_for_status",
     "hookimpl",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eventrouter import Source, hookimpl
-from eventrouter_pelcro.payload import normalise
+from eventrouter_pelcro.payload import parse_webhook
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign, verify
 from eventrouter_pelcro.source import PelcroOptions, PelcroSource
 
@@ -13,7 +13,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "PelcroOptions",
     "PelcroSource",
-    "normalise",
+    "parse_webhook",
     "register_sources",
     "sign",
     "verify",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +22,12 @@ from eventrouter import (
     CampaignStatus,
     Contact,
     EventData,
+    EventParts,
     EventType,
+    Payload,
     PayloadError,
+    describe,
     email_address,
-    json_object,
-    parse_timestamp,
     phone_e164,
 )
 
@@ -35,11 +36,10 @@ __all__ = [
     "CREDENTIAL_KEY",
     "RUN_COMPLETED",
     "Envelope",
-    "Normalised",
     "campaign_triggered",
     "credentials",
-    "normalise",
     "other_event",
+    "parse_webhook",
     "run_completed",
 ]
 
@@ -70,7 +70,8 @@ class Envelope:
     @classmethod
     def from_body(cls, body: bytes) -> Envelope:
         """Decode and check the envelope, or raise PayloadError naming the bad field."""
-        payload = json_object(body)
+        reader = Payload.from_body(body)
+        payload = dict(reader.data)
         event_type = payload.get("type")
         if not isinstance(event_type, str) or not event_type.strip():
             raise PayloadError(_expected("a non-empty string", event_type), field="type")
@@ -90,133 +91,107 @@ class Envelope:
             raise PayloadError("expected an event id such as evt_...", field="id")
         created = payload.get("created")
         if isinstance(created, str) and created.strip().isdigit():
-            created = int(created.strip())
-        try:
-            time = parse_timestamp(created, field="created", required=True)
-        except PayloadError:
-            # the core's message quotes the value; an error body never repeats what was sent
-            raise PayloadError(_created_problem(created), field="created") from None
+            reader = Payload({**payload, "created": int(created.strip())})  # Unix seconds as text
+        time = reader.timestamp("created", required=True)
         assert time is not None
         return cls(
             type=event_type, id=event_id, created=time, data=payload.get("data"), payload=payload
         )
 
 
-@frozen
-class Normalised:
-    """A Pelcro webhook as the arguments of ``Source.make_event``."""
-
-    type: str
-    provider_type: str
-    idempotency_key: str
-    time: datetime
-    subject: str | None
-    data: EventData
-    raw: dict[str, Any]
-    sensitive: tuple[str, ...]
-
-
-def normalise(body: bytes) -> Normalised:
-    """Turn one (already authenticated) Pelcro webhook body into normalised event fields."""
+def parse_webhook(body: bytes) -> EventParts:
+    """Read one (already authenticated) Pelcro webhook body into the parts of an event."""
     envelope = Envelope.from_body(body)
+    data = Payload({"data": envelope.data})
     if envelope.type == CAMPAIGN_TRIGGERED:
         event_type = EventType.CAMPAIGN_TRIGGERED.value
-        data, subject = campaign_triggered(envelope.data)
+        event_data, subject = campaign_triggered(data)
     elif envelope.type == RUN_COMPLETED:
         event_type = EventType.CAMPAIGN_COMPLETED.value
-        data, subject = run_completed(envelope.data)
+        event_data, subject = run_completed(data)
     else:
         event_type = f"pelcro.{envelope.type}"
-        data, subject = other_event(envelope.data)
+        event_data, subject = other_event(envelope.data)
     raw, sensitive = credentials(envelope.payload)
-    return Normalised(
+    return EventParts(
         type=event_type,
         provider_type=envelope.type,
         idempotency_key=envelope.id,
         time=envelope.created,
         subject=subject,
-        data=data,
+        data=event_data,
         raw=raw,
         sensitive=sensitive,
     )
 
 
-def campaign_triggered(data: Any) -> tuple[EventData, str | None]:
+def campaign_triggered(envelope: Payload) -> tuple[EventData, str | None]:
     """``campaign.triggered``: the campaign, the subscriber as contact, the subscription as attributes."""
-    data = _object(data, "data", required=True)
-    campaign = _object(data.get("campaign"), "data.campaign", required=True)
-    subscription = _object(data.get("subscription"), "data.subscription")
-    user, user_field = _person(data, subscription)
-    address = _first_object(
-        (subscription, "address", "data.subscription.address"), (data, "address", "data.address")
-    )
+    data = _required(envelope.nested("data", required=True))
+    campaign = _required(data.nested("campaign", required=True))
+    subscription = data.nested("subscription")
+    user = _person(data, subscription)
+    address = (subscription and subscription.nested("address")) or data.nested("address")
 
     attributes: dict[str, Any] = {}
     campaign_extra = _with_objects(
-        _scalars(campaign, drop=("id", "name")),
+        _scalars(campaign.data, drop=("id", "name")),
         campaign,
-        "data.campaign",
         ("site", "plan", "product", "coupon"),
     )
     if campaign_extra:
         attributes["campaign"] = campaign_extra
     if subscription is not None:
         attributes["subscription"] = _with_objects(
-            _scalars(subscription), subscription, "data.subscription", ("plan", "product", "coupon")
+            _scalars(subscription.data), subscription, ("plan", "product", "coupon")
         )
     if address is not None:
-        attributes["address"] = _scalars(address)
+        attributes["address"] = _scalars(address.data)
     if user is not None:
-        attributes["user"] = _scalars(user)
+        attributes["user"] = _scalars(user.data)
 
-    contact = _contact(user, user_field, region=_region(address)) if user is not None else None
-    campaign_id = _text(campaign, "id", "data.campaign")
-    subscription_id = _text(subscription, "id", "data.subscription") if subscription else None
+    contact = _contact(user, region=_region(address)) if user is not None else None
+    campaign_id = campaign.text("id", numbers=True)
+    subscription_id = subscription.text("id", numbers=True) if subscription else None
     subject = (
         f"subscription/{subscription_id}"
         if subscription_id
         else (f"campaign/{campaign_id}" if campaign_id else None)
     )
-    normalised = EventData(
+    event_data = EventData(
         contact=contact,
-        campaign=Campaign(id=campaign_id, name=_text(campaign, "name", "data.campaign")),
+        campaign=Campaign(id=campaign_id, name=campaign.text("name", numbers=True)),
         attributes=attributes,
     )
-    return normalised, subject
+    return event_data, subject
 
 
-def run_completed(data: Any) -> tuple[EventData, str | None]:
+def run_completed(envelope: Payload) -> tuple[EventData, str | None]:
     """``campaign.run_completed``, with the campaign under ``data.campaign`` or directly in ``data``."""
-    data = _object(data, "data", required=True)
-    if data.get("campaign") is not None:
-        campaign = _object(data["campaign"], "data.campaign", required=True)
-        where = "data.campaign"
-    else:
-        campaign, where = data, "data"
-    run = _object(campaign.get("run"), f"{where}.run", required=True)
+    data = _required(envelope.nested("data", required=True))
+    campaign = data.nested("campaign") or data
+    run = _required(campaign.nested("run", required=True))
     report_url = run.get("download_link")
     if report_url is not None and not isinstance(report_url, str):
-        raise PayloadError(
-            _expected("a URL string", report_url), field=f"{where}.run.download_link"
-        )
-    campaign_id = _text(campaign, "id", where)
+        raise PayloadError(_expected("a URL string", report_url), field=run.field("download_link"))
+    campaign_id = campaign.text("id", numbers=True)
     attributes: dict[str, Any] = {}
-    campaign_extra = _scalars(campaign, drop=("id", "name"))
+    campaign_extra = _scalars(campaign.data, drop=("id", "name"))
     if campaign_extra:
         attributes["campaign"] = campaign_extra
-    attributes["run"] = _scalars(run)
-    normalised = EventData(
+    attributes["run"] = _scalars(run.data)
+    event_data = EventData(
         campaign=Campaign(
             id=campaign_id,
-            name=_text(campaign, "name", where),
+            name=campaign.text("name", numbers=True),
             status=CampaignStatus.COMPLETED,
-            run_id=_text(run, "id", f"{where}.run"),
+            run_id=run.text("id", numbers=True),
             report_url=report_url or None,
-            stats=_stats(run),
+            stats=_stats(dict(run.data)),
         ),
         attributes=attributes,
     )
-    return normalised, (f"campaign/{campaign_id}" if campaign_id else None)
+    return event_data, (f"campaign/{campaign_id}" if campaign_id else None)
 
 
 def other_event(data: Any) -> tuple[EventData, str | None]:
@@ -285,84 +260,43 @@ def _blank_unreachable(payload: dict[str, Any]) -> dict[str, Any]:
     return root
 
 
-def _created_problem(value: Any) -> str:
-    if value is None or value == "":
-        return "required timestamp is missing"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "Unix timestamp is out of range"
-    return _expected("Unix seconds or an ISO 8601 timestamp", value)
-
-
 def _is_credential(key: str) -> bool:
     # magic_link_token, magicLinkToken, magic-link-token: one credential, however it is spelt
     return re.sub(r"[^a-z0-9]", "", key.lower()) == "magiclinktoken"
 
 
-def _kind(value: Any) -> str:
-    """The JSON type of ``value``, for messages that must not echo the value itself."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
-
-
 def _expected(what: str, value: Any) -> str:
-    return f"expected {what}, got {'nothing' if value is None else _kind(value)}"
+    return f"expected {what}, got {describe(value)}"
 
 
-def _object(value: Any, field: str, *, required: bool = False) -> Any:
-    """``value`` when it is a JSON object, None when absent; PayloadError naming ``field`` else."""
-    if value is None:
-        if required:
-            raise PayloadError("required object is missing", field=field)
-        return None
-    if not isinstance(value, dict):
-        raise PayloadError(_expected("an object", value), field=field)
+def _required(value: Payload | None) -> Payload:
+    assert value is not None  # ``required=True`` raised already
     return value
 
 
-def _first_object(*places: tuple[dict[str, Any] | None, str, str]) -> dict[str, Any] | None:
-    for parent, key, field in places:
-        if parent is not None:
-            found = _object(parent.get(key), field)
+def _person(data: Payload, subscription: Payload | None) -> Payload | None:
+    """The subscriber of a triggered campaign: a user or customer, the subscription's first."""
+    for parent in (subscription, data):
+        for key in _PERSON_OBJECTS:
+            found = parent.nested(key) if parent is not None else None
             if found is not None:
                 return found
     return None
 
 
-def _person(
-    data: dict[str, Any], subscription: dict[str, Any] | None
-) -> tuple[dict[str, Any] | None, str]:
-    """The subscriber of a triggered campaign and the field it was found in."""
-    places = [(data, key, f"data.{key}") for key in _PERSON_OBJECTS]
-    if subscription is not None:
-        places = [
-            (subscription, key, f"data.subscription.{key}") for key in _PERSON_OBJECTS
-        ] + places
-    for parent, key, field in places:
-        found = _object(parent.get(key), field)
-        if found is not None:
-            return found, field
-    return None, ""
-
-
-def _text(obj: dict[str, Any] | None, key: str, field: str) -> str | None:
-    """A string or numeric id as text, None when absent; PayloadError for any other JSON type."""
-    if obj is None:
-        return None
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise PayloadError(_expected("a string or number", value), field=f"{field}.{key}")
-    return str(value)
+def _contact(user: Payload, *, region: str | None) -> Contact | None:
+    phone = user.text("phone", numbers=True) or user.text("phone_number", numbers=True)
+    contact = Contact(
+        phone=phone_e164(phone, default_region=region),
+        email=email_address(user.text("email", numbers=True)),
+        name=_name(
+            user.text("first_name", numbers=True),
+            user.text("last_name", numbers=True),
+            user.text("name", numbers=True),
+        ),
+        external_id=user.text("id", numbers=True),
+    )
+    return None if contact == Contact() else contact
 
 
 def _name(first: str | None, last: str | None, full: str | None) -> str | None:
@@ -370,34 +304,21 @@ def _name(first: str | None, last: str | None, full: str | None) -> str | None:
     return joined or (full.strip() if full and full.strip() else None)
 
 
-def _region(address: dict[str, Any] | None) -> str | None:
+def _region(address: Payload | Mapping[str, Any] | None) -> str | None:
     """The two-letter country of an address, to read phone numbers given without ``+``."""
+    if isinstance(address, Payload):
+        address = address.data
     country = address.get("country") if address else None
     if isinstance(country, str) and len(country.strip()) == 2 and country.strip().isalpha():
         return country.strip().upper()
     return None
 
 
-def _contact(user: dict[str, Any], field: str, *, region: str | None) -> Contact | None:
-    phone = _text(user, "phone", field) or _text(user, "phone_number", field)
-    contact = Contact(
-        phone=phone_e164(phone, default_region=region),
-        email=email_address(_text(user, "email", field)),
-        name=_name(
-            _text(user, "first_name", field),
-            _text(user, "last_name", field),
-            _text(user, "name", field),
-        ),
-        external_id=_text(user, "id", field),
-    )
-    return None if contact == Contact() else contact
-
-
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def _scalars(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def _scalars(obj: Mapping[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scalar fields of ``obj`` (never a credential), for ``EventData.attributes``."""
     return {
         key: value
@@ -406,14 +327,12 @@ def _scalars(obj: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, An
     }
 
 
-def _with_objects(
-    into: dict[str, Any], obj: dict[str, Any], field: str, keys: tuple[str, ...]
-) -> dict[str, Any]:
+def _with_objects(into: dict[str, Any], obj: Payload, keys: tuple[str, ...]) -> dict[str, Any]:
     """``into`` plus the scalar fields of the nested objects ``keys`` of ``obj``."""
     for key in keys:
-        nested = _object(obj.get(key), f"{field}.{key}")
+        nested = obj.nested(key)
         if nested is not None:
-            into[key] = _scalars(nested)
+            into[key] = _scalars(nested.data)
     return into
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from attrs import field, frozen
 
 from eventrouter import Event, SignedRequest, Source, WebhookRequest
-from eventrouter_pelcro.payload import normalise
+from eventrouter_pelcro.payload import parse_webhook
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign, verify
 
 __all__ = ["PelcroOptions", "PelcroSource"]
@@ -49,17 +49,7 @@ class PelcroSource(Source):
             verify(request.body, request.headers, self.options.secrets)
 
     def parse(self, request: WebhookRequest) -> Event:
-        fields = normalise(request.body)
-        return self.make_event(
-            type=fields.type,
-            provider_type=fields.provider_type,
-            idempotency_key=fields.idempotency_key,
-            time=fields.time,
-            subject=fields.subject,
-            data=fields.data,
-            raw=fields.raw,
-            sensitive=fields.sensitive,
-        )
+        return self.make_event(parse_webhook(request.body))
 
     def sign(self, body: bytes, *, content_type: str = "application/json") -> SignedRequest:
         headers = {"Content-Type": content_type}

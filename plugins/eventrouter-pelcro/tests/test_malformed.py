@@ -8,7 +8,7 @@ import json
 import pytest
 
 from eventrouter import PayloadError, WebhookRequest
-from eventrouter_pelcro import normalise
+from eventrouter_pelcro import parse_webhook
 
 MARKER = "do-not-echo-this-value"
 TIMESTAMP = "expected Unix seconds or an ISO 8601 timestamp"
@@ -33,7 +33,7 @@ def _envelope(**changes):
 )
 def test_body_that_is_not_a_json_object(body, message):
     with pytest.raises(PayloadError) as info:
-        normalise(body)
+        parse_webhook(body)
     assert message in info.value.message
     assert info.value.field is None
     assert info.value.status == 400
@@ -76,20 +76,20 @@ def test_body_that_is_not_a_json_object(body, message):
 )
 def test_bad_envelope(changes, field, message):
     with pytest.raises(PayloadError) as info:
-        normalise(json.dumps(_envelope(**changes)).encode())
+        parse_webhook(json.dumps(_envelope(**changes)).encode())
     assert info.value.field == field
     assert info.value.message == message
     assert MARKER not in str(info.value)
 
 
 def test_created_as_digits_or_iso_is_accepted():
-    assert normalise(json.dumps(_envelope(created="1704067200")).encode()).time.year == 2024
-    parsed = normalise(json.dumps(_envelope(created="2024-01-01T00:00:00Z")).encode())
+    assert parse_webhook(json.dumps(_envelope(created="1704067200")).encode()).time.year == 2024
+    parsed = parse_webhook(json.dumps(_envelope(created="2024-01-01T00:00:00Z")).encode())
     assert parsed.time.isoformat() == "2024-01-01T00:00:00+00:00"
 
 
 def test_numeric_id_is_accepted_as_text():
-    assert normalise(json.dumps(_envelope(id=42)).encode()).idempotency_key == "42"
+    assert parse_webhook(json.dumps(_envelope(id=42)).encode()).idempotency_key == "42"
 
 
 def _mutate(payload, path, value):
@@ -127,7 +127,7 @@ TRIGGERED_CASES = [
 def test_bad_campaign_triggered(fixture_json, path, value, field, message):
     payload = _mutate(copy.deepcopy(fixture_json("campaign_triggered.json")), path, value)
     with pytest.raises(PayloadError) as info:
-        normalise(json.dumps(payload).encode())
+        parse_webhook(json.dumps(payload).encode())
     assert (info.value.field, info.value.message) == (field, message)
     text = str(info.value)
     assert MARKER not in text
@@ -139,7 +139,7 @@ def test_bad_user_beside_the_subscription(fixture_json):
     del payload["data"]["subscription"]["user"]
     payload["data"]["customer"] = "someone"
     with pytest.raises(PayloadError) as info:
-        normalise(json.dumps(payload).encode())
+        parse_webhook(json.dumps(payload).encode())
     assert info.value.field == "data.customer"
 
 
@@ -163,7 +163,7 @@ RUN_CASES = [
 def test_bad_run_completed(fixture_json, fixture, path, value, field, message):
     payload = _mutate(copy.deepcopy(fixture_json(fixture)), path, value)
     with pytest.raises(PayloadError) as info:
-        normalise(json.dumps(payload).encode())
+        parse_webhook(json.dumps(payload).encode())
     assert (info.value.field, info.value.message) == (field, message)
     assert MARKER not in str(info.value)
 

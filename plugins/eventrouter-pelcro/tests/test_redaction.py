@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eventrouter import REDACTED, Event
-from eventrouter_pelcro import normalise
+from eventrouter_pelcro import parse_webhook
 
 SEED_TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."
 TOKEN = "mlt_4f1c2b9e8d7a6c5b4a39281706f5e4d3"
@@ -72,7 +72,7 @@ def test_token_is_found_wherever_it_is(fixture_json, place, path):
     for part in place:
         node = node.setdefault(part, {})
     node["magic_link_token"] = TOKEN
-    parsed = normalise(json.dumps(payload).encode())
+    parsed = parse_webhook(json.dumps(payload).encode())
     assert parsed.sensitive == (path,)
     assert TOKEN in json.dumps(parsed.raw)
     event = _event(parsed)
@@ -84,7 +84,7 @@ def test_every_occurrence_is_listed(fixture_json):
     payload = fixture_json("campaign_triggered.json")
     payload["data"]["subscription"]["user"]["magic_link_token"] = TOKEN
     payload["data"]["user"] = {"magic-link-token": TOKEN + "-2"}
-    parsed = normalise(json.dumps(payload).encode())
+    parsed = parse_webhook(json.dumps(payload).encode())
     assert parsed.sensitive == (
         "data.magic_link_token",
         "data.subscription.user.magic_link_token",
@@ -102,7 +102,7 @@ def test_token_in_an_unmodelled_event_is_redacted_too():
         "created": 1704067200,
         "data": {"object": "subscription", "id": 1, "user": {"id": 2, "magic_link_token": TOKEN}},
     }
-    parsed = normalise(json.dumps(payload).encode())
+    parsed = parse_webhook(json.dumps(payload).encode())
     assert parsed.sensitive == ("data.user.magic_link_token",)
     assert TOKEN not in json.dumps(parsed.data.attributes)
     assert TOKEN not in _event(parsed).redacted().to_json()
@@ -121,7 +121,7 @@ def test_token_out_of_a_paths_reach_is_blanked_at_parse_time():
         ],
         "meta": {"a.b": {"magic_link_token": TOKEN + "-c"}, "magic_link_token": TOKEN + "-d"},
     }
-    parsed = normalise(json.dumps(payload).encode())
+    parsed = parse_webhook(json.dumps(payload).encode())
     assert parsed.sensitive == ("meta.magic_link_token",)
     assert parsed.raw["data"][0]["object"][0]["user"]["magic_link_token"] == REDACTED
     assert parsed.raw["data"][1]["k.v"]["magic_link_token"] == REDACTED
@@ -136,7 +136,7 @@ def test_token_out_of_a_paths_reach_is_blanked_at_parse_time():
 
 
 def test_payload_without_a_token_lists_nothing(fixture_bytes):
-    parsed = normalise(fixture_bytes("campaign_run_completed.json"))
+    parsed = parse_webhook(fixture_bytes("campaign_run_completed.json"))
     assert parsed.sensitive == ()
 
 

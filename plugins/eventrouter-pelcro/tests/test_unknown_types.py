@@ -7,14 +7,14 @@ import json
 import pytest
 
 from eventrouter import Contact
-from eventrouter_pelcro import normalise
+from eventrouter_pelcro import parse_webhook
 
 
 def _parse(event_type, data=..., **extra):
     payload = {"type": event_type, "id": "evt_generic_1", "created": 1704067200, **extra}
     if data is not ...:
         payload["data"] = data
-    return normalise(json.dumps(payload).encode())
+    return parse_webhook(json.dumps(payload).encode())
 
 
 @pytest.mark.parametrize(
