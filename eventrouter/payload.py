@@ -249,30 +249,33 @@ class Payload:
     def number(self, *keys: str, minimum: float | None = None) -> float | None:
         """A finite number (``text_values``: also written as text, ``"12.5"``)."""
         key, value = self._first(keys)
-        if value is None:
-            return None
-        if isinstance(value, str) and self.text_values:
-            try:
-                value = float(value)
-            except ValueError:
-                raise PayloadError("expected a number, got string", field=self.field(key)) from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._wrong(key, "a number", value)
-        if not math.isfinite(value):
-            raise PayloadError("expected a finite number", field=self.field(key))
-        if minimum is not None and value < minimum:
-            raise PayloadError(f"expected a number of at least {minimum:g}", field=self.field(key))
-        return value
+        return None if value is None else self._number(key, value, "a number", minimum)
 
     def integer(self, *keys: str, minimum: int | None = None) -> int | None:
         """A whole number; ``45.0`` reads as 45, ``4.5`` is an error."""
         key, value = self._first(keys)
         if value is None:
             return None
-        number = self.number(key, minimum=minimum)
-        if number is None or not float(number).is_integer():
+        number = self._number(key, value, "a whole number", minimum)
+        if not float(number).is_integer():
             raise self._wrong(key, "a whole number", value)
         return int(number)
+
+    def _number(self, key: str, value: Any, what: str, minimum: float | None) -> float:
+        if isinstance(value, str) and self.text_values:
+            try:
+                value = float(value)
+            except ValueError:
+                raise self._wrong(key, what, "") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(key, what, value)
+        if not math.isfinite(value):
+            raise PayloadError(f"expected {what}, got an infinite number", field=self.field(key))
+        if minimum is not None and value < minimum:
+            raise PayloadError(
+                f"expected {what} of at least {minimum:g}, got a smaller one", field=self.field(key)
+            )
+        return value
 
     def boolean(self, *keys: str) -> bool | None:
         """``true`` or ``false`` (``text_values``: also ``"true"`` and ``"false"``)."""

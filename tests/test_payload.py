@@ -36,7 +36,7 @@ def error(getter):
 
 def test_errors_name_the_path_and_the_type_never_the_value():
     call = read().nested("call")
-    assert error(lambda: call.integer("duration")) == "call.duration: expected a number, got string"
+    assert error(lambda: call.integer("duration")) == "call.duration: expected a whole number, got string"
     assert error(lambda: call.text("seconds")) == "call.seconds: expected a string, got number"
     assert error(lambda: call.nested("status")) == "call.status: expected an object, got string"
     assert error(lambda: call.nested_list("legs")) == "call.legs[1]: expected an object, got string"
@@ -82,7 +82,7 @@ def test_integers_refuse_fractions_and_negatives():
     payload = Payload({"half": 4.5, "negative": -1, "flag": True})
     assert "expected a whole number" in error(lambda: payload.integer("half"))
     assert "at least 0" in error(lambda: payload.integer("negative", minimum=0))
-    assert error(lambda: payload.integer("flag")) == "flag: expected a number, got boolean"
+    assert error(lambda: payload.integer("flag")) == "flag: expected a whole number, got boolean"
 
 
 class Demo(Source):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eventrouter import Source, hookimpl
-from eventrouter_altur.parse import Parsed, parse_webhook
+from eventrouter_altur.parse import parse_webhook
 from eventrouter_altur.signature import SIGNATURE_HEADER, sign, verify
 from eventrouter_altur.source import AlturOptions, AlturSource
 
@@ -13,7 +13,6 @@ __all__ = [
     "SIGNATURE_HEADER",
     "AlturOptions",
     "AlturSource",
-    "Parsed",
     "parse_webhook",
     "register_sources",
     "sign",

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
-
-from attrs import field, frozen
 
 from eventrouter import (
     AnsweredBy,
@@ -25,19 +23,18 @@ from eventrouter import (
     CampaignStatus,
     Contact,
     EventData,
+    EventParts,
     EventType,
+    Payload,
     PayloadError,
     TranscriptTurn,
-    json_object,
-    parse_timestamp,
-    phone_e164,
+    describe,
 )
 
 __all__ = [
     "CALL_STATUSES",
     "CAMPAIGN_STATUSES",
     "SPEAKERS",
-    "Parsed",
     "parse_webhook",
 ]
 
@@ -76,31 +73,17 @@ _CAMPAIGN_TYPES = {
 }
 
 
-@frozen
-class Parsed:
-    """One Altur webhook, normalised: what :meth:`Source.make_event` needs besides ids and clocks."""
-
-    type: str
-    provider_type: str
-    idempotency_key: str
-    raw: dict[str, Any]
-    time: datetime | None = None
-    subject: str | None = None
-    data: EventData = field(factory=EventData)
-
-
 def parse_webhook(
     body: bytes, *, naive_tz: tzinfo = UTC, phone_region: str | None = None
-) -> Parsed:
-    """Normalise an Altur webhook body; timestamps without an offset are read in ``naive_tz``."""
-    payload = json_object(body)
-    reader = _Reader(naive_tz=naive_tz, phone_region=phone_region)
-    event_type = _event_type(payload)
+) -> EventParts:
+    """Read an Altur webhook body; timestamps without an offset are read in ``naive_tz``."""
+    payload = Payload.from_body(body, naive_tz=naive_tz, phone_region=phone_region)
+    event_type = _event_type(payload.data)
     if event_type == _CALL_ENDED:
-        return reader.call_ended(payload, event_type)
+        return _call_ended(payload, event_type)
     if event_type in _CAMPAIGN_TYPES:
-        return reader.campaign_event(payload, event_type, body)
-    return reader.other(payload, event_type, body)
+        return _campaign_event(payload, event_type, body)
+    return _other(payload, event_type, body)
 
 
 def _event_type(payload: Mapping[str, Any]) -> str:
@@ -112,181 +95,150 @@ def _event_type(payload: Mapping[str, Any]) -> str:
             return legacy.strip()
         raise PayloadError("required: the type of the event", field="event_type")
     if not isinstance(value, str) or not value.strip():
-        raise PayloadError(f"expected a non-empty string, got {_kind(value)}", field="event_type")
+        raise PayloadError(
+            f"expected a non-empty string, got {describe(value)}", field="event_type"
+        )
     return value.strip()
 
 
-@frozen
-class _Reader:
-    """Reads typed values out of a payload, naming the dotted field in every PayloadError."""
+def _call_ended(payload: Payload, event_type: str) -> EventParts:
+    call_id = payload.identifier("id")
+    if call_id is None:
+        raise PayloadError("required: the id of the call", field="id")
+    end_user = payload.nested("end_user")
+    campaign_user = payload.nested("campaign_user")
+    assistant = payload.nested("assistant")
+    direction = payload.enum("type", mapping=_DIRECTIONS, default=None)
+    from_number = payload.phone("phone_number_from")
+    to_number = payload.phone("phone_number_to")
+    status = payload.text("status")
+    answered_by = payload.text("answered_by")
+    started_at = payload.timestamp("started_at")
+    ended_at = payload.timestamp("ended_at")
+    created_at = payload.timestamp("created_at")
+    call = Call(
+        id=call_id,
+        direction=direction,
+        status=_call_status(status),
+        provider_status=status,
+        answered_by=None
+        if answered_by is None
+        else _ANSWERED_BY.get(answered_by.lower(), AnsweredBy.UNKNOWN),
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_seconds=payload.integer("duration", minimum=0),
+        recording_url=payload.text("recording_url"),
+        transcript=_transcript(payload),
+        from_number=from_number or _as_sent(payload.data, "phone_number_from"),
+        to_number=to_number or _as_sent(payload.data, "phone_number_to"),
+    )
+    counterpart = {CallDirection.OUTBOUND: to_number, CallDirection.INBOUND: from_number}
+    # every candidate is read (and type-checked) before the first present one is chosen
+    phones = (
+        end_user.phone("phone_number") if end_user else None,
+        campaign_user.phone("contact") if campaign_user else None,
+        counterpart[direction] if direction else None,
+    )
+    names = (
+        end_user.text("display_name") if end_user else None,
+        campaign_user.text("name") if campaign_user else None,
+    )
+    external_ids = (
+        campaign_user.identifier("f_id") if campaign_user else None,
+        end_user.identifier("id") if end_user else None,
+    )
+    contact = Contact(phone=_first(phones), name=_first(names), external_id=_first(external_ids))
+    event_id = payload.identifier("event_id")
+    return EventParts(
+        type=EventType.CALL_ENDED,
+        provider_type=event_type,
+        # a call's id is shared by its other events (on_call_start, ...): the type keeps
+        # their keys apart, so they are not taken for retries of one another
+        idempotency_key=event_id or f"{event_type}:{call_id}",
+        raw=payload.data,
+        time=ended_at or started_at or created_at,
+        subject=call_id,
+        data=EventData(
+            contact=None if contact == Contact() else contact,
+            call=call,
+            attributes=_call_attributes(payload, end_user, assistant),
+        ),
+    )
 
-    naive_tz: tzinfo
-    phone_region: str | None
 
-    def call_ended(self, payload: dict[str, Any], event_type: str) -> Parsed:
-        call_id = _identifier(payload, "id", "id")
-        if call_id is None:
-            raise PayloadError("required: the id of the call", field="id")
-        end_user = _object(payload, "end_user", "end_user")
-        campaign_user = _object(payload, "campaign_user", "campaign_user")
-        assistant = _object(payload, "assistant", "assistant")
-        direction = _direction(payload)
-        from_number = self.phone(payload, "phone_number_from", "phone_number_from")
-        to_number = self.phone(payload, "phone_number_to", "phone_number_to")
-        status = _text(payload, "status", "status")
-        answered_by = _text(payload, "answered_by", "answered_by")
-        started_at = self.timestamp(payload, "started_at", "started_at")
-        ended_at = self.timestamp(payload, "ended_at", "ended_at")
-        created_at = self.timestamp(payload, "created_at", "created_at")
-        call = Call(
-            id=call_id,
-            direction=direction,
-            status=_call_status(status),
-            provider_status=status,
-            answered_by=None
-            if answered_by is None
-            else _ANSWERED_BY.get(answered_by.lower(), AnsweredBy.UNKNOWN),
-            started_at=started_at,
-            ended_at=ended_at,
-            duration_seconds=_count(payload, "duration", "duration"),
-            recording_url=_text(payload, "recording_url", "recording_url"),
-            transcript=self.transcript(payload),
-            from_number=from_number or _as_sent(payload, "phone_number_from"),
-            to_number=to_number or _as_sent(payload, "phone_number_to"),
-        )
-        counterpart = {CallDirection.OUTBOUND: to_number, CallDirection.INBOUND: from_number}
-        # every candidate is read (and type-checked) before the first present one is chosen
-        phones = (
-            self.phone(end_user, "phone_number", "end_user.phone_number"),
-            self.phone(campaign_user, "contact", "campaign_user.contact"),
-            counterpart[direction] if direction else None,
-        )
-        names = (
-            _text(end_user, "display_name", "end_user.display_name"),
-            _text(campaign_user, "name", "campaign_user.name"),
-        )
-        external_ids = (
-            _identifier(campaign_user, "f_id", "campaign_user.f_id"),
-            _identifier(end_user, "id", "end_user.id"),
-        )
-        contact = Contact(
-            phone=_first(phones), name=_first(names), external_id=_first(external_ids)
-        )
-        event_id = _identifier(payload, "event_id", "event_id")
-        return Parsed(
-            type=EventType.CALL_ENDED,
-            provider_type=event_type,
-            # a call's id is shared by its other events (on_call_start, ...): the type keeps
-            # their keys apart, so they are not taken for retries of one another
-            idempotency_key=event_id or f"{event_type}:{call_id}",
-            raw=payload,
-            time=ended_at or started_at or created_at,
-            subject=call_id,
-            data=EventData(
-                contact=None if contact == Contact() else contact,
-                call=call,
-                attributes=_call_attributes(payload, end_user, assistant),
-            ),
-        )
+def _campaign_event(payload: Payload, event_type: str, body: bytes) -> EventParts:
+    data = payload.nested("data")
+    if data is None:
+        raise PayloadError("required: the event's data object", field="data")
+    summary = data.nested("campaign")
+    if summary is None:
+        raise PayloadError("required: the campaign summary", field="data.campaign")
+    status = summary.text("status")
+    previous = summary.text("previous_status")
+    campaign = Campaign(
+        id=summary.identifier("id"),
+        name=summary.text("name"),
+        status=_campaign_status(status),
+        provider_status=status,
+        previous_status=None if previous is None else _campaign_status(previous),
+        cycle=data.integer("cycle_iteration", minimum=0),
+        next_cycle_at=data.timestamp("next_cycle_at"),
+        stats=_stats(data),
+    )
+    return EventParts(
+        type=_CAMPAIGN_TYPES[event_type],
+        provider_type=event_type,
+        idempotency_key=payload.identifier("event_id") or _body_key(body),
+        raw=payload.data,
+        time=payload.timestamp("occurred_at"),
+        subject=campaign.id,
+        data=EventData(
+            campaign=campaign,
+            attributes={
+                key: value
+                for key in ("project_id", "api_version")
+                if (value := payload.text(key)) is not None
+            },
+        ),
+    )
 
-    def campaign_event(self, payload: dict[str, Any], event_type: str, body: bytes) -> Parsed:
-        data = _object(payload, "data", "data")
-        if data is None:
-            raise PayloadError("required: the event's data object", field="data")
-        summary = _object(data, "campaign", "data.campaign")
-        if summary is None:
-            raise PayloadError("required: the campaign summary", field="data.campaign")
-        status = _text(summary, "status", "data.campaign.status")
-        previous = _text(summary, "previous_status", "data.campaign.previous_status")
-        campaign = Campaign(
-            id=_identifier(summary, "id", "data.campaign.id"),
-            name=_text(summary, "name", "data.campaign.name"),
-            status=_campaign_status(status),
-            provider_status=status,
-            previous_status=None if previous is None else _campaign_status(previous),
-            cycle=_count(data, "cycle_iteration", "data.cycle_iteration"),
-            next_cycle_at=self.timestamp(data, "next_cycle_at", "data.next_cycle_at"),
-            stats=_stats(data),
-        )
-        return Parsed(
-            type=_CAMPAIGN_TYPES[event_type],
-            provider_type=event_type,
-            idempotency_key=_identifier(payload, "event_id", "event_id") or _body_key(body),
-            raw=payload,
-            time=self.timestamp(payload, "occurred_at", "occurred_at"),
-            subject=campaign.id,
-            data=EventData(
-                campaign=campaign,
-                attributes={
-                    key: value
-                    for key in ("project_id", "api_version")
-                    if (value := _text(payload, key, key)) is not None
-                },
-            ),
-        )
 
-    def other(self, payload: dict[str, Any], event_type: str, body: bytes) -> Parsed:
-        """An event type this plugin does not know: kept whole, its envelope read leniently."""
-        data = payload.get("data")
-        try:
-            time = self.timestamp(payload, "occurred_at", "occurred_at")
-        except PayloadError:
-            time = None
-        return Parsed(
-            type=f"altur.{event_type}",
-            provider_type=event_type,
-            idempotency_key=_loose_id(payload.get("event_id"))
-            or (
-                f"{event_type}:{object_id}" if (object_id := _loose_id(payload.get("id"))) else None
+def _other(payload: Payload, event_type: str, body: bytes) -> EventParts:
+    """An event type this plugin does not know: kept whole, its envelope read leniently."""
+    raw = payload.data
+    data = raw.get("data")
+    try:
+        time = payload.timestamp("occurred_at")
+    except PayloadError:
+        time = None
+    object_id = _loose_id(raw.get("id"))
+    return EventParts(
+        type=f"altur.{event_type}",
+        provider_type=event_type,
+        idempotency_key=_loose_id(raw.get("event_id"))
+        or (f"{event_type}:{object_id}" if object_id else None)
+        or _body_key(body),
+        raw=raw,
+        time=time,
+        subject=object_id,
+        data=EventData(attributes=dict(data) if isinstance(data, dict) else {}),
+    )
+
+
+def _transcript(payload: Payload) -> tuple[TranscriptTurn, ...]:
+    result = []
+    for turn in payload.nested_list("transcript"):
+        sender = turn.text("sent_by")
+        if sender is None:
+            raise PayloadError("required: who said it", field=turn.field("sent_by"))
+        result.append(
+            TranscriptTurn(
+                speaker=SPEAKERS.get(sender.lower(), sender),
+                text=turn.text("content") or "",
+                at=turn.timestamp("sent_at"),
             )
-            or _body_key(body),
-            raw=payload,
-            time=time,
-            subject=_loose_id(payload.get("id")),
-            data=EventData(attributes=dict(data) if isinstance(data, dict) else {}),
         )
-
-    def transcript(self, payload: Mapping[str, Any]) -> tuple[TranscriptTurn, ...]:
-        turns = payload.get("transcript")
-        if turns is None:
-            return ()
-        if not isinstance(turns, list):
-            raise PayloadError(f"expected an array, got {_kind(turns)}", field="transcript")
-        result = []
-        for index, turn in enumerate(turns):
-            path = f"transcript[{index}]"
-            if not isinstance(turn, dict):
-                raise PayloadError(f"expected an object, got {_kind(turn)}", field=path)
-            sender = _text(turn, "sent_by", f"{path}.sent_by")
-            if sender is None:
-                raise PayloadError("required: who said it", field=f"{path}.sent_by")
-            result.append(
-                TranscriptTurn(
-                    speaker=SPEAKERS.get(sender.lower(), sender),
-                    text=_text(turn, "content", f"{path}.content") or "",
-                    at=self.timestamp(turn, "sent_at", f"{path}.sent_at"),
-                )
-            )
-        return tuple(result)
-
-    def timestamp(self, mapping: Mapping[str, Any] | None, key: str, path: str) -> datetime | None:
-        if mapping is None:
-            return None
-        value = parse_timestamp(mapping.get(key), field=path, naive_tz=self.naive_tz)
-        if value is not None:
-            try:
-                value.astimezone(UTC)
-            except (OverflowError, ValueError):
-                raise PayloadError(f"{mapping.get(key)!r} is out of range", field=path) from None
-        return value
-
-    def phone(self, mapping: Mapping[str, Any] | None, key: str, path: str) -> str | None:
-        if mapping is None:
-            return None
-        value = mapping.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
-            raise PayloadError(f"expected a phone number, got {_kind(value)}", field=path)
-        return phone_e164(value, default_region=self.phone_region)
+    return tuple(result)
 
 
 def _as_sent(payload: Mapping[str, Any], key: str) -> str | None:
@@ -302,30 +254,28 @@ def _as_sent(payload: Mapping[str, Any], key: str) -> str | None:
 
 
 def _call_attributes(
-    payload: Mapping[str, Any],
-    end_user: Mapping[str, Any] | None,
-    assistant: Mapping[str, Any] | None,
+    payload: Payload, end_user: Payload | None, assistant: Payload | None
 ) -> dict[str, Any]:
     """The parts of ``on_call_end`` the model has no field for but a CRM sink wants."""
     attributes: dict[str, Any] = {}
     if end_user is not None:
-        extracted = _object(end_user, "extracted_data", "end_user.extracted_data")
+        extracted = end_user.nested("extracted_data")
         if extracted is not None:
-            attributes["extracted_data"] = extracted
-        tags = _strings(end_user, "tags", "end_user.tags")
+            attributes["extracted_data"] = extracted.data
+        tags = end_user.strings("tags")
         if tags is not None:
             attributes["tags"] = tags
-        status = _text(end_user, "status", "end_user.status")
+        status = end_user.text("status")
         if status is not None:
             attributes["end_user_status"] = status
     if assistant is not None:
         summary = {
-            "id": _identifier(assistant, "id", "assistant.id"),
-            "name": _text(assistant, "name", "assistant.name"),
-            "nickname": _text(assistant, "nickname", "assistant.nickname"),
+            "id": assistant.identifier("id"),
+            "name": assistant.text("name"),
+            "nickname": assistant.text("nickname"),
         }
         attributes["assistant"] = {k: v for k, v in summary.items() if v is not None}
-    billed = _count(payload, "billed_duration", "billed_duration")
+    billed = payload.integer("billed_duration", minimum=0)
     if billed is not None:
         attributes["billed_duration_seconds"] = billed
     return attributes
@@ -345,25 +295,20 @@ def _loose_id(value: Any) -> str | None:
     return None
 
 
-def _stats(data: Mapping[str, Any]) -> dict[str, int | float]:
+def _stats(data: Payload) -> dict[str, int | float]:
     """The numeric counts and rates of ``data.analytics`` (sent when a campaign finishes)."""
-    analytics = _object(data, "analytics", "data.analytics")
+    analytics = data.nested("analytics")
     if analytics is None:
         return {}
     return {
         str(key): value
-        for key, value in analytics.items()
+        for key, value in analytics.data.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
 
 
 def _first(values: tuple[str | None, ...]) -> str | None:
     return next((value for value in values if value is not None), None)
-
-
-def _direction(payload: Mapping[str, Any]) -> CallDirection | None:
-    value = _text(payload, "type", "type")
-    return None if value is None else _DIRECTIONS.get(value.lower())
 
 
 def _call_status(value: str | None) -> CallStatus:
@@ -376,73 +321,3 @@ def _campaign_status(value: str | None) -> CampaignStatus:
     if value is None:
         return CampaignStatus.UNKNOWN
     return CAMPAIGN_STATUSES.get(value.strip().lower(), CampaignStatus.UNKNOWN)
-
-
-def _object(mapping: Mapping[str, Any] | None, key: str, path: str) -> dict[str, Any] | None:
-    value = None if mapping is None else mapping.get(key)
-    if value is None or isinstance(value, dict):
-        return value
-    raise PayloadError(f"expected an object, got {_kind(value)}", field=path)
-
-
-def _text(mapping: Mapping[str, Any] | None, key: str, path: str) -> str | None:
-    value = None if mapping is None else mapping.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    raise PayloadError(f"expected a string, got {_kind(value)}", field=path)
-
-
-def _identifier(mapping: Mapping[str, Any] | None, key: str, path: str) -> str | None:
-    """An id, which Altur sends as a string (calls) or an integer (campaigns)."""
-    value = None if mapping is None else mapping.get(key)
-    if value is None or value == "":
-        return None
-    result = _loose_id(value)
-    if result is None:
-        raise PayloadError(f"expected a string or an integer, got {_kind(value)}", field=path)
-    return result
-
-
-def _count(mapping: Mapping[str, Any] | None, key: str, path: str) -> int | None:
-    """A whole, non-negative number (seconds, iterations); ``45.0`` reads as 45."""
-    value = None if mapping is None else mapping.get(key)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"expected a whole number, got {_kind(value)}", field=path)
-    if value < 0:
-        raise PayloadError(f"expected a number of at least 0, got {value}", field=path)
-    return value
-
-
-def _strings(mapping: Mapping[str, Any], key: str, path: str) -> list[str] | None:
-    value = mapping.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise PayloadError(f"expected an array of strings, got {_kind(value)}", field=path)
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise PayloadError(f"expected a string, got {_kind(item)}", field=f"{path}[{index}]")
-    return value
-
-
-def _kind(value: Any) -> str:
-    """The JSON name of ``value``'s type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

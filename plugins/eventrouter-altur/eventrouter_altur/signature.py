@@ -64,7 +64,7 @@ def digest(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def sign(key: bytes, body: bytes) -> str:
+def sign(body: bytes, key: bytes) -> str:
     """The header value Altur's current scheme sends for ``body``: a base64 digest."""
     return base64.b64encode(digest(key, body)).decode("ascii")
 
@@ -103,7 +103,7 @@ def received_digests(value: str) -> list[bytes]:
     return [candidate for candidate in found if len(candidate) == _DIGEST_SIZE]
 
 
-def verify(headers: Mapping[str, str], body: bytes, keys: Sequence[bytes]) -> None:
+def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[bytes]) -> None:
     """Raise AuthenticationError unless ``X-Altur-Signature`` signs ``body`` under one of ``keys``."""
     header = _header(headers.items(), SIGNATURE_HEADER)
     if not header:

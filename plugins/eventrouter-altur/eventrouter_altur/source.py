@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import UTC, tzinfo
 from typing import Any
 
-import attrs
 import phonenumbers
 from attrs import field, frozen
 
@@ -101,16 +100,17 @@ class AlturSource(Source):
         # with secrets, every request is verified; insecure only permits running without any
         if self.options.insecure and not self.options.secrets:
             return
-        verify(request.headers, request.body, self._keys)
+        verify(request.body, request.headers, self._keys)
 
     def parse(self, request: WebhookRequest) -> Event:
-        parsed = parse_webhook(request.body, naive_tz=self._naive_tz, phone_region=self._region)
-        return self.make_event(**attrs.asdict(parsed, recurse=False))
+        return self.make_event(
+            parse_webhook(request.body, naive_tz=self._naive_tz, phone_region=self._region)
+        )
 
     def sign(self, body: bytes, *, content_type: str = "application/json") -> SignedRequest:
         headers = {"Content-Type": content_type}
         if self._keys:
-            headers[SIGNATURE_HEADER] = sign(self._keys[0], body)
+            headers[SIGNATURE_HEADER] = sign(body, self._keys[0])
         elif not self.options.insecure:
             raise ValueError("no valid secret to sign with")
         return SignedRequest(headers=headers)

@@ -102,7 +102,7 @@ async def test_signed_malformed_body_gets_a_400_naming_the_field(make_router, co
     assert status == 400
     assert answer == {
         "error": "invalid_payload",
-        "message": "expected a whole number, got a string",
+        "message": "expected a whole number, got string",
         "field": "duration",
     }
 

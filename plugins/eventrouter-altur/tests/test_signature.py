@@ -61,7 +61,7 @@ def test_header_name_is_case_insensitive(source, secret, load, header):
     signature = b64(hmac_digest(base64.b64decode(secret), body))
     source.authenticate(request(body, signature, header=header))
     # the pure function takes any mapping, not only a case-insensitive one
-    verify({header: signature}, body, [base64.b64decode(secret)])
+    verify(body, {header: signature}, [base64.b64decode(secret)])
 
 
 def test_missing_signature_is_refused(source, load, secret):
