@@ -213,8 +213,11 @@ class Payload:
     def _first(self, keys: tuple[str, ...]) -> tuple[str, Any]:
         for key in keys:
             value = self.data.get(key)
-            if value is not None and value != "":
-                return key, value
+            if value is None or value == "":
+                continue
+            if self.text_values and isinstance(value, str) and not value.strip():
+                continue  # a form field left blank
+            return key, value
         return keys[0], None
 
     def _absent(self, key: str, what: str, required: bool) -> None:
@@ -229,7 +232,7 @@ class Payload:
         key, value = self._first(keys)
         if isinstance(value, int | float) and not isinstance(value, bool) and numbers:
             value = str(value)
-        if value is None or (self.text_values and isinstance(value, str) and not value.strip()):
+        if value is None:
             self._absent(key, "string", required)
             return None
         if not isinstance(value, str):
@@ -262,20 +265,23 @@ class Payload:
         return int(number)
 
     def _number(self, key: str, value: Any, what: str, minimum: float | None) -> float:
-        if isinstance(value, str) and self.text_values:
-            try:
-                value = float(value)
-            except ValueError:
-                raise self._wrong(key, what, "") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise self._wrong(key, what, value)
-        if not math.isfinite(value):
-            raise PayloadError(f"expected {what}, got an infinite number", field=self.field(key))
-        if minimum is not None and value < minimum:
+        if isinstance(value, str) and not self.text_values:
+            raise self._wrong(key, what, value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._wrong(key, what, value) from None
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):
+            raise PayloadError(f"expected {what}, got one out of range", field=self.field(key))
+        if minimum is not None and number < minimum:
             raise PayloadError(
                 f"expected {what} of at least {minimum:g}, got a smaller one", field=self.field(key)
             )
-        return value
+        return number
 
     def boolean(self, *keys: str) -> bool | None:
         """``true`` or ``false`` (``text_values``: also ``"true"`` and ``"false"``)."""

@@ -6,13 +6,12 @@ from collections.abc import Callable
 
 from eventrouter import Source, hookimpl
 from eventrouter_exotel.auth import AccessPolicy, authenticate
-from eventrouter_exotel.callbacks import GENERIC_TYPE, Callback, Kind, Settings, detect_kind
+from eventrouter_exotel.callbacks import GENERIC_TYPE, Kind, Settings, detect_kind, read_callback
 from eventrouter_exotel.source import ExotelOptions, ExotelSource, parse_callback
 
 __all__ = [
     "GENERIC_TYPE",
     "AccessPolicy",
-    "Callback",
     "ExotelOptions",
     "ExotelSource",
     "Kind",
@@ -20,6 +19,7 @@ __all__ = [
     "authenticate",
     "detect_kind",
     "parse_callback",
+    "read_callback",
     "register_sources",
 ]
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +27,10 @@ from eventrouter import (
     CampaignStatus,
     Contact,
     EventData,
+    EventParts,
     EventType,
+    Payload,
     PayloadError,
-    parse_timestamp,
     phone_e164,
 )
 from eventrouter_exotel.body import string_list
@@ -45,11 +45,10 @@ from eventrouter_exotel.vocabulary import (
 
 __all__ = [
     "GENERIC_TYPE",
-    "Callback",
     "Kind",
     "Settings",
     "detect_kind",
-    "normalise",
+    "read_callback",
 ]
 
 #: the event type of a callback whose shape is not one of Exotel's documented ones
@@ -72,19 +71,6 @@ class Settings:
     phone_region: str = "IN"
     #: time zone of timestamps written without an offset (``2024-01-15 14:30:45``)
     naive_tz: tzinfo = field(factory=lambda: ZoneInfo("Asia/Kolkata"))
-
-
-@frozen
-class Callback:
-    """A normalised callback: everything of an event but what the receiving source stamps."""
-
-    type: str = field(converter=str)
-    provider_type: str = field(converter=str)
-    idempotency_key: str
-    payload: dict[str, Any]
-    data: EventData = field(factory=EventData)
-    time: datetime | None = None
-    subject: str | None = None
 
 
 _TERMINAL_CALL_STATUSES = frozenset(
@@ -127,94 +113,53 @@ def detect_kind(payload: Mapping[str, Any]) -> Kind | None:
     return None
 
 
-def normalise(
+def read_callback(
     payload: dict[str, Any], *, body: bytes, kind: Kind | None = None, settings: Settings
-) -> Callback:
-    """``payload`` as a normalised callback; ``kind`` forces a kind instead of guessing it.
+) -> EventParts:
+    """``payload`` as the parts of an event; ``kind`` forces a kind instead of guessing it.
 
     PayloadError when a field of a recognised callback is malformed; a shape nobody
     recognises is never an error but an ``exotel.callback`` event keyed by the body's SHA-256.
     """
     kind = kind or detect_kind(payload)
+    # form bodies send every value as text; JSON ones are read the same way, as Exotel mixes them
+    reader = Payload(
+        payload, naive_tz=settings.naive_tz, phone_region=settings.phone_region, text_values=True
+    )
     if kind is Kind.CALL_STATUS:
-        return _call_status(payload, settings)
+        return _call_status(reader)
     if kind is Kind.CALL_SCHEDULE:
-        return _call_schedule(payload, settings)
+        return _call_schedule(reader)
     if kind is Kind.CAMPAIGN_STATUS:
-        return _campaign_status(payload, settings)
-    return _generic(payload, body, settings)
+        return _campaign_status(reader)
+    return _generic(reader, body)
 
 
-# -- field readers: each raises a PayloadError naming the field it could not read ------------
+def _text(payload: Payload, *keys: str) -> str | None:
+    """A field that holds text or an id, stripped."""
+    return payload.text(*keys, numbers=True)
 
 
-def _text(payload: Mapping[str, Any], *keys: str) -> str | None:
-    """The first of ``keys`` with a non-blank scalar value, as a stripped string."""
-    for key in keys:
-        value = payload.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise PayloadError(f"expected a string, got {type(value).__name__}", field=key)
-        text = str(value).strip()
-        if text:
-            return text
-    return None
-
-
-def _url(payload: Mapping[str, Any], *keys: str) -> str | None:
+def _url(payload: Payload, *keys: str) -> str | None:
     """A URL field; form bodies spell a missing one as ``null``."""
     text = _text(payload, *keys)
     return None if text is None or text.lower() in ("null", "none") else text
 
 
-def _timestamp(payload: Mapping[str, Any], *keys: str, settings: Settings) -> datetime | None:
-    """The first of ``keys`` present, as an aware datetime; naive ones are in ``naive_tz``."""
-    for key in keys:
-        value = payload.get(key)
-        if value is None or value == "":
-            continue
-        result = parse_timestamp(value, field=key, naive_tz=settings.naive_tz)
-        if result is None:
-            continue
-        try:
-            result.astimezone(UTC)
-        except (OverflowError, ValueError):
-            raise PayloadError(f"timestamp {value!r} is out of range", field=key) from None
-        return result
-    return None
+def _seconds(payload: Payload, *keys: str) -> int | None:
+    """A whole number of seconds (``47``, ``"47"``, ``47.0``), rounded."""
+    number = payload.number(*keys, minimum=0)
+    return None if number is None else round(number)
 
 
-def _seconds(payload: Mapping[str, Any], *keys: str) -> int | None:
-    """A whole number of seconds (``47``, ``"47"``, ``47.0``)."""
-    for key in keys:
-        value = payload.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise PayloadError(f"expected seconds, got {type(value).__name__}", field=key)
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            raise PayloadError(f"expected seconds, got {value!r:.40}", field=key) from None
-        if not math.isfinite(number) or number < 0:
-            raise PayloadError(
-                f"expected a non-negative number of seconds, got {value!r}", field=key
-            )
-        return round(number)
-    return None
-
-
-def _phone(
-    payload: Mapping[str, Any], key: str, settings: Settings
-) -> tuple[str | None, str | None]:
+def _phone(payload: Payload, key: str) -> tuple[str | None, str | None]:
     """A number field as (E.164 or None, the value to show: E.164 when it is a number, else as sent).
 
     A form body with an unescaped ``+`` decodes it to a space; a leading space before digits is
     read as ``+``. Values with letters (``0XXXXXX4890`` in Exotel's examples) are not numbers,
     though phonenumbers would read the letters as keypad digits.
     """
-    value = payload.get(key)
+    value = payload.data.get(key)
     text = _text(payload, key)
     if text is None:
         return None, None
@@ -222,13 +167,13 @@ def _phone(
         text = "+" + text
     if _LETTERS.search(text):
         return None, text
-    e164 = phone_e164(text, default_region=settings.phone_region)
+    e164 = phone_e164(text, default_region=payload.phone_region)
     return e164, e164 or text
 
 
-def _answered_by(payload: Mapping[str, Any]) -> Any:
+def _answered_by(payload: Payload) -> Any:
     """Who answered the last leg of a voice call (``Legs[-1].AnsweredBy``), if Exotel says."""
-    legs = payload.get("Legs")
+    legs = payload.data.get("Legs")
     if isinstance(legs, str) and legs.strip().startswith("["):
         try:
             legs = json.loads(legs)
@@ -248,7 +193,7 @@ def _status_key(normalised: enum.StrEnum, unknown: enum.StrEnum, provider: str |
 # -- the three callbacks ---------------------------------------------------------------------
 
 
-def _call_status(payload: dict[str, Any], settings: Settings) -> Callback:
+def _call_status(payload: Payload) -> EventParts:
     call_sid = _text(payload, "call_sid", "CallSid")
     if call_sid is None:
         raise PayloadError("a call status callback needs a call id", field="call_sid")
@@ -258,17 +203,17 @@ def _call_status(payload: dict[str, Any], settings: Settings) -> Callback:
     event_type = status_word(_text(payload, "EventType", "event_type"))
     direction_text = _text(payload, "Direction", "direction")
     direction = call_direction(direction_text) if direction_text else None
-    if direction is None and (campaign_sid or "number" in payload):
+    if direction is None and (campaign_sid or "number" in payload.data):
         direction = CallDirection.OUTBOUND  # campaigns only dial out
-    to_e164, to_number = _phone(payload, "number", settings)
+    to_e164, to_number = _phone(payload, "number")
     if to_number is None:
-        to_e164, to_number = _phone(payload, "To", settings)
-    from_e164, from_number = _phone(payload, "From" if "From" in payload else "from", settings)
+        to_e164, to_number = _phone(payload, "To")
+    from_e164, from_number = _phone(payload, "From" if "From" in payload.data else "from")
     contact_phone = from_e164 if direction is CallDirection.INBOUND else to_e164
-    created = _timestamp(payload, "date_created", "DateCreated", settings=settings)
-    updated = _timestamp(payload, "date_updated", "DateUpdated", settings=settings)
-    started = _timestamp(payload, "start_time", "StartTime", settings=settings) or created
-    ended = _timestamp(payload, "end_time", "EndTime", settings=settings)
+    created = payload.timestamp("date_created", "DateCreated")
+    updated = payload.timestamp("date_updated", "DateUpdated")
+    started = payload.timestamp("start_time", "StartTime") or created
+    ended = payload.timestamp("end_time", "EndTime")
     if ended is None and status in _TERMINAL_CALL_STATUSES:
         ended = updated
     call = Call(
@@ -301,11 +246,11 @@ def _call_status(payload: dict[str, Any], settings: Settings) -> Callback:
     key = f"call_status:{call_sid}:{_status_key(status, CallStatus.UNKNOWN, provider_status)}"
     if event_type:
         key += f":{event_type}"
-    return Callback(
+    return EventParts(
         type=EventType.CALL_ENDED if ended_event else f"exotel.call.{event_word}",
         provider_type=Kind.CALL_STATUS,
         idempotency_key=key,
-        payload=payload,
+        raw=payload.data,
         time=updated or ended or created,
         subject=call_sid,
         data=EventData(
@@ -317,17 +262,17 @@ def _call_status(payload: dict[str, Any], settings: Settings) -> Callback:
     )
 
 
-def _call_schedule(payload: dict[str, Any], settings: Settings) -> Callback:
-    call_sids = string_list(payload.get("call_sids"), field="call_sids")
-    to_e164, to_number = _phone(payload, "to", settings)
+def _call_schedule(payload: Payload) -> EventParts:
+    call_sids = string_list(payload.data.get("call_sids"), field="call_sids")
+    to_e164, to_number = _phone(payload, "to")
     if not call_sids and to_number is None:
         raise PayloadError("a call schedule callback needs call_sids or to", field="call_sids")
-    _, from_number = _phone(payload, "from", settings)
+    _, from_number = _phone(payload, "from")
     campaign_sid = _text(payload, "campaign_sid")
     provider_status = _text(payload, "status")
     status = call_status(provider_status)
-    created = _timestamp(payload, "date_created", settings=settings)
-    updated = _timestamp(payload, "date_updated", settings=settings)
+    created = payload.timestamp("date_created")
+    updated = payload.timestamp("date_updated")
     call = Call(
         id=call_sids[-1] if call_sids else None,
         direction=CallDirection.OUTBOUND,
@@ -339,11 +284,11 @@ def _call_schedule(payload: dict[str, Any], settings: Settings) -> Callback:
         to_number=to_number,
     )
     key = f"call_schedule:{campaign_sid or ''}:{to_number or ''}:{','.join(call_sids)}"
-    return Callback(
+    return EventParts(
         type=EventType.CALL_ATTEMPTS_EXHAUSTED,
         provider_type=Kind.CALL_SCHEDULE,
         idempotency_key=key,
-        payload=payload,
+        raw=payload.data,
         time=updated or created,
         subject=to_number or call.id,
         data=EventData(
@@ -354,14 +299,14 @@ def _call_schedule(payload: dict[str, Any], settings: Settings) -> Callback:
     )
 
 
-def _campaign_status(payload: dict[str, Any], settings: Settings) -> Callback:
+def _campaign_status(payload: Payload) -> EventParts:
     campaign_sid = _text(payload, "campaign_sid")
     if campaign_sid is None:
         raise PayloadError("a campaign status callback needs campaign_sid", field="campaign_sid")
     provider_status = _text(payload, "status", "Status")
     status = campaign_status(provider_status)
-    created = _timestamp(payload, "date_created", settings=settings)
-    updated = _timestamp(payload, "date_updated", settings=settings)
+    created = payload.timestamp("date_created")
+    updated = payload.timestamp("date_updated")
     campaign = Campaign(
         id=campaign_sid,
         name=_text(payload, "name", "campaign_name"),
@@ -370,31 +315,29 @@ def _campaign_status(payload: dict[str, Any], settings: Settings) -> Callback:
         report_url=_url(payload, "report_url"),
     )
     key = f"campaign_status:{campaign_sid}:{_status_key(status, CampaignStatus.UNKNOWN, provider_status)}"
-    return Callback(
+    return EventParts(
         type=EventType.CAMPAIGN_COMPLETED
         if status in TERMINAL_CAMPAIGN_STATUSES
         else EventType.CAMPAIGN_STATUS_CHANGED,
         provider_type=Kind.CAMPAIGN_STATUS,
         idempotency_key=key,
-        payload=payload,
+        raw=payload.data,
         time=updated or created,
         subject=campaign_sid,
         data=EventData(campaign=campaign),
     )
 
 
-def _generic(payload: dict[str, Any], body: bytes, settings: Settings) -> Callback:
+def _generic(payload: Payload, body: bytes) -> EventParts:
     """An undocumented shape: accepted as is, timed by its own timestamp when one is readable."""
     try:
-        time = _timestamp(
-            payload, "date_updated", "DateUpdated", "date_created", "DateCreated", settings=settings
-        )
+        time = payload.timestamp("date_updated", "DateUpdated", "date_created", "DateCreated")
     except PayloadError:
         time = None
-    return Callback(
+    return EventParts(
         type=GENERIC_TYPE,
         provider_type="callback",
         idempotency_key=f"callback:{hashlib.sha256(body).hexdigest()}",
-        payload=payload,
+        raw=payload.data,
         time=time,
     )

@@ -9,10 +9,10 @@ import phonenumbers
 from attrs import field, frozen
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from eventrouter import Event, SignedRequest, Source, WebhookRequest, time_zone
+from eventrouter import Event, EventParts, SignedRequest, Source, WebhookRequest, time_zone
 from eventrouter_exotel.auth import AccessPolicy, authenticate, basic_authorization, parse_networks
 from eventrouter_exotel.body import decode_body
-from eventrouter_exotel.callbacks import Callback, Kind, Settings, normalise
+from eventrouter_exotel.callbacks import Kind, Settings, read_callback
 
 __all__ = ["MIN_TOKEN_LENGTH", "ExotelOptions", "ExotelSource", "parse_callback"]
 
@@ -50,14 +50,14 @@ def parse_callback(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
     kind: Kind | None = None,
     settings: Settings | None = None,
-) -> Callback:
-    """Decode and normalise one callback: PayloadError, or the callback, never anything else."""
+) -> EventParts:
+    """Decode and read one callback: PayloadError, or the parts of its event, never anything else."""
     headers = (
         headers if isinstance(headers, CIMultiDictProxy) else CIMultiDictProxy(CIMultiDict(headers))
     )
     content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     payload = decode_body(body, content_type)
-    return normalise(payload, body=body, kind=kind, settings=settings or Settings())
+    return read_callback(payload, body=body, kind=kind, settings=settings or Settings())
 
 
 class ExotelSource(Source):
@@ -125,17 +125,10 @@ class ExotelSource(Source):
         )
 
     def parse(self, request: WebhookRequest) -> Event:
-        callback = parse_callback(
-            request.body, headers=request.headers, kind=self.kind, settings=self.settings
-        )
         return self.make_event(
-            type=callback.type,
-            provider_type=callback.provider_type,
-            idempotency_key=callback.idempotency_key,
-            raw=callback.payload,
-            time=callback.time,
-            subject=callback.subject,
-            data=callback.data,
+            parse_callback(
+                request.body, headers=request.headers, kind=self.kind, settings=self.settings
+            )
         )
 
     def sign(self, body: bytes, *, content_type: str = "application/json") -> SignedRequest:
