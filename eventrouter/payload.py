@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -227,6 +227,10 @@ class Payload:
     def _wrong(self, key: str, what: str, value: Any) -> PayloadError:
         return PayloadError(f"expected {what}, got {describe(value)}", field=self.field(key))
 
+    @overload
+    def text(self, *keys: str, numbers: bool = ..., required: Literal[True]) -> str: ...
+    @overload
+    def text(self, *keys: str, numbers: bool = ..., required: bool = ...) -> str | None: ...
     def text(self, *keys: str, numbers: bool = False, required: bool = False) -> str | None:
         """A string; with ``numbers``, a number is read as its text too (ids, codes)."""
         key, value = self._first(keys)
@@ -239,6 +243,10 @@ class Payload:
             raise self._wrong(key, "a string or number" if numbers else "a string", value)
         return value.strip() if self.text_values else value
 
+    @overload
+    def identifier(self, *keys: str, required: Literal[True]) -> str: ...
+    @overload
+    def identifier(self, *keys: str, required: bool = ...) -> str | None: ...
     def identifier(self, *keys: str, required: bool = False) -> str | None:
         """An id, which providers send as a string or an integer, as text."""
         key, value = self._first(keys)
@@ -292,6 +300,10 @@ class Payload:
             return value
         raise self._wrong(key, "true or false", value)
 
+    @overload
+    def timestamp(self, *keys: str, required: Literal[True]) -> datetime: ...
+    @overload
+    def timestamp(self, *keys: str, required: bool = ...) -> datetime | None: ...
     def timestamp(self, *keys: str, required: bool = False) -> datetime | None:
         """An aware datetime (see :func:`parse_timestamp`); naive ones are in ``naive_tz``."""
         key, value = self._first(keys)
@@ -315,6 +327,10 @@ class Payload:
         value = self.text(*keys)
         return default if value is None else mapping.get(value.strip().lower(), default)
 
+    @overload
+    def nested(self, *keys: str, required: Literal[True]) -> Payload: ...
+    @overload
+    def nested(self, *keys: str, required: bool = ...) -> Payload | None: ...
     def nested(self, *keys: str, required: bool = False) -> Payload | None:
         """An object inside this one, as a Payload whose errors name its path."""
         key, value = self._first(keys)

@@ -36,7 +36,10 @@ def error(getter):
 
 def test_errors_name_the_path_and_the_type_never_the_value():
     call = read().nested("call")
-    assert error(lambda: call.integer("duration")) == "call.duration: expected a whole number, got string"
+    assert (
+        error(lambda: call.integer("duration"))
+        == "call.duration: expected a whole number, got string"
+    )
     assert error(lambda: call.text("seconds")) == "call.seconds: expected a string, got number"
     assert error(lambda: call.nested("status")) == "call.status: expected an object, got string"
     assert error(lambda: call.nested_list("legs")) == "call.legs[1]: expected an object, got string"

@@ -86,6 +86,20 @@ def violations(tree: ast.Module, *, tests: bool) -> Iterator[str]:
             yield f"{node.lineno}: eventrouter.{node.attr} (not in __all__)"
 
 
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+GUIDES = ("docs/writing-plugins.md", "docs/hooks.md", "docs/plugin-api.md")
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_guides_teach_only_the_public_api(guide):
+    blocks = PYTHON_BLOCK.findall((ROOT / guide).read_text(encoding="utf-8"))
+    assert blocks
+    for block in blocks:
+        tests = "def test_" in block
+        found = list(violations(ast.parse(block), tests=tests))
+        assert found == [], f"{guide} shows code reaching past the public API: {found}"
+
+
 def test_plugin_code_is_found():
     files = plugin_files()
     assert len(files) > 50

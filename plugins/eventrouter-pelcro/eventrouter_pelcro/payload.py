@@ -93,7 +93,6 @@ class Envelope:
         if isinstance(created, str) and created.strip().isdigit():
             reader = Payload({**payload, "created": int(created.strip())})  # Unix seconds as text
         time = reader.timestamp("created", required=True)
-        assert time is not None
         return cls(
             type=event_type, id=event_id, created=time, data=payload.get("data"), payload=payload
         )
@@ -127,8 +126,8 @@ def parse_webhook(body: bytes) -> EventParts:
 
 def campaign_triggered(envelope: Payload) -> tuple[EventData, str | None]:
     """``campaign.triggered``: the campaign, the subscriber as contact, the subscription as attributes."""
-    data = _required(envelope.nested("data", required=True))
-    campaign = _required(data.nested("campaign", required=True))
+    data = envelope.nested("data", required=True)
+    campaign = data.nested("campaign", required=True)
     subscription = data.nested("subscription")
     user = _person(data, subscription)
     address = (subscription and subscription.nested("address")) or data.nested("address")
@@ -168,9 +167,9 @@ def campaign_triggered(envelope: Payload) -> tuple[EventData, str | None]:
 
 def run_completed(envelope: Payload) -> tuple[EventData, str | None]:
     """``campaign.run_completed``, with the campaign under ``data.campaign`` or directly in ``data``."""
-    data = _required(envelope.nested("data", required=True))
+    data = envelope.nested("data", required=True)
     campaign = data.nested("campaign") or data
-    run = _required(campaign.nested("run", required=True))
+    run = campaign.nested("run", required=True)
     report_url = run.get("download_link")
     if report_url is not None and not isinstance(report_url, str):
         raise PayloadError(_expected("a URL string", report_url), field=run.field("download_link"))
@@ -267,11 +266,6 @@ def _is_credential(key: str) -> bool:
 
 def _expected(what: str, value: Any) -> str:
     return f"expected {what}, got {describe(value)}"
-
-
-def _required(value: Payload | None) -> Payload:
-    assert value is not None  # ``required=True`` raised already
-    return value
 
 
 def _person(data: Payload, subscription: Payload | None) -> Payload | None:
