@@ -210,7 +210,8 @@ class Payload:
         """The raw value of the first of ``keys`` present (not None, not ""), else None."""
         return self._first(keys)[1]
 
-    def _first(self, keys: tuple[str, ...]) -> tuple[str, Any]:
+    def _first(self, keys: tuple[str, ...], required: str | None = None) -> tuple[str, Any]:
+        """The first key present and its value; ``required`` names what must be there."""
         for key in keys:
             value = self.data.get(key)
             if value is None or value == "":
@@ -218,11 +219,9 @@ class Payload:
             if self.text_values and isinstance(value, str) and not value.strip():
                 continue  # a form field left blank
             return key, value
-        return keys[0], None
-
-    def _absent(self, key: str, what: str, required: bool) -> None:
         if required:
-            raise PayloadError(f"required {what} is missing", field=self.field(key))
+            raise PayloadError(f"required {required} is missing", field=self.field(keys[0]))
+        return keys[0], None
 
     def _wrong(self, key: str, what: str, value: Any) -> PayloadError:
         return PayloadError(f"expected {what}, got {describe(value)}", field=self.field(key))
@@ -233,11 +232,10 @@ class Payload:
     def text(self, *keys: str, numbers: bool = ..., required: bool = ...) -> str | None: ...
     def text(self, *keys: str, numbers: bool = False, required: bool = False) -> str | None:
         """A string; with ``numbers``, a number is read as its text too (ids, codes)."""
-        key, value = self._first(keys)
+        key, value = self._first(keys, "string" if required else None)
         if isinstance(value, int | float) and not isinstance(value, bool) and numbers:
             value = str(value)
         if value is None:
-            self._absent(key, "string", required)
             return None
         if not isinstance(value, str):
             raise self._wrong(key, "a string or number" if numbers else "a string", value)
@@ -249,9 +247,8 @@ class Payload:
     def identifier(self, *keys: str, required: bool = ...) -> str | None: ...
     def identifier(self, *keys: str, required: bool = False) -> str | None:
         """An id, which providers send as a string or an integer, as text."""
-        key, value = self._first(keys)
+        key, value = self._first(keys, "id" if required else None)
         if value is None:
-            self._absent(key, "id", required)
             return None
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise self._wrong(key, "a string or an integer", value)
@@ -333,9 +330,8 @@ class Payload:
     def nested(self, *keys: str, required: bool = ...) -> Payload | None: ...
     def nested(self, *keys: str, required: bool = False) -> Payload | None:
         """An object inside this one, as a Payload whose errors name its path."""
-        key, value = self._first(keys)
+        key, value = self._first(keys, "object" if required else None)
         if value is None:
-            self._absent(key, "object", required)
             return None
         if not isinstance(value, dict):
             raise self._wrong(key, "an object", value)
