@@ -77,6 +77,9 @@ def time_zone(name: str) -> tzinfo:
         ) from None
 
 
+_NOT_A_TIMESTAMP = "expected Unix seconds or an ISO 8601 timestamp, got "
+
+
 def parse_timestamp(
     value: Any, *, field: str | None = None, naive_tz: tzinfo = UTC, required: bool = False
 ) -> datetime | None:
@@ -94,16 +97,15 @@ def parse_timestamp(
             return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
             raise PayloadError("Unix timestamp is out of range", field=field) from None
-    problem = f"expected Unix seconds or an ISO 8601 timestamp, got {describe(value)}"
     if not isinstance(value, str):
-        raise PayloadError(problem, field=field)
+        raise PayloadError(_NOT_A_TIMESTAMP + describe(value), field=field)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         result = datetime.fromisoformat(text)
     except ValueError:
-        raise PayloadError(problem, field=field) from None
+        raise PayloadError(_NOT_A_TIMESTAMP + "string", field=field) from None
     if result.tzinfo is None:
         result = result.replace(tzinfo=naive_tz)
     try:

@@ -136,22 +136,35 @@ class Source(abc.ABC):
         (``make_event(type=..., provider_type=..., idempotency_key=..., raw=...)``); keywords
         given with parts replace those fields.
         """
-        if parts is None:
-            parts = EventParts(**fields)
-        elif fields:
-            parts = attrs.evolve(parts, **fields)
+        if parts is not None:
+            fields = {**attrs.asdict(parts, recurse=False), **fields}
+        return self._stamp(**fields)
+
+    def _stamp(
+        self,
+        *,
+        type: str,
+        provider_type: str,
+        idempotency_key: str,
+        raw: Any,
+        time: datetime | None = None,
+        subject: str | None = None,
+        data: EventData | None = None,
+        sensitive: tuple[str, ...] = (),
+    ) -> Event:
+        # keywords come straight here (no EventParts made): this is the ingest path's hot end
         received_at = utcnow()
         return Event(
             id=new_event_id(),
             source=self.name,
-            type=parts.type,
-            time=parts.time or received_at,
-            subject=parts.subject,
+            type=type,
+            time=time or received_at,
+            subject=subject,
             provider=self.provider or self.type_name,
-            provider_type=parts.provider_type,
-            idempotency_key=parts.idempotency_key,
+            provider_type=provider_type,
+            idempotency_key=idempotency_key,
             received_at=received_at,
-            data=parts.data,
-            raw=parts.raw,
-            sensitive=parts.sensitive,
+            data=data or EventData(),
+            raw=raw,
+            sensitive=sensitive,
         )
