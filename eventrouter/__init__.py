@@ -1,5 +1,6 @@
 """eventrouter: receive, verify, normalise, store and route webhooks from many providers."""
 
+from eventrouter.converter import Secret
 from eventrouter.errors import (
     AuthenticationError,
     ConfigError,
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadError",
     "PermanentError",
     "RetryableError",
+    "Secret",
     "SignedRequest",
     "Sink",
     "SinkContext",

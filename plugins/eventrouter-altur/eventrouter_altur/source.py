@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, tzinfo
 from typing import Any
 
 import attrs
 import phonenumbers
 from attrs import field, frozen
+from cattrs.gen import make_dict_structure_fn
 
+from eventrouter import Secret
+from eventrouter.converter import converter
 from eventrouter.events import Event
 from eventrouter.normalise import time_zone
 from eventrouter.sources import SignedRequest, Source, WebhookRequest
@@ -28,21 +31,12 @@ __all__ = ["AlturOptions", "AlturSource"]
 log = logging.getLogger("eventrouter_altur")
 
 
-# The core converter reads the string "false" as True and a bare string as a list of its
-# characters (one-byte HMAC keys); these two options are typed Any so that their own
-# converters see the raw config value and refuse both.
+# The core converter reads the string "false" as True; ``insecure`` is typed Any so that its
+# own converter sees the raw config value and refuses it.
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     raise ValueError(f"insecure: expected true or false, got {value!r}")
-
-
-def _secrets(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise ValueError("secrets: expected a string or an array of strings")
 
 
 @frozen
@@ -50,7 +44,7 @@ class AlturOptions:
     """How one ``[sources.NAME]`` table with ``plugin = "altur"`` verifies and reads requests."""
 
     #: shared secrets of the webhook integration; a request signed with any of them passes
-    secrets: Any = field(factory=list, converter=_secrets, repr=False)
+    secrets: list[Secret] = field(factory=list, repr=False)
     #: "base64" (Altur's current docs: the key is the decoded bytes) or "utf8" (older docs)
     secret_encoding: str = "base64"  # noqa: S105 - the name of an encoding, not a secret
     #: run without secrets, accepting unsigned requests (local testing only); with secrets set,
@@ -60,6 +54,19 @@ class AlturOptions:
     time_zone: str = "UTC"
     #: ISO 3166 region of phone numbers sent without a leading + (e.g. "MX")
     phone_region: str | None = None
+
+
+_structure_fields = make_dict_structure_fn(AlturOptions, converter, _cattrs_forbid_extra_keys=True)
+
+
+def _structure_options(value: Any, _: type) -> AlturOptions:
+    """The core converter's reading, except that one secret may be written as a bare string."""
+    if isinstance(value, Mapping) and isinstance(value.get("secrets"), str):
+        value = {**value, "secrets": [value["secrets"]]}
+    return _structure_fields(value, AlturOptions)
+
+
+converter.register_structure_hook(AlturOptions, _structure_options)
 
 
 class AlturSource(Source):

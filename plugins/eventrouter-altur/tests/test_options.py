@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventrouter.config import parse_config
+from eventrouter.converter import EMPTY_SECRET
 from eventrouter.errors import AuthenticationError, ConfigError
 from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter.sources import WebhookRequest
@@ -83,9 +84,9 @@ def test_a_single_string_is_one_secret():
 
 
 def test_secrets_must_be_strings():
-    found = problems({"secrets": [SECRET, 42]})
-    assert len(found) == 1
-    assert "secrets: expected a string or an array of strings" in found[0]
+    assert problems({"secrets": [SECRET, 42]}) == [
+        "sources.altur.secrets[1]: expected a string, got int"
+    ]
 
 
 def test_base64_secrets_must_decode_and_are_never_quoted():
@@ -98,10 +99,12 @@ def test_base64_secrets_must_decode_and_are_never_quoted():
     assert bad not in found[0]
 
 
-def test_empty_secret_is_refused():
-    assert problems({"secrets": [""], "secret_encoding": "utf8"}) == [
-        "sources.altur.secrets[0]: is empty"
+@pytest.mark.parametrize("empty", ["", "  ", "${ALTUR_OLD_SECRET:-}"])
+def test_empty_secret_is_refused(empty):
+    assert problems({"secrets": [SECRET, empty], "secret_encoding": "utf8"}) == [
+        f"sources.altur.secrets[1]: {EMPTY_SECRET}"
     ]
+    assert problems({"secrets": empty}) == [f"sources.altur.secrets[0]: {EMPTY_SECRET}"]
 
 
 def test_utf8_secrets_may_be_any_text():

@@ -11,6 +11,7 @@ from attrs import field, frozen
 from cattrs.gen import make_dict_structure_fn
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from eventrouter import Secret
 from eventrouter.converter import converter
 from eventrouter.events import Event
 from eventrouter.normalise import time_zone
@@ -32,9 +33,9 @@ class ExotelOptions:
     """The keys of an ``[sources.NAME]`` table with ``plugin = "exotel"``."""
 
     #: accepted ``?token=`` values; several while rotating
-    tokens: list[str] = field(factory=list, repr=False)
+    tokens: list[Secret] = field(factory=list, repr=False)
     #: accepted ``user:password`` credentials, sent as ``Authorization: Basic``
-    basic_auth: list[str] = field(factory=list, repr=False)
+    basic_auth: list[Secret] = field(factory=list, repr=False)
     #: CIDRs callbacks may come from; empty: anywhere
     allowed_networks: list[str] = field(factory=list)
     #: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed

@@ -95,7 +95,9 @@ def test_all_options(registry):
     ("options", "expected"),
     [
         ({"tokens": ["short"]}, "sources.exotel.tokens[0]: a token needs at least 16 characters"),
-        ({"tokens": [TOKEN, " " * 20]}, "sources.exotel.tokens[1]: a token needs at least 16"),
+        ({"tokens": [TOKEN, " " * 20]}, "sources.exotel.tokens[1]: a secret cannot be empty"),
+        ({"tokens": [TOKEN, ""]}, "sources.exotel.tokens[1]: a secret cannot be empty"),
+        ({"basic_auth": ["user:password", ""]}, "sources.exotel.basic_auth[1]: a secret cannot be"),
         ({"basic_auth": ["no-colon"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         ({"basic_auth": [":s3cret-pw"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         ({"basic_auth": ["user:"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from attrs import field, frozen
 
+from eventrouter import Secret
 from eventrouter.events import Event
 from eventrouter.sources import SignedRequest, Source, WebhookRequest
 from eventrouter_pelcro.payload import normalise
@@ -19,7 +20,7 @@ class PelcroOptions:
     """``secrets``: the webhook secrets; any match passes (rotation). ``insecure``: allow none."""
 
     #: Pelcro webhook secrets; a request passes when signed with any of them
-    secrets: list[str] = field(factory=list, repr=False)
+    secrets: list[Secret] = field(factory=list, repr=False)
     #: accept unsigned requests when no secret is configured (local testing only)
     insecure: bool = False
 
@@ -40,9 +41,6 @@ class PelcroSource(Source):
                 "secrets: at least one secret is required "
                 "(or set insecure = true to accept unsigned requests)"
             )
-        for index, secret in enumerate(self.options.secrets):
-            if not secret:
-                yield f"secrets[{index}]: a secret cannot be empty"
 
     def authenticate(self, request: WebhookRequest) -> None:
         # with secrets, every request is verified; insecure only permits running without any
