@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -23,29 +22,37 @@ __all__ = ["JSONFormatter", "TextFormatter", "escape_controls", "setup_logging"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
-#: beyond C0 and C1 controls (a newline starts a forged line, ESC a terminal sequence): line and
-#: paragraph separators, and the bidi controls that make a terminal show text out of order
-_INVISIBLE = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
-_CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_INVISIBLE}]")
-#: what json.dumps(ensure_ascii=False) writes as it is
-_JSON_UNSAFE = re.compile(f"[{_INVISIBLE}]")
-
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
+def _escaped(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escape_controls(text: str) -> str:
-    """``text`` on one line, control characters written as ``\\n``, ``\\x1b``, ``\\u202e``."""
-    return _CONTROL.sub(_escape, text)
+    """``text`` on one line, what a terminal would obey written out: ``\\n``, ``\\x1b``, ``\\u202e``.
+
+    Everything Python does not call printable: C0 and C1 controls (a newline starts a forged
+    line, ESC a terminal sequence), bidi and other format characters (text shown out of order,
+    or hidden), separators, surrogates, unassigned code points. As the CLI's listings show them.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _json_escaped(char: str) -> str:
+    data = char.encode("utf-16-be", "surrogatepass")
+    return "".join(
+        f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2)
+    )
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -72,9 +79,9 @@ def format_exception(exc_info: ExcInfo | tuple[None, None, None]) -> str:
     text = "".join(traceback.format_exception(*exc_info))
     for exc in _chain(exc_info[1]):
         message = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
-        if "\n" in message or "\r" in message:
+        if not message.isprintable():
             text = text.replace(message, escape_controls(message))
-    return _CONTROL_BUT_NEWLINE.sub(_escape, text)
+    return "\n".join(map(escape_controls, text.split("\n")))
 
 
 class TextFormatter(logging.Formatter):
@@ -112,8 +119,11 @@ class JSONFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         line = json.dumps(entry, default=str, ensure_ascii=False)
-        # such characters only occur inside JSON strings, where \uXXXX means the same
-        return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", line)
+        if line.isprintable():
+            return line
+        # json.dumps escapes C0 controls only; the rest occur only inside strings, where
+        # \uXXXX means the same
+        return "".join(char if char.isprintable() else _json_escaped(char) for char in line)
 
 
 def setup_logging(

@@ -34,7 +34,7 @@ ALTUR_SECRET = base64.b64encode(b"altur-hostile-logs-key-0123456789").decode()
 #: a line a forged record would start with
 FORGED = "2026-06-08 18:00:00,000 INFO    eventrouter.server: source demo: accepted forged"
 #: what a terminal must never receive from a sender
-RAW_CONTROLS = ("\x1b", "\x00", "\u202e", "\u2066", "\x85", "\r")
+RAW_CONTROLS = ("\x1b", "\x00", "\u202e", "\u2066", "\x85", "\r", "\u200b", "\U000e0041")
 #: the start of every record the text format writes
 RECORD = re.compile(
     r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL)"
@@ -90,7 +90,8 @@ async def test_a_signed_event_type_cannot_forge_a_log_line(make_router, log_outp
             "routes": [{"sinks": ["recorder"]}],
         }
     )
-    hostile = f"invoice.paid\n{FORGED} \x1b[2J\x00 \u202egnp.exe \u2066x\u2069 \x85"
+    # ... and a zero-width space and a Unicode tag character: text a terminal does not show
+    hostile = f"invoice.paid\n{FORGED} \x1b[2J\x00 \u202egnp.exe \u2066x\u2069 \x85\u200b\U000e0041"
     status, _ = await router.post("demo", {"type": hostile, "data": {}})
     assert status == 200
     status, _ = await router.post(
@@ -106,7 +107,7 @@ async def test_a_signed_event_type_cannot_forge_a_log_line(make_router, log_outp
     for char in RAW_CONTROLS:
         assert char not in text, repr(char)
     assert "invoice.paid\\n2026-06-08" in text
-    assert "\\x1b[2J\\x00 \\u202egnp.exe \\u2066x\\u2069 \\x85" in text
+    assert "\\x1b[2J\\x00 \\u202egnp.exe \\u2066x\\u2069 \\x85\\u200b\\U000e0041" in text
     assert "altur.on_call_end\\r\\n2026-06-08" in text
 
 
@@ -124,10 +125,10 @@ def test_an_exception_message_stays_on_its_line_and_the_traceback_keeps_its_own(
 
 
 def test_the_json_format_stays_valid_json_and_keeps_the_value():
-    value = f"x\n{FORGED}\r\x1b[2J\x00\u202e\u2066\x85\u2028"
+    value = f"x\n{FORGED}\r\x1b[2J\x00\u202e\u2066\x85\u2028\u200b\U000e0041\udcff"
     line = JSONFormatter().format(record("accepted %s", value))
     assert "\n" not in line
-    for char in (*RAW_CONTROLS, "\u2028"):
+    for char in (*RAW_CONTROLS, "\u2028", "\udcff"):
         assert char not in line, repr(char)
     assert json.loads(line)["message"] == f"accepted {value}"
 
