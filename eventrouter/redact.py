@@ -19,6 +19,9 @@ MASK = "***"
 MIN_LENGTH = 6
 #: ``Bearer TOKEN``, ``Basic dXNlcjpwYXNz``, ``Token abc``: an auth scheme, then the credential
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s+(\S.*?)\s*$", re.S)
+#: the end of a text that starts a secret this long is a secret cut short (an answer a sink
+#: shortened to 200 characters before raising): masked too
+CUT_LENGTH = 8
 #: what only an encoded form of a secret holds: the literal pattern is enough without them
 _ENCODING_MARKS = ("%", "+", "\\")
 
@@ -92,6 +95,12 @@ def _utf16(char: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
+def _cut(value: str) -> str:
+    """A pattern for a proper prefix of ``value`` of CUT_LENGTH or more characters."""
+    rest = "".join(f"(?:{re.escape(char)}" for char in value[CUT_LENGTH:-1])
+    return re.escape(value[:CUT_LENGTH]) + rest + ")?" * (len(value) - CUT_LENGTH - 1)
+
+
 class Redactor:
     """Replaces every known secret value, the parts of each that are secret on their own
     (see :func:`secret_forms`) and their encoded forms (``%2B``, ``+``, ``\\/``) in text."""
@@ -108,13 +117,30 @@ class Redactor:
             if values
             else None
         )
+        long_enough = [value for value in values if CUT_LENGTH < len(value) <= 256]
+        self._cut = (
+            re.compile("(?:" + "|".join(map(_cut, long_enough)) + r")\Z") if long_enough else None
+        )
+        #: a cut secret is searched for in this many last characters only
+        self._tail = max(map(len, long_enough), default=0)
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str, *, cut: bool = False) -> str:
+        """``text`` with every secret masked; with ``cut``, also one cut short at its end.
+
+        ``cut`` is for an error a sink shortened before raising it (``detail[:200]``), which may
+        end with the first part of a secret; it costs a search of the end of the text.
+        """
         if self._pattern is None or self._encoded is None or not text:
             return text
         if any(mark in text for mark in _ENCODING_MARKS):
-            return self._encoded.sub(MASK, text)
-        return self._pattern.sub(MASK, text)
+            text = self._encoded.sub(MASK, text)
+        else:
+            text = self._pattern.sub(MASK, text)
+        if cut and self._cut is not None:
+            cut = self._cut.search(text, max(0, len(text) - self._tail))
+            if cut is not None:
+                text = text[: cut.start()] + MASK
+        return text
 
 
 class RedactingFilter(logging.Filter):

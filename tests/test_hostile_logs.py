@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from attrs import field, frozen
 
-from eventrouter import RetryableError, Sink, hookimpl
+from eventrouter import PermanentError, RetryableError, Sink, hookimpl
 from eventrouter.logs import JSONFormatter, TextFormatter, escape_controls, setup_logging
 from eventrouter.redact import MASK, Redactor
 from tests.processes import WHSEC
@@ -174,6 +174,15 @@ def test_a_secret_is_masked_in_any_encoding_a_server_may_log(written):
     )
 
 
+def test_a_secret_cut_short_at_the_end_of_an_error_is_masked():
+    redact = Redactor([f"Bearer {TOKEN}"])
+    answer = f"HTTP 500: {'x' * 180} {TOKEN}"[:200]  # how a sink shortens an answer
+    assert redact(answer, cut=True) == f"HTTP 500: {'x' * 180} {MASK}"
+    assert redact(answer) == answer  # only where asked for: it costs a search
+    # the start of a secret shorter than 8 characters is no secret: "Bearer" stays
+    assert redact("HTTP 401: expected Bearer", cut=True) == "HTTP 401: expected Bearer"
+
+
 def test_text_that_only_looks_encoded_is_left_alone():
     text = "100% done + 5 more, path C:\\temp"
     assert Redactor([EXOTEL_TOKEN, "Bearer " + TOKEN])(text) == text
@@ -182,6 +191,8 @@ def test_text_that_only_looks_encoded_is_left_alone():
 @frozen
 class EchoOptions:
     headers: dict[str, str] = field(factory=dict, repr=False)
+    #: echo only the first characters of the credential, as a sink that shortens answers does
+    cut: int = 0
 
 
 class EchoSink(Sink):
@@ -193,6 +204,8 @@ class EchoSink(Sink):
 
     async def deliver(self, event: Any) -> None:
         credential = self.options.headers["Authorization"].split()[-1]
+        if self.options.cut:
+            raise PermanentError(f"HTTP 400: unknown token {credential[: self.options.cut]}")
         raise RetryableError(f"HTTP 401: token {credential} expired; sent {quote(credential)}")
 
 
@@ -239,6 +252,27 @@ async def test_a_credential_inside_a_header_value_is_masked_before_it_is_stored_
     assert TOKEN not in repr(stored)
     assert "dead-lettered" in caplog.text
     assert TOKEN not in caplog.text
+
+
+async def test_a_credential_cut_short_is_masked_before_it_is_stored(make_router, register_plugin):
+    register_plugin(EchoPlugin())
+    router = await make_router(
+        {
+            "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
+            "sinks": {
+                "echo": {
+                    "plugin": "echo-credential",
+                    "headers": {"Authorization": f"Bearer {TOKEN}"},
+                    "cut": 12,
+                }
+            },
+            "routes": [{"sinks": ["echo"]}],
+        }
+    )
+    status, _ = await router.post("demo", {"type": "invoice.paid", "data": {}})
+    assert status == 200
+    [letter] = await wait_dead(router, "echo", 1)
+    assert letter.reason == f"HTTP 400: unknown token {MASK}"
 
 
 @pytest.fixture
