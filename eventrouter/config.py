@@ -508,7 +508,7 @@ def _instantiate(
         return None
     for option in cls.secret_options:
         _collect_strings(getattr(structured, option, None), secrets)
-    _collect_secrets(structured, secrets)
+    _collect_strings(structured, secrets, kind=Secret)  # masked without secret_options
     try:
         instance = cls(name, structured)
         found = list(instance.check())
@@ -519,33 +519,23 @@ def _instantiate(
     return instance if not found else None
 
 
-def _collect_strings(value: Any, into: set[str]) -> None:
+def _collect_strings(value: Any, into: set[str], *, kind: type[str] = str) -> None:
+    """Every string of type ``kind`` in ``value``: lists, tables and attrs instances are walked."""
     if isinstance(value, str):
-        into.add(value)
-        _, colon, password = value.partition(":")
-        if colon and "/" not in value:
-            into.add(password)  # "user:password" credentials: the password alone is secret too
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            _collect_strings(item, into)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _collect_strings(item, into)
-
-
-def _collect_secrets(value: Any, into: set[str]) -> None:
-    """Every :class:`Secret` in structured options: masked even without ``secret_options``."""
-    if isinstance(value, Secret):
-        into.add(value)
+        if isinstance(value, kind):
+            into.add(value)
+            _, colon, password = value.partition(":")
+            if colon and "/" not in value:
+                into.add(password)  # "user:password" credentials: the password alone too
     elif attrs.has(type(value)):
         for attribute in attrs.fields(type(value)):
-            _collect_secrets(getattr(value, attribute.name), into)
+            _collect_strings(getattr(value, attribute.name), into, kind=kind)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            _collect_secrets(item, into)
+            _collect_strings(item, into, kind=kind)
     elif isinstance(value, Mapping):
         for item in value.values():
-            _collect_secrets(item, into)
+            _collect_strings(item, into, kind=kind)
 
 
 def _sources(

@@ -224,11 +224,10 @@ async def wait_dead(router: Any, sink: str, count: int) -> list[Any]:
     raise AssertionError(f"{sink}: no dead letter")
 
 
-async def test_a_credential_inside_a_header_value_is_masked_before_it_is_stored_or_logged(
-    make_router, register_plugin, caplog
-):
+async def echo_router(make_router: Any, register_plugin: Any, **options: Any) -> Any:
+    """A router whose one sink echoes the credential of its inline ``Bearer`` header."""
     register_plugin(EchoPlugin())
-    router = await make_router(
+    return await make_router(
         {
             "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
             "sinks": {
@@ -236,11 +235,19 @@ async def test_a_credential_inside_a_header_value_is_masked_before_it_is_stored_
                     "plugin": "echo-credential",
                     # inline, as the issue found it: a variable's value is a secret of its own
                     "headers": {"Authorization": f"Bearer {TOKEN}"},
-                    "delivery": {"retry_schedule": ["10ms"], "jitter": 0},
+                    **options,
                 }
             },
             "routes": [{"sinks": ["echo"]}],
         }
+    )
+
+
+async def test_a_credential_inside_a_header_value_is_masked_before_it_is_stored_or_logged(
+    make_router, register_plugin, caplog
+):
+    router = await echo_router(
+        make_router, register_plugin, delivery={"retry_schedule": ["10ms"], "jitter": 0}
     )
     caplog.set_level(logging.INFO)
     status, answer = await router.post("demo", {"type": "invoice.paid", "data": {}})
@@ -255,20 +262,7 @@ async def test_a_credential_inside_a_header_value_is_masked_before_it_is_stored_
 
 
 async def test_a_credential_cut_short_is_masked_before_it_is_stored(make_router, register_plugin):
-    register_plugin(EchoPlugin())
-    router = await make_router(
-        {
-            "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
-            "sinks": {
-                "echo": {
-                    "plugin": "echo-credential",
-                    "headers": {"Authorization": f"Bearer {TOKEN}"},
-                    "cut": 12,
-                }
-            },
-            "routes": [{"sinks": ["echo"]}],
-        }
-    )
+    router = await echo_router(make_router, register_plugin, cut=12)
     status, _ = await router.post("demo", {"type": "invoice.paid", "data": {}})
     assert status == 200
     [letter] = await wait_dead(router, "echo", 1)
