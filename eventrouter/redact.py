@@ -137,9 +137,9 @@ class Redactor:
         else:
             text = self._pattern.sub(MASK, text)
         if cut and self._cut is not None:
-            cut = self._cut.search(text, max(0, len(text) - self._tail))
-            if cut is not None:
-                text = text[: cut.start()] + MASK
+            found = self._cut.search(text, max(0, len(text) - self._tail))
+            if found is not None:
+                text = text[: found.start()] + MASK
         return text
 
 
