@@ -5,7 +5,7 @@ docs/plugin-api.md; test code also gets ``eventrouter.testing``. Every module of
 internal: plugins import from ``eventrouter`` itself, and a test keeps them to it.
 """
 
-from eventrouter.converter import Duration
+from eventrouter.converter import Duration, Secret
 from eventrouter.errors import (
     AuthenticationError,
     ConfigError,
@@ -74,6 +74,7 @@ __all__ = [
     "PayloadError",
     "PermanentError",
     "RetryableError",
+    "Secret",
     "SignedRequest",
     "Sink",
     "SinkContext",

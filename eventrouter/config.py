@@ -21,7 +21,7 @@ import jmespath
 import jmespath.exceptions
 from attrs import define, field, frozen
 
-from eventrouter.converter import Duration, converter
+from eventrouter.converter import Duration, Secret, converter
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import Registry, install_hint
 from eventrouter.redact import Redactor
@@ -331,9 +331,11 @@ _MISSING_ENV = "environment variable "
 def _root_causes(problems: list[str]) -> list[str]:
     """Drop problems that only follow from a missing environment variable on the same key."""
     missing = {
-        re.sub(r"\[\d+\]$", "", p.split(": ", 1)[0])
+        path
         for p in problems
         if p.split(": ", 1)[-1].startswith(_MISSING_ENV)
+        # the entry itself (now empty) and the list it is in
+        for path in (p.split(": ", 1)[0], re.sub(r"\[\d+\]$", "", p.split(": ", 1)[0]))
     }
     return [
         p
@@ -506,6 +508,7 @@ def _instantiate(
         return None
     for option in cls.secret_options:
         _collect_strings(getattr(structured, option, None), secrets)
+    _collect_strings(structured, secrets, kind=Secret)  # masked without secret_options
     try:
         instance = cls(name, structured)
         found = list(instance.check())
@@ -516,18 +519,23 @@ def _instantiate(
     return instance if not found else None
 
 
-def _collect_strings(value: Any, into: set[str]) -> None:
+def _collect_strings(value: Any, into: set[str], *, kind: type[str] = str) -> None:
+    """Every string of type ``kind`` in ``value``: lists, tables and attrs instances are walked."""
     if isinstance(value, str):
-        into.add(value)
-        _, colon, password = value.partition(":")
-        if colon and "/" not in value:
-            into.add(password)  # "user:password" credentials: the password alone is secret too
+        if isinstance(value, kind):
+            into.add(value)
+            _, colon, password = value.partition(":")
+            if colon and "/" not in value:
+                into.add(password)  # "user:password" credentials: the password alone too
+    elif attrs.has(type(value)):
+        for attribute in attrs.fields(type(value)):
+            _collect_strings(getattr(value, attribute.name), into, kind=kind)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            _collect_strings(item, into)
+            _collect_strings(item, into, kind=kind)
     elif isinstance(value, Mapping):
         for item in value.values():
-            _collect_strings(item, into)
+            _collect_strings(item, into, kind=kind)
 
 
 def _sources(

@@ -11,7 +11,7 @@ import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
 from cattrs.preconf.json import make_converter
 
-__all__ = ["Duration", "converter", "parse_duration"]
+__all__ = ["EMPTY_SECRET", "Duration", "Secret", "converter", "parse_duration", "parse_secret"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -36,6 +36,33 @@ def parse_duration(value: Any) -> Duration:
     raise ValueError(
         f"expected a duration such as 30, '500ms', '5s', '5m', '2h' or '3d', got {value!r}"
     )
+
+
+EMPTY_SECRET = "a secret cannot be empty (set its environment variable, or remove it)"  # noqa: S105
+"""What ``eventrouter check`` says of an empty secret, whichever plugin's option it is."""
+
+
+class Secret(str):
+    """A credential in the config (HMAC key, token, password): never empty, never in a repr.
+
+    Type an option ``Secret`` (or ``list[Secret]``) and the config loader refuses an empty or
+    blank value (``${UNSET:-}`` included) with its path, and masks the value in logs.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def parse_secret(value: Any) -> Secret:
+    """A :class:`Secret` from a config value; ValueError (never quoting it) unless a non-blank string."""
+    if not isinstance(value, str):
+        # not quoted: a number may be the secret itself
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(EMPTY_SECRET)
+    return Secret(value)
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -111,6 +138,8 @@ def _make() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_list_like, lambda type_: _sequence_hook(type_, conv))
     conv.register_structure_hook(Duration, lambda value, _: parse_duration(value))
     conv.register_unstructure_hook(Duration, float)
+    conv.register_structure_hook(Secret, lambda value, _: parse_secret(value))
+    conv.register_unstructure_hook(Secret, str)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, lambda value: value.isoformat())
     return conv

@@ -228,7 +228,7 @@ class _SinkWorker:
             )
             return
         dispatcher.metrics.delivery_latency.labels(self.name).observe(time.monotonic() - started)
-        error = dispatcher.redactor(error)[:2000]
+        error = dispatcher.redactor(error, cut=True)[:2000]  # masked before it is stored
         if permanent or number >= policy.max_attempts:
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)

@@ -29,7 +29,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field, frozen
 
 from eventrouter.config import Config, parse_config
-from eventrouter.converter import Duration, converter
+from eventrouter.converter import EMPTY_SECRET, Duration, converter
 from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import Event, new_event_id
 from eventrouter.hookspecs import hookimpl
@@ -41,6 +41,7 @@ from eventrouter.store import Store
 from eventrouter.store.base import DeliveryState
 
 __all__ = [
+    "EMPTY_SECRET",
     "DeliveryState",
     "Recorder",
     "RecordingSink",

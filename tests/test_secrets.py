@@ -20,10 +20,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from eventrouter.config import load_config
 from eventrouter.plugins import Registry, create_plugin_manager
@@ -35,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ALTUR_SECRET = base64.b64encode(b"altur-signing-secret-9f8e7d").decode()
 EXOTEL_TOKEN = "exo-token-5b1c9d2e7f3a4b6c8d0e"
+#: a token whose characters a URL carries percent-encoded (the debug access log once kept them)
+EXOTEL_ENCODED_TOKEN = "exo/tok+en 7d3e é~=9a0b1c2d"
 EXOTEL_PASSWORD = "exo-basic-password-71c3"
 PELCRO_SECRET = "pelcro-signing-secret-0c4d"
 MAGIC_LINK_TOKEN = "MLT-5f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c"
@@ -68,9 +72,11 @@ class Remote:
                 },
                 status=401,
             )
+        authorization = request.headers.get("Authorization", "")
         return web.Response(
             status=500,
-            text=f"rejected {request.path} with {request.headers.get('Authorization', '')}",
+            # the whole header, and the bare credential inside it
+            text=f"rejected {request.path} with {authorization}; token {authorization[7:]}",
         )
 
     async def start(self) -> None:
@@ -105,7 +111,7 @@ secrets = ["${{ALTUR_SECRET}}"]
 
 [sources.exotel]
 plugin = "exotel"
-tokens = ["{EXOTEL_TOKEN}"]
+tokens = ["{EXOTEL_TOKEN}", "{EXOTEL_ENCODED_TOKEN}"]
 basic_auth = ["exotel:{EXOTEL_PASSWORD}"]
 
 [sources.pelcro]
@@ -119,7 +125,7 @@ directory = "archive"
 [sinks.forward]
 plugin = "http"
 url = "{remote.url}/forward"
-headers = {{ Authorization = "Bearer ${{HTTP_SINK_TOKEN}}" }}
+headers = {{ Authorization = "Bearer {HTTP_SINK_TOKEN}" }}
 delivery = {{ retry_schedule = ["100ms", "100ms"], jitter = 0 }}
 
 [sinks.alerts]
@@ -146,7 +152,6 @@ ENVIRONMENT = {
     "DEMO_SECRET": WHSEC,
     "ALTUR_SECRET": ALTUR_SECRET,
     "PELCRO_SECRET": PELCRO_SECRET,
-    "HTTP_SINK_TOKEN": HTTP_SINK_TOKEN,
     "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
 }
 
@@ -158,6 +163,10 @@ def secret_values(remote: Remote) -> dict[str, str]:
         "standard-webhooks key": WHSEC.removeprefix("whsec_"),
         "altur secret": ALTUR_SECRET,
         "exotel token": EXOTEL_TOKEN,
+        "exotel token, as sent": EXOTEL_ENCODED_TOKEN,
+        "exotel token, percent-encoded": quote(EXOTEL_ENCODED_TOKEN, safe=""),
+        "exotel token, lower-case hex": quote(EXOTEL_ENCODED_TOKEN, safe="").lower(),
+        "exotel token, form-encoded": quote_plus(EXOTEL_ENCODED_TOKEN, safe=""),
         "exotel basic password": EXOTEL_PASSWORD,
         "exotel basic credentials": base64.b64encode(f"exotel:{EXOTEL_PASSWORD}".encode()).decode(),
         "pelcro secret": PELCRO_SECRET,
@@ -234,6 +243,20 @@ async def test_no_secret_leaks_into_any_output(
             assert await post(session, "demo", demo) == 200
             assert await post(session, "altur", json.dumps(altur).encode()) == 200
             assert await post(session, "exotel", json.dumps(exotel).encode()) == 200
+            for encoded in (
+                quote_plus(EXOTEL_ENCODED_TOKEN, safe=""),
+                quote(EXOTEL_ENCODED_TOKEN, safe="").lower(),
+            ):
+                exotel["call_sid"] = f"call_encoded_{len(accepted)}"
+                url = f"{server.url}/hooks/exotel?token={encoded}"
+                async with session.post(
+                    URL(url, encoded=True),
+                    data=json.dumps(exotel).encode(),
+                    headers={"Content-Type": "application/json"},
+                ) as answer:
+                    answers.append(await answer.text())
+                    assert answer.status == 200, answers[-1]
+                    accepted.append(json.loads(answers[-1])["event_id"])
             exotel["call_sid"] = "call_basic_auth"
             basic = "Basic " + base64.b64encode(f"exotel:{EXOTEL_PASSWORD}".encode()).decode()
             assert (
@@ -341,7 +364,9 @@ async def test_no_secret_leaks_into_any_output(
     assert dead["crm"], "the crm sink never reached its endpoint"
     reasons = {letter["sink"]: letter["reason"] for letter in letters}
     # the endpoints' echoes of the credentials were masked before they were stored
-    assert reasons["forward"] == "gave up after 3 attempts: HTTP 500: rejected /forward with ***"
+    assert reasons["forward"] == (
+        "gave up after 3 attempts: HTTP 500: rejected /forward with ***; token ***"
+    )
     assert "Bearer [redacted]" in reasons["crm"]
 
     outputs: dict[str, str] = {"log": server.logs(), "metrics": metrics + metrics_early}

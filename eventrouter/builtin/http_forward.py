@@ -13,6 +13,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import Event
 from eventrouter.hookspecs import hookimpl
+from eventrouter.redact import Redactor
 from eventrouter.sinks import Sink, error_for_status
 
 __all__ = ["HTTPForwardSink"]
@@ -33,6 +34,12 @@ class HTTPForwardSink(Sink):
     Options = HTTPForwardOptions
     secret_options = ("headers",)
 
+    def __init__(self, name: str, options: HTTPForwardOptions) -> None:
+        super().__init__(name, options)
+        # the remote end may echo a credential back; masked before the answer is cut short,
+        # which could otherwise leave the first part of one where the core cannot recognise it
+        self._mask = Redactor(options.headers.values())
+
     def check(self) -> Iterable[str]:
         parts = urlsplit(self.options.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -51,7 +58,7 @@ class HTTPForwardSink(Sink):
             ) as response:
                 if response.status < 300:
                     return
-                detail = (await response.text(errors="replace"))[:200]
+                detail = self._mask(await response.text(errors="replace"))[:200]
                 raise error_for_status(
                     response.status, detail=detail, retry_after=response.headers.get("Retry-After")
                 )

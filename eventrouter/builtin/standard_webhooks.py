@@ -11,6 +11,7 @@ from math import floor
 import standardwebhooks
 from attrs import field, frozen
 
+from eventrouter.converter import Secret
 from eventrouter.errors import AuthenticationError, PayloadError
 from eventrouter.events import Event, EventData
 from eventrouter.hookspecs import hookimpl
@@ -26,7 +27,7 @@ _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 class StandardWebhooksOptions:
     """``secrets``: one or more ``whsec_...`` secrets; any match passes (rotation)."""
 
-    secrets: list[str] = field(repr=False)
+    secrets: list[Secret] = field(repr=False)
     provider: str = "standard-webhooks"
 
 

@@ -11,7 +11,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from attrs import field, frozen
 
-from eventrouter import CallStatus, CampaignStatus, Event, RetryableError, Sink, error_for_status
+from eventrouter import (
+    CallStatus,
+    CampaignStatus,
+    Event,
+    RetryableError,
+    Secret,
+    Sink,
+    error_for_status,
+)
 
 __all__ = ["TeamsOptions", "TeamsSink", "adaptive_card"]
 
@@ -27,7 +35,7 @@ _CONNECTOR_FAILURE = re.compile(
 @frozen
 class TeamsOptions:
     #: the URL Teams gave for the webhook (Workflows or a legacy Incoming Webhook); a secret
-    webhook_url: str = field(repr=False)
+    webhook_url: Secret = field(repr=False)
     #: the card's heading
     title: str = "eventrouter"
     #: list the event's details as a table of facts; false posts a one-line summary instead

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, tzinfo
-from typing import Any
 
 import phonenumbers
 from attrs import field, frozen
 
-from eventrouter import Event, SignedRequest, Source, WebhookRequest, time_zone
+from eventrouter import Event, Secret, SignedRequest, Source, WebhookRequest, time_zone
 from eventrouter_altur.parse import parse_webhook
 from eventrouter_altur.signature import (
     SECRET_ENCODINGS,
@@ -25,22 +24,12 @@ __all__ = ["AlturOptions", "AlturSource"]
 log = logging.getLogger("eventrouter_altur")
 
 
-def _secrets(value: Any) -> list[str]:
-    """One secret may be written as a bare string (``secrets = "..."``) instead of a list."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise ValueError("secrets: expected a string or an array of strings")
-
-
 @frozen
 class AlturOptions:
     """How one ``[sources.NAME]`` table with ``plugin = "altur"`` verifies and reads requests."""
 
     #: shared secrets of the webhook integration; a request signed with any of them passes
-    #: (typed Any so that ``_secrets`` sees the value as written, a string or a list)
-    secrets: Any = field(factory=list, converter=_secrets, repr=False)
+    secrets: list[Secret] = field(factory=list, repr=False)
     #: "base64" (Altur's current docs: the key is the decoded bytes) or "utf8" (older docs)
     secret_encoding: str = "base64"  # noqa: S105 - the name of an encoding, not a secret
     #: run without secrets, accepting unsigned requests (local testing only); with secrets set,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventrouter import AuthenticationError, ConfigError, WebhookRequest
-from eventrouter.testing import installed_types, parse_config
+from eventrouter.testing import EMPTY_SECRET, installed_types, parse_config
 
 SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -75,15 +75,16 @@ def test_insecure_must_be_a_boolean():
     assert "insecure: invalid value for type, expected bool" in found[0]
 
 
-def test_a_single_string_is_one_secret():
-    source = load({"secrets": SECRET}).sources["altur"]
-    assert source.options.secrets == [SECRET]
+def test_secrets_are_a_list_as_in_every_source():
+    assert problems({"secrets": SECRET}) == [
+        "sources.altur.secrets: expected a list, got str '***'"
+    ]
 
 
 def test_secrets_must_be_strings():
-    found = problems({"secrets": [SECRET, 42]})
-    assert len(found) == 1
-    assert "secrets: expected a string or an array of strings" in found[0]
+    assert problems({"secrets": [SECRET, 42]}) == [
+        "sources.altur.secrets[1]: expected a string, got int"
+    ]
 
 
 def test_base64_secrets_must_decode_and_are_never_quoted():
@@ -96,10 +97,12 @@ def test_base64_secrets_must_decode_and_are_never_quoted():
     assert bad not in found[0]
 
 
-def test_empty_secret_is_refused():
-    assert problems({"secrets": [""], "secret_encoding": "utf8"}) == [
-        "sources.altur.secrets[0]: is empty"
+@pytest.mark.parametrize("empty", ["", "  ", "${ALTUR_OLD_SECRET:-}"])
+def test_empty_secret_is_refused(empty):
+    assert problems({"secrets": [SECRET, empty], "secret_encoding": "utf8"}) == [
+        f"sources.altur.secrets[1]: {EMPTY_SECRET}"
     ]
+    assert problems({"secrets": [empty]}) == [f"sources.altur.secrets[0]: {EMPTY_SECRET}"]
 
 
 def test_utf8_secrets_may_be_any_text():

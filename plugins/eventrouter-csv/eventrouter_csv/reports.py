@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,12 +31,15 @@ __all__ = [
     "download_report",
     "embedded_ipv4",
     "is_public_address",
+    "parse_report_url",
     "report_name",
 ]
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+#: what a host may hold once yarl has parsed it (RFC 3986 reg-name, IP literals, zone ids)
+_HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=:-]+")
 
 
 class ReportRefused(Exception):
@@ -105,17 +109,38 @@ def is_public_address(address: str) -> bool:
     return _is_public(ip) and all(_is_public(inner) for inner in embedded)
 
 
-def report_name(event_id: str, url: str) -> str:
+def parse_report_url(url: str | URL) -> URL:
+    """``url`` as a URL with a host and a usable port; ReportRefused for anything else.
+
+    A report URL is whatever the sender put in the payload (``http://[::1/x``, a backslash in
+    the host, port 99999): its problems are refusals like any other, never exceptions.
+    """
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+        port = parsed.port
+    except (ValueError, TypeError):  # UnicodeError (an IDNA host) is a ValueError too
+        raise ReportRefused("report URL is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise ReportRefused("report URL is not an http(s) URL")
+    if not _HOST.fullmatch(parsed.raw_host):
+        # the resolver stops at a NUL: "evil.test\0.example.com" would pass the allow-list
+        # ("*.example.com") and then reach evil.test
+        raise ReportRefused("report URL is not a valid URL (unexpected characters in the host)")
+    if not port:
+        raise ReportRefused("report URL has no valid port")
+    return parsed
+
+
+def report_name(event_id: str, url: URL) -> str:
     """``<event_id>-<last segment of the URL path>``, sanitised; ``report`` when there is none."""
-    last = URL(url).path.rstrip("/").rsplit("/", 1)[-1]
+    last = url.path.rstrip("/").rsplit("/", 1)[-1]
     return f"{safe_name(event_id)}-{safe_name(last) if last else 'report'}"
 
 
 async def _checked_addresses(url: URL, policy: ReportPolicy) -> list[str]:
     """The addresses to connect to for ``url``, once the URL and all of them pass the policy."""
-    host = url.raw_host
-    if url.scheme not in ("http", "https") or not host:
-        raise ReportRefused("report URL is not an http(s) URL")
+    url = parse_report_url(url)  # a redirect's Location is as untrusted as the first URL
+    host = url.raw_host or ""
     if not policy.host_allowed(host):
         raise ReportRefused(f"report host {host} is not in report_hosts")
     loop = asyncio.get_running_loop()
@@ -125,6 +150,8 @@ async def _checked_addresses(url: URL, policy: ReportPolicy) -> list[str]:
         if exc.errno == socket.EAI_NONAME:
             raise ReportRefused(f"report host {host} does not exist") from None
         raise RetryableError(f"report host {host}: cannot resolve ({exc.strerror})") from None
+    except ValueError:  # "a..b", a label over 63 characters: no name the IDNA codec can encode
+        raise ReportRefused(f"report host {host} is not a valid host name") from None
     addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
     if not addresses:
         raise RetryableError(f"report host {host}: no address")
@@ -158,7 +185,7 @@ async def _get(
 
 
 async def download_report(
-    http: aiohttp.ClientSession, url: str, destination: Path, policy: ReportPolicy
+    http: aiohttp.ClientSession, url: str | URL, destination: Path, policy: ReportPolicy
 ) -> Path:
     """GET ``url`` into ``destination`` (atomically); an existing file is kept as it is.
 
@@ -167,10 +194,7 @@ async def download_report(
     """
     if await asyncio.to_thread(destination.exists):
         return destination
-    try:
-        current = URL(url)
-    except (ValueError, TypeError):
-        raise ReportRefused("report URL is not a valid URL") from None
+    current = parse_report_url(url)
     host = current.raw_host or "?"
     try:
         async with asyncio.timeout(policy.timeout):

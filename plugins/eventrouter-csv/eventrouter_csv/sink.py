@@ -22,7 +22,13 @@ from eventrouter_csv.columns import (
 from eventrouter_csv.files import archive_files, make_directories, repair_file
 from eventrouter_csv.housekeeping import REPORTS_DIRECTORY, Housekeeping, housekeep
 from eventrouter_csv.paths import PathTemplate
-from eventrouter_csv.reports import ReportPolicy, ReportRefused, download_report, report_name
+from eventrouter_csv.reports import (
+    ReportPolicy,
+    ReportRefused,
+    download_report,
+    parse_report_url,
+    report_name,
+)
 
 __all__ = ["HOUSEKEEPING_INTERVAL", "CSVOptions", "CSVSink"]
 
@@ -200,11 +206,10 @@ class CSVSink(Sink):
         campaign = event.data.campaign
         if not self.options.download_reports or campaign is None or not campaign.report_url:
             return None
-        destination = beside / REPORTS_DIRECTORY / report_name(event.id, campaign.report_url)
         try:
-            saved = await download_report(
-                self.context.http, campaign.report_url, destination, self.report_policy
-            )
+            url = parse_report_url(campaign.report_url)
+            destination = beside / REPORTS_DIRECTORY / report_name(event.id, url)
+            saved = await download_report(self.context.http, url, destination, self.report_policy)
         except ReportRefused as exc:
             self.logger.warning("csv: report of %s not downloaded: %s", event.id, exc)
             return None

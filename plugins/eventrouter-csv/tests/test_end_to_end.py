@@ -75,3 +75,53 @@ async def test_webhooks_are_archived(make_router, tmp_path):
         if column.startswith(("contact_", "call_", "campaign_")) or column == "subject":
             assert list(frame[column]) == ["", ""], column
     assert path.read_text().splitlines()[0] == ",".join(DEFAULT_COLUMNS)
+
+
+async def test_a_malformed_report_url_from_exotel_or_pelcro_keeps_its_row(make_router, tmp_path):
+    """``http://[::1/x.csv`` once raised before the code that refuses bad URLs: the delivery was
+    retried, then dead-lettered with a traceback, and the row never written."""
+    router = await make_router(
+        {
+            "sources": {
+                "exotel": {"plugin": "exotel", "insecure": True},
+                "pelcro": {"plugin": "pelcro", "insecure": True},
+            },
+            "sinks": {
+                "archive": {
+                    "plugin": "csv",
+                    "directory": "archive",
+                    "download_reports": True,
+                    "delivery": {"retry_schedule": ["50ms"], "jitter": 0},
+                }
+            },
+            "routes": [{"sinks": ["archive"]}],
+        }
+    )
+    exotel = {
+        "campaign_sid": "camp_1",
+        "status": "Completed",
+        "date_updated": "2024-01-15T18:00:00+05:30",
+        "report_url": "http://[::1/x.csv",
+    }
+    pelcro = {
+        "type": "campaign.run_completed",
+        "id": "evt_run_1",
+        "created": 1704153600,
+        "data": {
+            "campaign": {
+                "id": 123,
+                "name": "Renewals",
+                "run": {"id": 999, "date": 1704153600, "download_link": "http://a\\b:80/r.csv"},
+            }
+        },
+    }
+    for source, payload in (("exotel", exotel), ("pelcro", pelcro)):
+        status, body = await router.post(source, payload)
+        assert status == 200, body
+    day = datetime.now(UTC).date().isoformat()
+    frame = await _rows_when(tmp_path / "archive" / f"{day}.csv", 2)
+    assert sorted(frame["campaign_report_url"]) == ["http://[::1/x.csv", "http://a\\b:80/r.csv"]
+    assert list(frame["campaign_report_file"]) == ["", ""]
+    assert await router.store.list_dead_letters() == []
+    depth = await router.store.queue_depth()
+    assert depth.get("archive", {}).get("pending", 0) == 0

@@ -332,7 +332,72 @@ async def test_a_6to4_address_of_loopback_is_refused(
 
 
 def test_report_names():
-    assert report_name("evt_1", "https://x.example.com/a/report.csv?sig=1") == "evt_1-report.csv"
-    assert report_name("evt_1", "https://x.example.com/") == "evt_1-report"
-    assert report_name("evt_1", "https://x.example.com/a/..%2F..%2Fetc") == "evt_1-etc"
-    assert report_name("evt/../1", "https://x.example.com/r%20one%5C..") == "evt_.._1-r_one_.."
+    def name(event_id, url):
+        return report_name(event_id, URL(url))
+
+    assert name("evt_1", "https://x.example.com/a/report.csv?sig=1") == "evt_1-report.csv"
+    assert name("evt_1", "https://x.example.com/") == "evt_1-report"
+    assert name("evt_1", "https://x.example.com/a/..%2F..%2Fetc") == "evt_1-etc"
+    assert name("evt/../1", "https://x.example.com/r%20one%5C..") == "evt_.._1-r_one_.."
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/x.csv",  # an IPv6 literal never closed
+        "http://reports.example.com\\@evil.test/x.csv",  # a backslash in the authority
+        "http://reports.example.com:99999/x.csv",  # a port out of range
+        "http://reports.example.com:8o/x.csv",  # a port that is no number
+        "http://reports.example.com:0/x.csv",
+        "http://a..b/x.csv",  # an empty label: no name the resolver can encode
+        f"http://{'a' * 64}.example.com/x.csv",  # a label over 63 characters
+        "http://reports\u202e.example.com/x.csv",  # a bidi control in the host
+        "http://\udcff/x.csv",  # a lone surrogate (JSON can carry one)
+    ],
+)
+async def test_a_malformed_report_url_is_refused_and_the_row_written(
+    make_sink, tmp_path, read_rows, campaign_completed, url, caplog
+):
+    sink = await make_sink(download_reports=True)
+    await sink.deliver(_with_report(campaign_completed, url))  # no exception: nothing to retry
+    assert not (tmp_path / "archive" / "reports").exists()
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    written = url.encode("utf-8", "replace").decode()  # the archive holds UTF-8 only
+    assert (row["campaign_report_file"], row["campaign_report_url"]) == ("", written)
+    assert "report of evt_campaign_completed not downloaded" in caplog.text
+
+
+async def test_a_nul_in_the_host_does_not_pass_the_allow_list(
+    make_sink, tmp_path, read_rows, report_server, campaign_completed, caplog
+):
+    """The resolver stops at the NUL: the allow-list saw *.example.com, the request went to
+    127.0.0.1."""
+    sink = await make_sink(
+        download_reports=True, allow_private_report_hosts=True, report_hosts=["*.example.com"]
+    )
+    url = f"http://127.0.0.1\x00.example.com:{report_server.port}/reports/camp_42.csv"
+    await sink.deliver(_with_report(campaign_completed, url))
+    assert report_server.hits == {}
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+    assert "unexpected characters in the host" in caplog.text
+
+
+async def test_a_redirect_to_a_malformed_url_is_refused(
+    make_sink, tmp_path, read_rows, campaign_completed, caplog
+):
+    async def bad_redirect(request):
+        return web.Response(status=302, headers={"Location": "http://127.0.0.1:99999/x.csv"})
+
+    app = web.Application()
+    app.router.add_get("/r", bad_redirect)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        sink = await make_sink(download_reports=True, allow_private_report_hosts=True)
+        await sink.deliver(_with_report(campaign_completed, f"http://127.0.0.1:{server.port}/r"))
+    finally:
+        await server.close()
+    (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
+    assert row["campaign_report_file"] == ""
+    assert "not downloaded" in caplog.text

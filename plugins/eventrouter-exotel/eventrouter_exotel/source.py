@@ -9,7 +9,7 @@ import phonenumbers
 from attrs import field, frozen
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from eventrouter import Event, EventParts, SignedRequest, Source, WebhookRequest, time_zone
+from eventrouter import Event, EventParts, Secret, SignedRequest, Source, WebhookRequest, time_zone
 from eventrouter_exotel.auth import AccessPolicy, authenticate, basic_authorization, parse_networks
 from eventrouter_exotel.body import decode_body
 from eventrouter_exotel.callbacks import Kind, Settings, read_callback
@@ -27,9 +27,9 @@ class ExotelOptions:
     """The keys of an ``[sources.NAME]`` table with ``plugin = "exotel"``."""
 
     #: accepted ``?token=`` values; several while rotating
-    tokens: list[str] = field(factory=list, repr=False)
+    tokens: list[Secret] = field(factory=list, repr=False)
     #: accepted ``user:password`` credentials, sent as ``Authorization: Basic``
-    basic_auth: list[str] = field(factory=list, repr=False)
+    basic_auth: list[Secret] = field(factory=list, repr=False)
     #: CIDRs callbacks may come from; empty: anywhere
     allowed_networks: list[str] = field(factory=list)
     #: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed

@@ -92,7 +92,9 @@ def test_all_options(registry):
     ("options", "expected"),
     [
         ({"tokens": ["short"]}, "sources.exotel.tokens[0]: a token needs at least 16 characters"),
-        ({"tokens": [TOKEN, " " * 20]}, "sources.exotel.tokens[1]: a token needs at least 16"),
+        ({"tokens": [TOKEN, " " * 20]}, "sources.exotel.tokens[1]: a secret cannot be empty"),
+        ({"tokens": [TOKEN, ""]}, "sources.exotel.tokens[1]: a secret cannot be empty"),
+        ({"basic_auth": ["user:password", ""]}, "sources.exotel.basic_auth[1]: a secret cannot be"),
         ({"basic_auth": ["no-colon"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         ({"basic_auth": [":s3cret-pw"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
         ({"basic_auth": ["user:"]}, "sources.exotel.basic_auth[0]: expected 'user:password'"),
@@ -114,7 +116,7 @@ def test_all_options(registry):
             "sources.exotel.time_zone: unknown time zone",
         ),
         ({"tokens": "tok_3q9VnD8xKp2LmW7rTz5Y"}, "tokens: expected a list"),
-        ({"tokens": [TOKEN, 42]}, "tokens[1]: invalid value for type, expected str"),
+        ({"tokens": [TOKEN, 42]}, "tokens[1]: expected a string, got int"),
         (
             {"allowed_networks": "10.0.0.0/8", "tokens": [TOKEN]},
             "allowed_networks: expected a list",

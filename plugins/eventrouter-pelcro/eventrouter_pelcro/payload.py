@@ -90,7 +90,8 @@ class Envelope:
         if _UNPRINTABLE.search(event_id):
             raise PayloadError("expected an event id such as evt_...", field="id")
         created = payload.get("created")
-        if isinstance(created, str) and created.strip().isdigit():
+        # isdigit() holds for "²", which int() refuses; and int() refuses over 4,300 digits
+        if isinstance(created, str) and created.strip().isdecimal() and len(created) < 20:
             reader = Payload({**payload, "created": int(created.strip())})  # Unix seconds as text
         time = reader.timestamp("created", required=True)
         return cls(

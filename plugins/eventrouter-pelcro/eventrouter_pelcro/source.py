@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from attrs import field, frozen
 
-from eventrouter import Event, SignedRequest, Source, WebhookRequest
+from eventrouter import Event, Secret, SignedRequest, Source, WebhookRequest
 from eventrouter_pelcro.payload import parse_webhook
 from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign, verify
 
@@ -18,7 +18,7 @@ class PelcroOptions:
     """``secrets``: the webhook secrets; any match passes (rotation). ``insecure``: allow none."""
 
     #: Pelcro webhook secrets; a request passes when signed with any of them
-    secrets: list[str] = field(factory=list, repr=False)
+    secrets: list[Secret] = field(factory=list, repr=False)
     #: accept unsigned requests when no secret is configured (local testing only)
     insecure: bool = False
 
@@ -39,9 +39,6 @@ class PelcroSource(Source):
                 "secrets: at least one secret is required "
                 "(or set insecure = true to accept unsigned requests)"
             )
-        for index, secret in enumerate(self.options.secrets):
-            if not secret:
-                yield f"secrets[{index}]: a secret cannot be empty"
 
     def authenticate(self, request: WebhookRequest) -> None:
         # with secrets, every request is verified; insecure only permits running without any

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventrouter import ConfigError
-from eventrouter.testing import installed_types, parse_config
+from eventrouter.testing import EMPTY_SECRET, installed_types, parse_config
 from eventrouter_pelcro import PelcroSource
 
 
@@ -46,8 +46,15 @@ def test_insecure_needs_no_secret():
 
 def test_empty_secret_is_refused_without_echoing_the_others():
     problems = _problems({"secrets": ["kept-secret-value", ""]})
-    assert problems == ["sources.pelcro.secrets[1]: a secret cannot be empty"]
+    assert problems == [f"sources.pelcro.secrets[1]: {EMPTY_SECRET}"]
     assert "kept-secret-value" not in "\n".join(problems)
+
+
+def test_blank_secret_is_refused():
+    # a key of spaces is one anyone can sign with
+    assert _problems({"secrets": ["kept-secret-value", "   "]}) == [
+        f"sources.pelcro.secrets[1]: {EMPTY_SECRET}"
+    ]
 
 
 def test_unknown_option_is_refused():

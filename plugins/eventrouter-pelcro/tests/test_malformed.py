@@ -72,6 +72,9 @@ def test_body_that_is_not_a_json_object(body, message):
         ({"created": {"at": MARKER}}, "created", f"{TIMESTAMP}, got object"),
         ({"created": [MARKER]}, "created", f"{TIMESTAMP}, got array"),
         ({"created": MARKER}, "created", f"{TIMESTAMP}, got string"),
+        # digits int() refuses once raised ValueError: a 503 and a traceback, not a 400
+        ({"created": "²"}, "created", f"{TIMESTAMP}, got string"),
+        ({"created": "9" * 5000}, "created", f"{TIMESTAMP}, got string"),
     ],
 )
 def test_bad_envelope(changes, field, message):
