@@ -215,7 +215,7 @@ def verify(
         raise AuthenticationError(f"missing header {scheme.header}")
     signatures, listed_timestamp = _signature_fields(scheme, header_values)
     if not signatures:
-        wanted = f"a {scheme.signature_key}= signature" if scheme.signature_key else "a signature"
+        wanted = f"{scheme.signature_key}= signature" if scheme.signature_key else "signature"
         prefix = f" starting with {scheme.prefix!r}" if scheme.prefix else ""
         raise AuthenticationError(f"{scheme.header} holds no {wanted}{prefix}")
     values = dict(values)
