@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import attrs
 import phonenumbers
 from attrs import field, frozen
+from multidict import CIMultiDict
 
 from eventrouter.builtin.signed.mapping import (
     CallMapping,
@@ -356,12 +357,13 @@ class SignedSource(Source):
         id_header = self._id_header()
         if id_header is not None:
             headers[id_header] = f"msg_{random_tokens.token_hex(12)}"
-        missing = [name for name in self.scheme.template.headers if name not in _lower(headers)]
+        known = CIMultiDict(headers)
+        missing = [name for name in self.scheme.template.headers if name not in known]
         if missing:
             raise NotImplementedError(
                 f"source {self.name!r} signs header {missing[0]}, whose value `send` cannot know"
             )
-        values = self._values(body, _lower(headers), ())
+        values = self._values(body, known, ())
         headers.update(sign(self.scheme, values=values, timestamp=int(time.time())))
         return SignedRequest(headers=headers)
 
@@ -385,6 +387,7 @@ class SignedSource(Source):
             or "sha256:" + hashlib.sha256(request.body).hexdigest()
         )
         values = self._read(found, "event")
+        event_time = values.time("time")
         data = EventData(
             contact=ContactMapping.build(
                 self._read(evaluate(self._parts.contact, document, headers), "contact")
@@ -401,7 +404,7 @@ class SignedSource(Source):
             type=self._event_types.get(provider_type) or f"{self.provider}.{provider_type}",
             provider_type=provider_type,
             idempotency_key=idempotency_key,
-            time=values.time("time"),
+            time=event_time,
             subject=values.text("subject"),
             raw=document,
             data=data,
@@ -409,10 +412,6 @@ class SignedSource(Source):
 
     def _read(self, found: Mapping[str, Any], prefix: str) -> Values:
         return Values(found, prefix, self._naive_tz, self._region)
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
 
 
 def _form_object(body: bytes) -> dict[str, Any]:
