@@ -410,7 +410,7 @@ async def test_unparseable_or_unmappable_bodies_are_400_once_authenticated(make_
     )
     for body, field in (
         (b"{not json", None),
-        (b'{"id": 1}', "type"),
+        (b'{"id": 1}', "event.type"),
         (b'{"kind": "x", "seconds": "many"}', "call.duration_seconds"),
         (b'{"kind": "x", "at": "yesterday"}', "event.time"),
     ):
@@ -457,3 +457,17 @@ url = "{URL}"
     (event,) = await recorded.wait_for("recorder", 1)
     assert (event.type, event.data.contact.phone) == ("call.ended", "+14155550100")
     assert time.time() - event.received_at.timestamp() < 60
+
+
+def test_secrets_are_known_to_the_log_redactor():
+    from eventrouter.config import parse_config
+    from eventrouter.plugins import Registry, create_plugin_manager
+
+    table = {"plugin": "signed", "preset": "github", "secrets": ["${GH_SECRET}", "rotating-out-1"]}
+    config = parse_config(
+        {"sources": {"gh": table}},
+        Registry.collect(create_plugin_manager(load_entrypoints=False)),
+        base_dir=".",
+        environ={"GH_SECRET": "from-the-environment"},
+    )
+    assert {"from-the-environment", "rotating-out-1"} <= config.secrets

@@ -378,7 +378,7 @@ class SignedSource(Source):
         if provider_type is None:
             if "type" in self._event:
                 raise PayloadError(
-                    f"no event type: {self._event['type'].text!r} found nothing", field="type"
+                    f"no event type: {self._event['type'].text!r} found nothing", field="event.type"
                 )
             provider_type = "webhook"
         idempotency_key = (
