@@ -97,7 +97,12 @@ def test_load_plugins_env_names_entry_points_or_distributions_in_any_spelling(mo
 
 
 def test_load_plugins_env_warns_about_names_that_match_nothing(monkeypatch, caplog):
-    assert _loaded(monkeypatch, "csv,eventrouter-slak") == {"standard-webhooks", "http", "signed", "csv"}
+    assert _loaded(monkeypatch, "csv,eventrouter-slak") == {
+        "standard-webhooks",
+        "http",
+        "signed",
+        "csv",
+    }
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "EVENTROUTER_LOAD_PLUGINS names eventrouter-slak, which no installed plugin" in (
         warning.getMessage()
