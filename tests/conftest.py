@@ -36,20 +36,3 @@ def config_with():
         }
 
     return build
-
-
-@pytest.fixture
-def make_config_source():
-    """``make_config_source(preset, secrets, **options)``: a ``signed`` source, built and
-    checked as ``eventrouter check`` would."""
-    from eventrouter.config import parse_config
-    from eventrouter.plugins import Registry, create_plugin_manager
-
-    registry = Registry.collect(create_plugin_manager(load_entrypoints=False))
-
-    def build(preset: str, secrets: list[str], **options: Any) -> Any:
-        table = {"plugin": "signed", "preset": preset, "secrets": secrets, **options}
-        config = parse_config({"sources": {preset: table}}, registry, base_dir=".", environ={})
-        return config.sources[preset]
-
-    return build

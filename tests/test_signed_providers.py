@@ -18,12 +18,29 @@ import stripe
 from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator
 
+from eventrouter.config import parse_config
+from eventrouter.plugins import Registry, create_plugin_manager
+
 STRIPE_SECRET = "whsec_stripe_test_0123456789abcdef"
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
 TWILIO_URL = "https://hooks.example.com/hooks/twilio"
 GITHUB_SECRET = "It's a Secret to Everybody"
 SHOPIFY_SECRET = "secret"
+
+
+@pytest.fixture
+def make_config_source():
+    """``make_config_source(preset, secrets, **options)``: a ``signed`` source, built and
+    checked as ``eventrouter check`` would."""
+    registry = Registry.collect(create_plugin_manager(load_entrypoints=False))
+
+    def build(preset: str, secrets: list[str], **options: Any) -> Any:
+        table = {"plugin": "signed", "preset": preset, "secrets": secrets, **options}
+        config = parse_config({"sources": {preset: table}}, registry, base_dir=".", environ={})
+        return config.sources[preset]
+
+    return build
 
 
 def config(name: str, preset: str, secrets: list[str], **options: Any) -> dict[str, Any]:

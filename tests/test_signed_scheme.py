@@ -154,7 +154,7 @@ def test_what_sign_produces_authenticate_accepts_and_any_change_is_refused(data)
         )
         verifier = source({**table, "secrets": [other]})
     if change == "secret" and _same_key(verifier, acme):
-        return  # two spellings of one key ("AA==" and "AA" in base64)
+        return  # "AA==" and "AAA=" are one HMAC key (HMAC pads a short key with zero bytes)
     with pytest.raises(AuthenticationError) as refused:
         verifier.authenticate(_request(changed_body, changed_headers, query))
     message = refused.value.message
@@ -166,7 +166,10 @@ def _flip(body: bytes) -> bytes:
 
 
 def _same_key(a: SignedSource, b: SignedSource) -> bool:
-    return a.scheme.keys[0] == b.scheme.keys[0]
+    """True when two secrets are one HMAC key (HMAC pads a short key with zero bytes)."""
+    return a.scheme.digest(a.scheme.keys[0], b"probe") == b.scheme.digest(
+        b.scheme.keys[0], b"probe"
+    )
 
 
 def test_outside_the_tolerance_is_refused_both_ways():
@@ -273,6 +276,9 @@ BASE = {"secrets": ["shh-its-a-secret"], "signature_header": "X-Sig"}
             {"tolerance": 0, "timestamp_header": "X-T", "signed_content": "{timestamp}{body}"},
             "tolerance: must be more than 0",
         ),
+        ({"signature_prefix": "v1 "}, "signature_prefix: cannot hold whitespace"),
+        ({"signature_key": "v=1"}, "signature_key: cannot hold ',' or '='"),
+        ({"signature_key": "v1", "signature_prefix": "a,"}, "signature_prefix: cannot hold ','"),
         ({"phone_region": "XX"}, "phone_region: unknown region 'XX'"),
         ({"time_zone": "Mars/Olympus"}, "time_zone: unknown time zone 'Mars/Olympus'"),
     ],

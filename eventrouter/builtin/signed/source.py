@@ -252,6 +252,15 @@ class SignedSource(Source):
 
     def _check_template(self, o: SignedOptions, template: Template) -> None:
         names = template.names
+        # the header is split on whitespace (plain) or on ',' and '=' (k=v list)
+        if o.signature_key is None and any(ch.isspace() for ch in o.signature_prefix or ""):
+            self._problems.append("signature_prefix: cannot hold whitespace")
+        for option in ("signature_key", "timestamp_key", "signature_prefix"):
+            value = getattr(o, option) or ""
+            if o.signature_key and (
+                "," in value or (option != "signature_prefix" and "=" in value)
+            ):
+                self._problems.append(f"{option}: cannot hold ',' or '=' in a k=v list")
         if not names & {"body", "form"}:
             self._problems.append(
                 "signed_content: must sign {body} or {form}, or anyone could change the payload"
