@@ -39,6 +39,7 @@ LOAD_PLUGINS_ENV = "EVENTROUTER_LOAD_PLUGINS"
 DEFAULT_PLUGINS = (
     "eventrouter.builtin.standard_webhooks",
     "eventrouter.builtin.http_forward",
+    "eventrouter.builtin.signed",
 )
 
 

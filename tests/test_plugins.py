@@ -89,7 +89,7 @@ def _loaded(monkeypatch, value: str) -> set[str]:
 
 
 def test_load_plugins_env_names_entry_points_or_distributions_in_any_spelling(monkeypatch):
-    builtin = {"standard-webhooks", "http"}
+    builtin = {"standard-webhooks", "http", "signed"}
     assert _loaded(monkeypatch, "csv") == builtin | {"csv"}
     assert _loaded(monkeypatch, "eventrouter-altur, pelcro") == builtin | {"altur", "pelcro"}
     # distribution names compare as PEP 503 says: case, '_' and '.' do not matter
@@ -97,7 +97,12 @@ def test_load_plugins_env_names_entry_points_or_distributions_in_any_spelling(mo
 
 
 def test_load_plugins_env_warns_about_names_that_match_nothing(monkeypatch, caplog):
-    assert _loaded(monkeypatch, "csv,eventrouter-slak") == {"standard-webhooks", "http", "csv"}
+    assert _loaded(monkeypatch, "csv,eventrouter-slak") == {
+        "standard-webhooks",
+        "http",
+        "signed",
+        "csv",
+    }
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "EVENTROUTER_LOAD_PLUGINS names eventrouter-slak, which no installed plugin" in (
         warning.getMessage()
