@@ -29,7 +29,7 @@ from eventrouter.events import (
     CampaignStatus,
     Contact,
 )
-from eventrouter.normalise import email_address, optional_str, parse_timestamp, phone_e164
+from eventrouter.payload import Payload, email_address, parse_timestamp, phone_e164
 
 __all__ = [
     "CallMapping",
@@ -130,7 +130,7 @@ class Values:
     phone_region: str | None
 
     def text(self, name: str) -> str | None:
-        return optional_str(self.found.get(name))
+        return Payload(self.found, path=self.prefix).text(name, numbers=True)
 
     def phone(self, name: str) -> str | None:
         return phone_e164(self.found.get(name), default_region=self.phone_region)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from attrs import field, frozen
 
 from eventrouter.errors import AuthenticationError
-from eventrouter.normalise import any_digest_matches
+from eventrouter.sources import any_digest_matches
 
 __all__ = [
     "ALGORITHMS",

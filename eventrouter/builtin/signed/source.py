@@ -38,24 +38,15 @@ from eventrouter.builtin.signed.scheme import (
     sign,
     verify,
 )
-from eventrouter.converter import Duration, converter
+from eventrouter.converter import Duration, Secret, converter
 from eventrouter.errors import AuthenticationError, PayloadError
 from eventrouter.events import Event, EventData
-from eventrouter.normalise import json_object, optional_str, time_zone
+from eventrouter.payload import json_object, time_zone
 from eventrouter.sources import SignedRequest, Source, WebhookRequest
 
 __all__ = ["SignedOptions", "SignedSource"]
 
 _FORM = "application/x-www-form-urlencoded"
-
-
-def _secrets(value: Any) -> list[str]:
-    # typed Any so that a bare string is not read as a list of one-character secrets
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise ValueError("secrets: expected a string or an array of strings")
 
 
 @frozen
@@ -64,7 +55,7 @@ class SignedOptions:
     preset, then from the defaults docs/signed-webhooks.md lists."""
 
     #: shared secrets; a request signed with any of them passes (rotation); the first signs
-    secrets: Any = field(factory=list, converter=_secrets, repr=False)
+    secrets: list[Secret] = field(factory=list, repr=False)
     preset: str | None = None
     provider: str | None = None
     signature_header: str | None = None
@@ -383,7 +374,8 @@ class SignedSource(Source):
             document = json_object(request.body)
         headers = request.headers
         found = evaluate(self._event, document, headers)
-        provider_type = optional_str(found.get("type"))
+        values = self._read(found, "event")
+        provider_type = values.text("type")
         if provider_type is None:
             if "type" in self._event:
                 raise PayloadError(
@@ -391,11 +383,10 @@ class SignedSource(Source):
                 )
             provider_type = "webhook"
         idempotency_key = (
-            optional_str(found.get("idempotency_key"))
-            or optional_str(found.get("id"))
+            values.text("idempotency_key")
+            or values.text("id")
             or "sha256:" + hashlib.sha256(request.body).hexdigest()
         )
-        values = self._read(found, "event")
         event_time = values.time("time")
         data = EventData(
             contact=ContactMapping.build(
