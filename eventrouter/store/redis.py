@@ -25,8 +25,9 @@ Layout (every key starts with ``[store] key_prefix``, ``P`` below):
   (ingest, a retry scheduled, a dead letter revived, a replay) publishes on it, and the workers
   listening (:meth:`RedisStore.watch`) claim at once instead of polling.
 
-Every operation that changes state is one Lua script, so it is atomic (ingest: dedupe key,
-event hash and one ``XADD`` per sink). Scheduling uses the Redis server's clock, so processes
+Every operation that changes state is one Lua script (``lua/NAME.lua``, called through the
+typed methods of :mod:`eventrouter.store.scripts`), so it is atomic (ingest: dedupe key, event
+hash and one ``XADD`` per sink). Scheduling uses the Redis server's clock, so processes
 whose clocks disagree a little still agree on what is due; times shown in listings are the
 processes' own.
 
@@ -49,7 +50,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -87,6 +88,33 @@ PAGE = 200
 RECONNECT_INTERVAL = 0.5
 #: the wait between attempts to listen for queued work grows from the first to the second
 WATCH_RETRY = (0.1, 5.0)
+
+
+#: a stream entry as the client returns it (typed for any client; ours decodes replies)
+RawEntry = tuple[bytes | str | None, Mapping[bytes | str, bytes | str] | None]
+
+
+def _text(value: bytes | str | None) -> str:
+    """A reply as text: the client decodes replies (``decode_responses``), and a missing value
+    (a field that is not there) reads as ''."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value or ""
+
+
+def _fields(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, str]:
+    """A hash (or a stream entry's fields) as text."""
+    return {_text(name): _text(value) for name, value in (raw or {}).items()}
+
+
+def _entries(page: Iterable[RawEntry] | None) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries (``XRANGE``, ``XREVRANGE``) as (entry id, fields), text throughout."""
+    return [(_text(entry_id), _fields(fields)) for entry_id, fields in page or ()]
+
+
+async def _members(client: Redis, key: str) -> list[str]:
+    """The members of a set, sorted."""
+    return sorted(map(_text, await client.smembers(key)))
 
 
 def _ts(value: str | float | None) -> datetime | None:
@@ -224,12 +252,14 @@ class RedisStore(Store):
                 "socket_connect_timeout": options["socket_connect_timeout"],
             },
         )
-        return self._sentinel.master_for(
+        # master_for is not annotated: it returns an instance of ``redis_class``
+        primary: Redis = self._sentinel.master_for(
             self.service_name,
             redis_class=Redis,
             ssl=urlsplit(self.url).scheme == "rediss",
             **{**options, **from_url},
         )
+        return primary
 
     async def open(self, *, lazy: bool = False) -> None:
         try:
@@ -304,7 +334,7 @@ class RedisStore(Store):
         if self._ready and scripts is not None:
             try:
                 async with asyncio.timeout(self.operation_timeout):
-                    for sink in await client.smembers(self.keys.sinks):
+                    for sink in await _members(client, self.keys.sinks):
                         # forget this process's consumer if it holds nothing (a restart gets a
                         # new one)
                         await scripts.forget_consumers(sink, consumer=self.consumer, idle_ms=0)
@@ -483,7 +513,7 @@ class RedisStore(Store):
     async def get_event(self, event_id: str) -> StoredEvent | None:
         with _unavailable("read"):
             fields = await (await self._connected()).hgetall(self.keys.event(event_id))
-        return self._stored(fields)
+        return self._stored(_fields(fields))
 
     async def list_events(
         self, *, limit: int = 50, source: str | None = None, type: str | None = None
@@ -497,7 +527,9 @@ class RedisStore(Store):
         upper = "+"
         with _unavailable("read"):
             while len(found) < limit:
-                page = await client.xrevrange(self.keys.events_log, max=upper, min="-", count=count)
+                page = _entries(
+                    await client.xrevrange(self.keys.events_log, max=upper, min="-", count=count)
+                )
                 upper = f"({page[-1][0]}" if page else upper
                 wanted = [
                     fields["event"]
@@ -511,7 +543,8 @@ class RedisStore(Store):
                         for eid in wanted:
                             pipe.hgetall(self.keys.event(eid))
                         hashes = await pipe.execute()
-                    found.extend(s for s in map(self._stored, hashes) if s is not None)
+                    stored = (self._stored(_fields(fields)) for fields in hashes)
+                    found.extend(s for s in stored if s is not None)
                 if len(page) < count:
                     break
         return found[:limit]
@@ -519,7 +552,7 @@ class RedisStore(Store):
     async def _sink_names(self, sink: str | None) -> list[str]:
         if sink is not None:
             return [sink]
-        return sorted(await (await self._connected()).smembers(self.keys.sinks))
+        return await _members(await self._connected(), self.keys.sinks)
 
     async def list_dead_letters(
         self, *, sink: str | None = None, limit: int = 100
@@ -529,9 +562,9 @@ class RedisStore(Store):
         letters: list[tuple[float, tuple[int, int], DeadLetter]] = []
         with _unavailable("read"):
             for name in await self._sink_names(sink):
-                for entry_id, fields in await (await self._connected()).xrevrange(
-                    self.keys.dead(name), count=limit
-                ):
+                client = await self._connected()
+                page = await client.xrevrange(self.keys.dead(name), count=limit)
+                for entry_id, fields in _entries(page):
                     dead_at = float(fields.get("dead_at", 0))
                     letter = DeadLetter(
                         event_id=fields.get("event", ""),
@@ -554,7 +587,7 @@ class RedisStore(Store):
         with _unavailable("read"):
             if event_ids:
                 for eid in dict.fromkeys(event_ids):
-                    stored = self._stored(await client.hgetall(self.keys.event(eid)))
+                    stored = self._stored(_fields(await client.hgetall(self.keys.event(eid))))
                     if stored is None:
                         continue
                     targets.extend(
@@ -566,7 +599,9 @@ class RedisStore(Store):
                 for name in await self._sink_names(sink):
                     lower = "-"
                     while True:
-                        page = await client.xrange(self.keys.dead(name), min=lower, count=PAGE)
+                        page = _entries(
+                            await client.xrange(self.keys.dead(name), min=lower, count=PAGE)
+                        )
                         targets.extend(
                             (fields.get("event", ""), name, entry_id) for entry_id, fields in page
                         )
@@ -607,7 +642,7 @@ class RedisStore(Store):
         with _unavailable("purge"):
             lower = "-"
             while True:
-                page = await client.xrange(self.keys.events_log, min=lower, count=PAGE)
+                page = _entries(await client.xrange(self.keys.events_log, min=lower, count=PAGE))
                 old = [
                     (fields.get("event", ""), entry_id)
                     for entry_id, fields in page
@@ -618,7 +653,7 @@ class RedisStore(Store):
                 if len(page) < PAGE or len(old) < len(page):
                     break
                 lower = f"({page[-1][0]}"
-            for sink in await client.smembers(self.keys.sinks):
+            for sink in await _members(client, self.keys.sinks):
                 await scripts.forget_consumers(
                     sink, consumer=self.consumer, idle_ms=STALE_CONSUMER_MS
                 )

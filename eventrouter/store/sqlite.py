@@ -559,7 +559,7 @@ class SQLiteStore(Store):
                     sink=snk,
                     attempts=att,
                     reason=err or "",
-                    dead_at=_ts(at),
+                    dead_at=datetime.fromtimestamp(at, UTC),
                 )
                 for eid, src, typ, snk, att, err, at in rows
             ]
