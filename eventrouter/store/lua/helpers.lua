@@ -21,7 +21,7 @@ local function ensure_queue(stream, group)
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
   end
 end
--- the elements of ``list`` from index ``first`` on (the variable part of KEYS or ARGV)
+-- the elements of ``list`` from index ``first`` on (the variable part of a script's keys or arguments)
 local function tail(list, first)
   local out = {}
   for i = first, #list do out[#out + 1] = list[i] end
