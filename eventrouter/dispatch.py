@@ -20,13 +20,13 @@ import pluggy
 from eventrouter.config import SinkSpec
 from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
-from eventrouter.plugins import await_me_maybe
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.store.base import Delivery, Store
 
-__all__ = ["Dispatcher", "cancel_and_wait", "notify_observers"]
+__all__ = ["Dispatcher", "cancel_and_wait"]
 
 log = logging.getLogger("eventrouter.dispatch")
 
@@ -63,20 +63,6 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: flo
         log.error("task %s did not stop when cancelled", task.get_name())
     elif not task.cancelled():
         task.exception()  # retrieved, so asyncio does not report it as never retrieved
-
-
-async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
-    """Call an observer hook; await what implementations return; log, never raise, their errors."""
-    try:
-        results = getattr(pm.hook, hook_name)(**kwargs)
-    except Exception:
-        log.exception("a %s hook implementation failed", hook_name)
-        return
-    for result in results:
-        try:
-            await await_me_maybe(result)
-        except Exception:
-            log.exception("a %s hook implementation failed", hook_name)
 
 
 class _SinkWorker:

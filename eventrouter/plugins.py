@@ -15,6 +15,7 @@ from attrs import define, field, frozen
 
 from eventrouter import hookspecs
 from eventrouter.errors import ConfigError
+from eventrouter.hooks import implementations, trace_hook_calls, tracing
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
 
@@ -24,7 +25,6 @@ __all__ = [
     "PluginInfo",
     "Provided",
     "Registry",
-    "await_me_maybe",
     "create_plugin_manager",
     "install_hint",
     "plugin_infos",
@@ -49,8 +49,11 @@ def create_plugin_manager(
 
     ``EVENTROUTER_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty for
     none) restricts which installed plugins load; built-in plugins always load.
+    ``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (see :mod:`eventrouter.hooks`).
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    if tracing():
+        trace_hook_calls(pm)
     pm.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
@@ -164,8 +167,8 @@ class Registry:
         pm: pluggy.PluginManager, hook_name: str, base: type, into: dict[str, Provided]
     ) -> None:
         kind = "source" if base is Source else "sink"
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
-            plugin = impl.plugin_name
+        # in registration order, so a type registered twice names the earlier plugin first
+        for plugin, hook in reversed(implementations(pm, hook_name)):
 
             def register(type_: type, plugin: str = plugin) -> None:
                 if not (inspect.isclass(type_) and issubclass(type_, base)):
@@ -186,7 +189,7 @@ class Registry:
                     )
                 into[name] = Provided(type_name=name, cls=type_, plugin=plugin)
 
-            impl.function(register=register)
+            hook(register=register)
 
 
 def install_hint(type_name: str) -> str:
@@ -229,6 +232,8 @@ def plugin_infos(pm: pluggy.PluginManager, registry: Registry | None = None) -> 
     infos = []
     for name, plugin in pm.list_name_plugin():
         dist = dists.get(id(plugin))
+        distribution: str | None
+        version: str | None
         if dist is not None:
             distribution, version = dist.metadata["Name"], dist.version
         elif name in DEFAULT_PLUGINS:
@@ -251,10 +256,3 @@ def plugin_infos(pm: pluggy.PluginManager, registry: Registry | None = None) -> 
 
 def _provided_by(types: dict[str, Provided], plugin: str) -> tuple[str, ...]:
     return tuple(sorted(p.type_name for p in types.values() if p.plugin == plugin))
-
-
-async def await_me_maybe(value: Any) -> Any:
-    """Await ``value`` if a hook implementation returned an awaitable."""
-    if inspect.isawaitable(value):
-        value = await value
-    return value
