@@ -62,7 +62,8 @@ async def await_me_maybe(value: Any) -> Any:
     try:
         return await value
     finally:
-        log.info("awaited %s in %.3f ms", summary(value), (time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("awaited %s in %.3f ms", _qualname(value), elapsed)
 
 
 async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
@@ -136,10 +137,15 @@ def summary(value: object) -> str:
     if isinstance(value, Mapping):
         return f"{type(value).__name__}[{len(value)} keys]"
     if inspect.isawaitable(value):
-        return f"awaitable {getattr(value, '__qualname__', type(value).__name__)}"
+        return f"awaitable {_qualname(value)}"
     name = getattr(value, "name", None)
     if isinstance(name, str):  # a source or sink: its configured name
         return f"{type(value).__name__}(name={name!r})"
+    return _qualname(value)
+
+
+def _qualname(value: object) -> str:
+    """A function's, coroutine's or class's qualified name, else the name of its type."""
     return str(getattr(value, "__qualname__", type(value).__name__))
 
 
