@@ -333,7 +333,7 @@ def _table(document: Mapping[str, Any], key: str, problems: list[str]) -> dict[s
     return value
 
 
-def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
+def _structure(value: Any, cls: type[Any], path: str, problems: list[str]) -> Any:
     """``cls`` from ``value``, or None; every problem found is added to ``problems``.
 
     Unknown keys are reported and left out, and validators run one by one after structuring,
