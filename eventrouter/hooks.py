@@ -3,10 +3,10 @@
     for result in pm.hook.NAME(**arguments):
         await await_me_maybe(result)
 
-pluggy is synchronous: an implementation may return an awaitable, which the core awaits. Observer
-hooks (:func:`notify_observers`) only ever log their implementations' errors; hooks whose answers
-are credited to a plugin (registration) or chained (``event_normalised``) call each
-implementation on its own (:func:`implementations`), through pluggy all the same.
+pluggy is synchronous: an implementation may return an awaitable, which the core awaits. Where
+one implementation must not affect another (observers, :func:`notify_observers`), or an answer is
+credited to its plugin (registration) or chained (``event_normalised``, :func:`transform_event`),
+each implementation is called on its own (:func:`implementations`), through pluggy all the same.
 
 ``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (logger ``eventrouter.hooks``): the hook, the
 plugins that implement it, a summary of the arguments and results and how long it took. The
@@ -67,18 +67,17 @@ async def await_me_maybe(value: Any) -> Any:
 
 
 async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
-    """Call an observer hook and await what its implementations return; their errors are
-    logged, never raised (an observer cannot fail a request or a delivery)."""
-    try:
-        results = getattr(pm.hook, hook_name)(**kwargs)
-    except Exception:
-        log.exception("a %s hook implementation failed", hook_name)
-        return
-    for result in results:
+    """Call an observer hook, each plugin's implementation on its own, awaiting what it returns.
+
+    An implementation's error is logged, never raised: an observer can neither fail a request or
+    a delivery nor keep the other observers from hearing of it.
+    """
+    for plugin, hook in implementations(pm, hook_name):
         try:
-            await await_me_maybe(result)
+            for result in hook(**kwargs):
+                await await_me_maybe(result)
         except Exception:
-            log.exception("a %s hook implementation failed", hook_name)
+            log.exception("plugin %s: its %s hook failed", plugin, hook_name)
 
 
 def implementations(
