@@ -78,7 +78,7 @@ def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
     return name
 
 
-def _normalise(name: str) -> str:
+def _canonical_name(name: str) -> str:
     """A distribution or entry-point name as PEP 503 compares them (``Eventrouter_CSV`` is
     ``eventrouter-csv``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -89,7 +89,7 @@ def allowed_plugins() -> set[str] | None:
     allowed = os.environ.get(LOAD_PLUGINS_ENV)
     if allowed is None:
         return None
-    return {_normalise(name.strip()) for name in allowed.split(",") if name.strip()}
+    return {_canonical_name(name.strip()) for name in allowed.split(",") if name.strip()}
 
 
 def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
@@ -103,7 +103,7 @@ def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
     installed: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist else ""
-        candidates = {_normalise(ep.name), _normalise(dist_name)} - {""}
+        candidates = {_canonical_name(ep.name), _canonical_name(dist_name)} - {""}
         installed |= candidates
         if names is not None:
             if not candidates & names:
