@@ -85,7 +85,7 @@ def _canonical_name(name: str) -> str:
 
 
 def allowed_plugins() -> set[str] | None:
-    """The names in ``EVENTROUTER_LOAD_PLUGINS``, normalised; None when it is not set."""
+    """The names in ``EVENTROUTER_LOAD_PLUGINS`` in canonical form; None when it is not set."""
     allowed = os.environ.get(LOAD_PLUGINS_ENV)
     if allowed is None:
         return None
