@@ -245,32 +245,25 @@ async def test_trace_plugins_logs_every_hook_call_without_secrets(monkeypatch, c
         async def delivery_failed(self, event, sink, attempt, error, retry_at):
             pass
 
+    async def start_and_fail_a_delivery() -> None:
+        pm = create_plugin_manager(load_entrypoints=False, plugins=[Observer()])
+        Registry.collect(pm)
+        await notify_observers(
+            pm,
+            "delivery_failed",
+            event=_event(),
+            sink=_Quiet("alerts", None),
+            attempt=3,
+            error="HTTP 401: token sk_live_secret refused",
+            retry_at=None,
+        )
+
     caplog.set_level(logging.INFO, logger="eventrouter.hooks")
-    pm = create_plugin_manager(load_entrypoints=False, plugins=[Observer()])
-    Registry.collect(pm)
-    await notify_observers(
-        pm,
-        "delivery_failed",
-        event=_event(),
-        sink=_Quiet("alerts", None),
-        attempt=3,
-        error="HTTP 401: token sk_live_secret refused",
-        retry_at=None,
-    )
+    await start_and_fail_a_delivery()
     assert caplog.records == []  # off unless asked for
 
     monkeypatch.setenv("EVENTROUTER_TRACE_PLUGINS", "1")
-    pm = create_plugin_manager(load_entrypoints=False, plugins=[Observer()])
-    Registry.collect(pm)
-    await notify_observers(
-        pm,
-        "delivery_failed",
-        event=_event(),
-        sink=_Quiet("alerts", None),
-        attempt=3,
-        error="HTTP 401: token sk_live_secret refused",
-        retry_at=None,
-    )
+    await start_and_fail_a_delivery()
 
     lines = [r.getMessage() for r in caplog.records]
     [registration] = [line for line in lines if line.startswith("hook register_sinks(")]

@@ -21,6 +21,14 @@ local function ensure_queue(stream, group)
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
   end
 end
+-- queue a delivery of the event to ``sink`` with no attempt made yet, and wake its workers
+local function queue_fresh(event_key, event_id, sink, queue, sinks_set, group, now, wake_channel)
+  redis.call('SADD', sinks_set, sink)
+  ensure_queue(queue, group)
+  local entry = redis.call('XADD', queue, '*', 'event', event_id)
+  save(event_key, sink, {state = 'pending', attempts = 0, due = now, updated = now, entry = entry})
+  redis.call('PUBLISH', wake_channel, event_id)
+end
 -- the elements of ``list`` from index ``first`` on (the variable part of a script's keys or arguments)
 local function tail(list, first)
   local out = {}

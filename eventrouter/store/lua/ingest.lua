@@ -18,12 +18,7 @@ local log_id = redis.call('XADD', events_log, '*', 'event', event_id, 'source', 
 redis.call('HSET', event_key, 'body', body, 'source', source, 'type', event_type,
   'received', received, 'log', log_id)
 for i, sink in ipairs(sinks) do
-  local stream = queues[i]
-  redis.call('SADD', sinks_set, sink)
-  ensure_queue(stream, group)
-  local entry = redis.call('XADD', stream, '*', 'event', event_id)
-  save(event_key, sink, {state = 'pending', attempts = 0, due = now, updated = now, entry = entry})
-  redis.call('PUBLISH', wake_prefix .. sink, event_id)
+  queue_fresh(event_key, event_id, sink, queues[i], sinks_set, group, now, wake_prefix .. sink)
 end
 redis.call('SET', dedupe_key, event_id, 'PX', window_ms)
 return {1, event_id}

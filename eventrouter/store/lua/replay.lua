@@ -21,10 +21,6 @@ for i, sink in ipairs(sinks) do
     redis.call('ZREM', retry_set, event_id)
     redis.call('ZREM', lease_set, event_id)
   end
-  redis.call('SADD', sinks_set, sink)
-  ensure_queue(queue, group)
-  local entry = redis.call('XADD', queue, '*', 'event', event_id)
-  save(event_key, sink, {state = 'pending', attempts = 0, due = now, updated = now, entry = entry})
-  redis.call('PUBLISH', wake_prefix .. sink, event_id)
+  queue_fresh(event_key, event_id, sink, queue, sinks_set, group, now, wake_prefix .. sink)
 end
 return #sinks
