@@ -1,17 +1,18 @@
 """How the core calls plugin hooks: one place, one idiom (datasette's)::
 
-    for result in pm.hook.NAME(**arguments):
+    for result in hook(**arguments):
         await await_me_maybe(result)
 
-pluggy is synchronous: an implementation may return an awaitable, which the core awaits. Where
-one implementation must not affect another (observers, :func:`notify_observers`), or an answer is
-credited to its plugin (registration) or chained (``event_normalised``, :func:`transform_event`),
-each implementation is called on its own (:func:`implementations`), through pluggy all the same.
+where ``hook`` is one plugin's implementation (:func:`implementations`): pluggy is synchronous,
+so an implementation may return an awaitable, which the core awaits. Each implementation is
+called on its own so that one observer's error affects no other (:func:`notify_observers`), an
+answer is credited to its plugin (registration) and ``event_normalised`` implementations form a
+chain (:func:`transform_event`).
 
-``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (logger ``eventrouter.hooks``): the hook, the
-plugins that implement it, a summary of the arguments and results and how long it took. The
-summaries show ids, names, numbers and sizes, never a payload, header or message text, so the
-trace holds no secret.
+``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (logger ``eventrouter.hooks``): the hook,
+the plugin, a summary of the arguments and the result and how long it took. The summaries show
+ids, names, numbers and sizes, never a payload, header or message text, so the trace holds no
+secret.
 """
 
 from __future__ import annotations
@@ -25,23 +26,33 @@ from datetime import datetime
 from typing import Any
 
 import pluggy
+from attrs import frozen
 
+from eventrouter import hookspecs
+from eventrouter.errors import ConfigError
 from eventrouter.events import Event
 from eventrouter.sources import Source, WebhookRequest
 
 __all__ = [
+    "HOOK_NAMES",
     "TRACE_PLUGINS_ENV",
+    "Implementation",
     "await_me_maybe",
     "implementations",
     "notify_observers",
+    "refuse_wrappers",
     "summary",
-    "trace_hook_calls",
     "transform_event",
 ]
 
 log = logging.getLogger("eventrouter.hooks")
 
 TRACE_PLUGINS_ENV = "EVENTROUTER_TRACE_PLUGINS"
+
+#: every hook plugins may implement (hookspecs.py)
+HOOK_NAMES = tuple(
+    name for name, value in vars(hookspecs).items() if hasattr(value, "eventrouter_spec")
+)
 
 #: list items shown in a trace before "..."
 _SHOWN_ITEMS = 5
@@ -80,26 +91,67 @@ async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: A
             log.exception("plugin %s: its %s hook failed", plugin, hook_name)
 
 
-def implementations(
-    pm: pluggy.PluginManager, hook_name: str
-) -> list[tuple[str, pluggy.HookCaller]]:
-    """(plugin name, the hook restricted to that plugin) for each plugin implementing
-    ``hook_name``, in the order pluggy calls them (the last registered first, unless
-    ``tryfirst``/``trylast``). For hooks whose answers are the plugin's own: calling each
-    restricted hook still goes through pluggy (argument checks, the trace)."""
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
-    if not impls:
-        return []
-    plugins = [plugin for _, plugin in pm.list_name_plugin()]
+def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Implementation]]:
+    """(plugin name, its implementation) for each plugin implementing ``hook_name``, in the order
+    pluggy calls them (the last registered first, unless ``tryfirst``/``trylast``)."""
     return [
-        (
-            impl.plugin_name,
-            pm.subset_hook_caller(
-                hook_name, remove_plugins=[p for p in plugins if p is not impl.plugin]
-            ),
-        )
-        for impl in reversed(impls)
+        (impl.plugin_name, Implementation(hook_name, impl))
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls())
     ]
+
+
+@frozen
+class Implementation:
+    """One plugin's implementation of a hook, called on its own: ``hook(**arguments)`` returns
+    what pluggy's call would for that plugin alone (a list of its result, empty for None).
+
+    pluggy has no public way to call one implementation for any plugin (``subset_hook_caller``
+    needs hashable plugin objects), so this passes the arguments the implementation names, as
+    pluggy does; wrapper implementations are refused at start-up (:func:`refuse_wrappers`).
+    """
+
+    hook_name: str
+    impl: pluggy.HookImpl
+
+    def __call__(self, **arguments: Any) -> list[Any]:
+        wanted = {name: arguments[name] for name in self.impl.argnames}
+        result = self._traced(wanted) if tracing() else self.impl.function(**wanted)
+        return [] if result is None else [result]
+
+    def _traced(self, arguments: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        answer = "raised"
+        try:
+            result = self.impl.function(**arguments)
+            answer = f"returned {summary(result)}"
+            return result
+        except BaseException as exc:
+            answer = f"raised {type(exc).__name__}"
+            raise
+        finally:
+            shown = ", ".join(f"{name}={summary(value)}" for name, value in arguments.items())
+            log.info(
+                "hook %s(%s) by %s: %s in %.3f ms",
+                self.hook_name,
+                shown,
+                self.impl.plugin_name,
+                answer,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def refuse_wrappers(pm: pluggy.PluginManager) -> None:
+    """Raise ConfigError for a wrapper implementation of any hook: the core calls each
+    implementation on its own (:class:`Implementation`), where a wrapper would do nothing."""
+    for name in HOOK_NAMES:
+        for impl in getattr(pm.hook, name).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                raise ConfigError(
+                    [
+                        f"plugin {impl.plugin_name!r}: {name} cannot be a wrapper (the core calls "
+                        "each implementation on its own; see docs/hooks.md)"
+                    ]
+                )
 
 
 async def transform_event(pm: pluggy.PluginManager, event: Event, source: Source) -> Event | None:
@@ -146,34 +198,3 @@ def summary(value: object) -> str:
 def _qualname(value: object) -> str:
     """A function's, coroutine's or class's qualified name, else the name of its type."""
     return str(getattr(value, "__qualname__", type(value).__name__))
-
-
-def trace_hook_calls(pm: pluggy.PluginManager) -> None:
-    """Log every call of ``pm``'s hooks (see the module's docstring)."""
-    started: list[float] = []  # pluggy calls are synchronous: before/after nest like a stack
-
-    def before(
-        hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
-    ) -> None:
-        started.append(time.perf_counter())
-
-    def after(
-        outcome: pluggy.Result[Any],
-        hook_name: str,
-        hook_impls: Sequence[pluggy.HookImpl],
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        elapsed = (time.perf_counter() - started.pop()) * 1000
-        plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls)) or "none"
-        arguments = ", ".join(f"{name}={summary(value)}" for name, value in kwargs.items())
-        error = outcome.exception
-        answer = (
-            f"raised {type(error).__name__}"
-            if error is not None
-            else f"returned {summary(outcome.get_result())}"
-        )
-        log.info(
-            "hook %s(%s) by [%s]: %s in %.3f ms", hook_name, arguments, plugins, answer, elapsed
-        )
-
-    pm.add_hookcall_monitoring(before, after)

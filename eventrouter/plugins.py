@@ -15,7 +15,7 @@ from attrs import define, field, frozen
 
 from eventrouter import hookspecs
 from eventrouter.errors import ConfigError
-from eventrouter.hooks import implementations, trace_hook_calls, tracing
+from eventrouter.hooks import implementations, refuse_wrappers
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
 
@@ -52,8 +52,6 @@ def create_plugin_manager(
     ``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (see :mod:`eventrouter.hooks`).
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-    if tracing():
-        trace_hook_calls(pm)
     pm.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
@@ -147,16 +145,9 @@ class Registry:
     @classmethod
     def collect(cls, pm: pluggy.PluginManager) -> Registry:
         """Call every plugin's registration hooks; refuse two types with one name, and wrapper
-        implementations of ``event_normalised`` (the core calls its implementations in turn,
-        each given the event the previous one returned: a wrapper would silently do nothing)."""
-        for impl in pm.hook.event_normalised.get_hookimpls():
-            if impl.hookwrapper or impl.wrapper:
-                raise ConfigError(
-                    [
-                        f"plugin {impl.plugin_name!r}: event_normalised cannot be a wrapper "
-                        "(return a new Event, False or None instead; see docs/hooks.md)"
-                    ]
-                )
+        implementations of any hook (the core calls each implementation on its own, where a
+        wrapper would silently do nothing)."""
+        refuse_wrappers(pm)
         registry = cls()
         registry._collect(pm, "register_sources", Source, registry.sources)
         registry._collect(pm, "register_sinks", Sink, registry.sinks)

@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+from attrs import define
 from click.testing import CliRunner
 
 from eventrouter import Sink, WebhookRequest, hookimpl
@@ -119,17 +120,29 @@ def test_a_type_hidden_by_load_plugins_says_so(monkeypatch):
     assert "pip install eventrouter-slack, or add it to EVENTROUTER_LOAD_PLUGINS" in problem
 
 
-def test_a_wrapper_on_event_normalised_is_refused():
-    class Wrapping:
-        @hookimpl(wrapper=True)
-        def event_normalised(self, event):
-            return (yield)
+class _WrapsNormalised:
+    @hookimpl(wrapper=True)
+    def event_normalised(self, event):
+        return (yield)
 
-    pm = create_plugin_manager(load_entrypoints=False, plugins=[Wrapping()])
+
+class _WrapsFailed:
+    @hookimpl(hookwrapper=True)
+    def delivery_failed(self, event):
+        yield
+
+
+@pytest.mark.parametrize(
+    ("plugin", "hook"),
+    [(_WrapsNormalised(), "event_normalised"), (_WrapsFailed(), "delivery_failed")],
+)
+def test_a_wrapper_implementation_is_refused(plugin, hook):
+    """The core calls each implementation on its own, where a wrapper would silently do nothing."""
+    pm = create_plugin_manager(load_entrypoints=False, plugins=[plugin])
     with pytest.raises(ConfigError) as caught:
         Registry.collect(pm)
     [problem] = caught.value.problems
-    assert "event_normalised cannot be a wrapper" in problem
+    assert f"{hook} cannot be a wrapper" in problem
 
 
 # -- calling hooks (eventrouter.hooks) ------------------------------------------------------------
@@ -267,17 +280,54 @@ async def test_trace_plugins_logs_every_hook_call_without_secrets(monkeypatch, c
 
     lines = [r.getMessage() for r in caplog.records]
     [registration] = [line for line in lines if line.startswith("hook register_sinks(")]
-    assert "by [eventrouter.builtin.http_forward]" in registration
-    assert re.search(r"returned \[\] in \d+\.\d{3} ms$", registration)  # (None is left out)
+    assert "by eventrouter.builtin.http_forward: returned None in " in registration
+    assert re.search(r" in \d+\.\d{3} ms$", registration)
     [failed] = [line for line in lines if line.startswith("hook delivery_failed(")]
     assert "event=Event(id='evt_1', source='demo', type='order.paid')" in failed
     assert "sink=_Quiet(name='alerts')" in failed
     assert "attempt=3" in failed
     assert "error=str[38]" in failed
-    assert "returned [awaitable " in failed
+    assert "returned awaitable " in failed
     assert any(re.match(r"awaited .*delivery_failed in \d+\.\d{3} ms$", line) for line in lines)
     text = "\n".join(lines)
     assert "sk_live" not in text
     assert "4242" not in text
     request = WebhookRequest(body=b'{"card": "4242"}', headers={"Authorization": "Bearer sk_live"})
     assert summary(request) == "WebhookRequest(POST /, 16 bytes)"
+
+
+async def test_plugin_objects_that_cannot_be_hashed_are_called_like_any_other(caplog):
+    """attrs classes with eq are unhashable; pluggy registers them, so the core calls them."""
+    heard: list[str] = []
+
+    @define
+    class Unhashable:
+        name: str
+
+        @hookimpl
+        def register_sinks(self, register):
+            register(_Quiet)
+
+        @hookimpl
+        def delivery_failed(self, sink, error):
+            heard.append(f"{self.name}: {error}")
+
+    @define
+    class Another:
+        @hookimpl
+        def delivery_failed(self, attempt):
+            heard.append(f"attempt {attempt}")
+
+    pm = create_plugin_manager(load_entrypoints=False, plugins=[Unhashable("u"), Another()])
+    assert Registry.collect(pm).sinks["quiet"].plugin.endswith("Unhashable")
+    await notify_observers(
+        pm,
+        "delivery_failed",
+        event=_event(),
+        sink=_Quiet("quiet", None),
+        attempt=1,
+        error="boom",
+        retry_at=None,
+    )
+    assert heard == ["attempt 1", "u: boom"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
