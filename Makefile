@@ -28,6 +28,7 @@ redis-server:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP) redis-server lint
 	$(BIN)/python -m pytest

@@ -27,6 +27,7 @@ from eventrouter.plugins import Registry, install_hint
 from eventrouter.redact import Redactor
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
+from eventrouter.store.config import StoreConfig
 
 __all__ = [
     "Config",
@@ -63,56 +64,6 @@ class ServerConfig:
     read_timeout: Duration = Duration(15)
     #: open connections at most; a client beyond it gets a 503 with Retry-After
     max_connections: int = field(default=1024, validator=attrs.validators.gt(0))
-
-
-@frozen
-class StoreConfig:
-    backend: str = field(default="sqlite", validator=attrs.validators.in_(("sqlite", "redis")))
-    #: sqlite: the database file, relative to the config file's directory
-    path: str = "eventrouter.db"
-    #: redis: the server, e.g. redis://localhost:6379/0 (with ``sentinels``: only its
-    #: credentials, database number and scheme are used)
-    url: str | None = None
-    #: redis: prefix of every key eventrouter writes
-    key_prefix: str = "eventrouter"
-    #: redis: Sentinel addresses ("host:port"); the primary is the one they name ``service_name``
-    sentinels: tuple[str, ...] = field(default=())
-    #: redis: the Sentinel service (``sentinel monitor NAME ...``) of the primary
-    service_name: str | None = field(default=None)
-    #: how long a delivery's idempotency key is remembered
-    dedupe_window: Duration = Duration(3 * 86400)
-    #: delivered events older than this are deleted (dead and pending ones are kept)
-    retention: Duration = Duration(7 * 86400)
-    #: writes waiting for the disk before ingest answers 503 instead of queueing more
-    max_pending_writes: int = field(default=5000, validator=attrs.validators.gt(0))
-    #: the longest ingest, /readyz and /metrics wait for the store before answering 503
-    operation_timeout: Duration = field(default=Duration(3))
-
-    @backend.validator
-    def _backend_installed(self, attribute: attrs.Attribute[str], value: str) -> None:
-        if value == "redis":
-            from eventrouter.store import redis_missing
-
-            problem = redis_missing()
-            if problem:
-                raise ValueError(problem)
-
-    @sentinels.validator
-    def _sentinel_addresses(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-        for address in value:
-            host, _, port = str(address).rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"expected 'host:port' entries, got {address!r}")
-
-    @service_name.validator
-    def _service_name_with_sentinels(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if self.sentinels and not value:
-            raise ValueError("required with sentinels (the name in 'sentinel monitor NAME ...')")
-
-    @operation_timeout.validator
-    def _positive_timeout(self, attribute: attrs.Attribute[Any], value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"must be more than 0 seconds, got {value!r}")
 
 
 @frozen
@@ -384,7 +335,7 @@ def _table(document: Mapping[str, Any], key: str, problems: list[str]) -> dict[s
     return value
 
 
-def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
+def _structure(value: Any, cls: type[Any], path: str, problems: list[str]) -> Any:
     """``cls`` from ``value``, or None; every problem found is added to ``problems``.
 
     Unknown keys are reported and left out, and validators run one by one after structuring,

@@ -121,7 +121,7 @@ def _is_list_like(type_: Any) -> bool:
 
 
 def _is_homogenous(type_: Any) -> bool:
-    args = getattr(type_, "__args__", ())
+    args: tuple[Any, ...] = getattr(type_, "__args__", ())
     return len(args) == 2 and args[1] is Ellipsis
 
 

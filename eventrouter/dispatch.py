@@ -20,13 +20,13 @@ import pluggy
 from eventrouter.config import SinkSpec
 from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
-from eventrouter.plugins import await_me_maybe
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.store.base import Delivery, Store
 
-__all__ = ["Dispatcher", "cancel_and_wait", "notify_observers"]
+__all__ = ["Dispatcher", "cancel_and_wait"]
 
 log = logging.getLogger("eventrouter.dispatch")
 
@@ -39,9 +39,9 @@ WATCHED_POLL_INTERVAL = 10.0
 #: doubling each time (up to the poll interval) until a claim gets something
 SPIN_BACKOFF = 0.01
 #: waits between attempts to record an outcome: from the first, doubling up to the second
-SETTLE_BACKOFF = (0.05, 1.0)
+OUTCOME_WRITE_BACKOFF = (0.05, 1.0)
 #: an outcome is no longer retried this close to the end of the lease (a takeover may follow)
-SETTLE_SAFETY = 1.0
+OUTCOME_WRITE_MARGIN = 1.0
 #: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
 
@@ -63,20 +63,6 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: flo
         log.error("task %s did not stop when cancelled", task.get_name())
     elif not task.cancelled():
         task.exception()  # retrieved, so asyncio does not report it as never retrieved
-
-
-async def notify_observers(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
-    """Call an observer hook; await what implementations return; log, never raise, their errors."""
-    try:
-        results = getattr(pm.hook, hook_name)(**kwargs)
-    except Exception:
-        log.exception("a %s hook implementation failed", hook_name)
-        return
-    for result in results:
-        try:
-            await await_me_maybe(result)
-        except Exception:
-            log.exception("a %s hook implementation failed", hook_name)
 
 
 class _SinkWorker:
@@ -176,7 +162,7 @@ class _SinkWorker:
         number = delivery.attempts + 1
         started = time.monotonic()
         store = dispatcher.store
-        settle_by = claimed_at + self.lease - SETTLE_SAFETY
+        record_by = claimed_at + self.lease - OUTCOME_WRITE_MARGIN
         retry_after: float | None = None
         permanent = False
         if delivery.lost and delivery.attempts >= policy.max_attempts:
@@ -188,10 +174,10 @@ class _SinkWorker:
             )
             log.error("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
-            await self._settle(
+            await self._record_outcome(
                 lambda: store.dead_letter(delivery, error=reason, count_attempt=False),
                 delivery,
-                settle_by,
+                record_by,
             )
             await notify_observers(
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
@@ -217,7 +203,7 @@ class _SinkWorker:
             elapsed = time.monotonic() - started
             dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
-            await self._settle(lambda: store.ack(delivery), delivery, settle_by)
+            await self._record_outcome(lambda: store.ack(delivery), delivery, record_by)
             await notify_observers(
                 dispatcher.pm,
                 "delivery_succeeded",
@@ -233,8 +219,8 @@ class _SinkWorker:
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
-            await self._settle(
-                lambda: store.dead_letter(delivery, error=reason), delivery, settle_by
+            await self._record_outcome(
+                lambda: store.dead_letter(delivery, error=reason), delivery, record_by
             )
             await notify_observers(
                 dispatcher.pm,
@@ -260,8 +246,8 @@ class _SinkWorker:
             delay,
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
-        await self._settle(
-            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, settle_by
+        await self._record_outcome(
+            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, record_by
         )
         await notify_observers(
             dispatcher.pm,
@@ -286,8 +272,8 @@ class _SinkWorker:
         base = float(policy.retry_schedule[min(attempt, len(policy.retry_schedule)) - 1])
         return max(0.0, base * (1 + random.uniform(-policy.jitter, policy.jitter)))
 
-    async def _settle(
-        self, write: Callable[[], Awaitable[None]], delivery: Delivery, settle_by: float
+    async def _record_outcome(
+        self, write: Callable[[], Awaitable[None]], delivery: Delivery, record_by: float
     ) -> None:
         """Record an outcome, trying again with a short backoff (a store blip) until shortly
         before the lease ends; after that the delivery is taken over and attempted again.
@@ -295,13 +281,13 @@ class _SinkWorker:
         A write that landed although its answer was lost is harmless to repeat: the store
         ignores an outcome for a claim that is no longer current.
         """
-        delay = SETTLE_BACKOFF[0]
+        delay = OUTCOME_WRITE_BACKOFF[0]
         tries = 0
         while True:
             tries += 1
             try:
                 # a try may outlast the lease: an outcome for a claim taken over is ignored
-                async with asyncio.timeout(max(1.0, settle_by - time.monotonic())):
+                async with asyncio.timeout(max(1.0, record_by - time.monotonic())):
                     await write()
             except Exception as exc:  # noqa: BLE001 - retried, then logged
                 error: Exception = exc
@@ -314,10 +300,10 @@ class _SinkWorker:
                         tries,
                     )
                 return
-            if time.monotonic() + delay >= settle_by or self.dispatcher.stopped:
+            if time.monotonic() + delay >= record_by or self.dispatcher.stopped:
                 break
             await asyncio.sleep(delay)
-            delay = min(delay * 2, SETTLE_BACKOFF[1])
+            delay = min(delay * 2, OUTCOME_WRITE_BACKOFF[1])
         log.error(
             "sink %s: could not record the outcome for %s after %d tries (%s); it will be "
             "attempted again when its lease ends",

@@ -172,6 +172,10 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
 @frozen
 class Event:
     """A webhook, authenticated, normalised and ready to route.
@@ -193,7 +197,7 @@ class Event:
     data: EventData = field(factory=EventData)
     raw: Any = None
     #: an empty subject is no subject (CloudEvents requires a non-empty one when present)
-    subject: str | None = field(default=None, converter=lambda value: value or None)
+    subject: str | None = field(default=None, converter=_none_if_empty)
     specversion: str = "1.0"
     sensitive: tuple[str, ...] = ()
 
@@ -211,7 +215,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` reads it back into an equal event."""
-        return converter.unstructure(self)
+        unstructured: dict[str, Any] = converter.unstructure(self)
+        return unstructured
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> Event:
@@ -327,10 +332,15 @@ def _register_json_hooks() -> None:
     for cls, fields in ((Event, ("raw",)), (EventData, ("attributes",)), (Campaign, ("stats",))):
         unstructure = {name: override(unstruct_hook=_passthrough) for name in fields}
         converter.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, converter, **unstructure)
+            # mypy matches **overrides against the flags before **kwargs (they are all overrides)
+            cls,
+            make_dict_unstructure_fn(cls, converter, **unstructure),  # type: ignore[arg-type]
         )
         structure = {name: override(struct_hook=_structure_json) for name in fields}
-        converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **structure))
+        converter.register_structure_hook(
+            cls,
+            make_dict_structure_fn(cls, converter, **structure),  # type: ignore[arg-type]  # as above
+        )
 
 
 def _as_datetime(value: datetime | str) -> datetime:

@@ -15,6 +15,7 @@ from attrs import define, field, frozen
 
 from eventrouter import hookspecs
 from eventrouter.errors import ConfigError
+from eventrouter.hooks import implementations, refuse_wrappers
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
 
@@ -24,7 +25,6 @@ __all__ = [
     "PluginInfo",
     "Provided",
     "Registry",
-    "await_me_maybe",
     "create_plugin_manager",
     "install_hint",
     "plugin_infos",
@@ -50,6 +50,7 @@ def create_plugin_manager(
 
     ``EVENTROUTER_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty for
     none) restricts which installed plugins load; built-in plugins always load.
+    ``EVENTROUTER_TRACE_PLUGINS=1`` logs every hook call (see :mod:`eventrouter.hooks`).
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
@@ -76,18 +77,18 @@ def _plugin_name(pm: pluggy.PluginManager, plugin: Any) -> str:
     return name
 
 
-def _normalise(name: str) -> str:
+def _canonical_name(name: str) -> str:
     """A distribution or entry-point name as PEP 503 compares them (``Eventrouter_CSV`` is
     ``eventrouter-csv``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def allowed_plugins() -> set[str] | None:
-    """The names in ``EVENTROUTER_LOAD_PLUGINS``, normalised; None when it is not set."""
+    """The names in ``EVENTROUTER_LOAD_PLUGINS`` in canonical form; None when it is not set."""
     allowed = os.environ.get(LOAD_PLUGINS_ENV)
     if allowed is None:
         return None
-    return {_normalise(name.strip()) for name in allowed.split(",") if name.strip()}
+    return {_canonical_name(name.strip()) for name in allowed.split(",") if name.strip()}
 
 
 def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
@@ -101,7 +102,7 @@ def _load_entrypoints(pm: pluggy.PluginManager, names: set[str] | None) -> None:
     installed: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist else ""
-        candidates = {_normalise(ep.name), _normalise(dist_name)} - {""}
+        candidates = {_canonical_name(ep.name), _canonical_name(dist_name)} - {""}
         installed |= candidates
         if names is not None:
             if not candidates & names:
@@ -145,16 +146,9 @@ class Registry:
     @classmethod
     def collect(cls, pm: pluggy.PluginManager) -> Registry:
         """Call every plugin's registration hooks; refuse two types with one name, and wrapper
-        implementations of ``event_normalised`` (the core calls its implementations in turn,
-        each given the event the previous one returned: a wrapper would silently do nothing)."""
-        for impl in pm.hook.event_normalised.get_hookimpls():
-            if impl.hookwrapper or impl.wrapper:
-                raise ConfigError(
-                    [
-                        f"plugin {impl.plugin_name!r}: event_normalised cannot be a wrapper "
-                        "(return a new Event, False or None instead; see docs/hooks.md)"
-                    ]
-                )
+        implementations of any hook (the core calls each implementation on its own, where a
+        wrapper would silently do nothing)."""
+        refuse_wrappers(pm)
         registry = cls()
         registry._collect(pm, "register_sources", Source, registry.sources)
         registry._collect(pm, "register_sinks", Sink, registry.sinks)
@@ -165,8 +159,8 @@ class Registry:
         pm: pluggy.PluginManager, hook_name: str, base: type, into: dict[str, Provided]
     ) -> None:
         kind = "source" if base is Source else "sink"
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
-            plugin = impl.plugin_name
+        # in registration order, so a type registered twice names the earlier plugin first
+        for plugin, hook in reversed(implementations(pm, hook_name)):
 
             def register(type_: type, plugin: str = plugin) -> None:
                 if not (inspect.isclass(type_) and issubclass(type_, base)):
@@ -187,7 +181,7 @@ class Registry:
                     )
                 into[name] = Provided(type_name=name, cls=type_, plugin=plugin)
 
-            impl.function(register=register)
+            hook(register=register)
 
 
 def install_hint(type_name: str) -> str:
@@ -230,6 +224,8 @@ def plugin_infos(pm: pluggy.PluginManager, registry: Registry | None = None) -> 
     infos = []
     for name, plugin in pm.list_name_plugin():
         dist = dists.get(id(plugin))
+        distribution: str | None
+        version: str | None
         if dist is not None:
             distribution, version = dist.metadata["Name"], dist.version
         elif name in DEFAULT_PLUGINS:
@@ -252,10 +248,3 @@ def plugin_infos(pm: pluggy.PluginManager, registry: Registry | None = None) -> 
 
 def _provided_by(types: dict[str, Provided], plugin: str) -> tuple[str, ...]:
     return tuple(sorted(p.type_name for p in types.values() if p.plugin == plugin))
-
-
-async def await_me_maybe(value: Any) -> Any:
-    """Await ``value`` if a hook implementation returned an awaitable."""
-    if inspect.isawaitable(value):
-        value = await value
-    return value

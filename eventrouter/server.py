@@ -25,9 +25,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from eventrouter import __version__
 from eventrouter.config import Config
-from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log, notify_observers
+from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log
 from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
 from eventrouter.payload import MAX_NESTING, nesting_exceeds
 from eventrouter.redact import Redactor
@@ -235,9 +236,10 @@ class _Receiver:
                 ),
                 "invalid",
             )
-        event = await _transform(pm, event, self.source)
-        if event is None:
+        transformed = await _transform(pm, event, self.source)
+        if transformed is None:
             return _outcome(web.json_response({"status": "dropped"}), "dropped")
+        event = transformed
         event_dict = event.to_dict() if config.needs_event_dict else None
         sinks = config.sinks_for(event.source, event.type, event_dict)
         if event.sensitive and not any(config.sinks[s].delivery.include_sensitive for s in sinks):
@@ -337,8 +339,9 @@ async def metrics_view(request: web.Request) -> web.Response:
     # (a backlog or dead-letter alert must not clear during an outage); store_up says why
     metrics.store_up.set(0 if depth is None else 1)
     for sink in config.sinks if depth is not None else ():
+        counts = depth.get(sink, {}) if depth is not None else {}
         for state in ("pending", "inflight", "dead"):
-            metrics.queue_depth.labels(sink, state).set(depth.get(sink, {}).get(state, 0))
+            metrics.queue_depth.labels(sink, state).set(counts.get(state, 0))
     metrics.pending_writes.set(store.pending_writes)
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 

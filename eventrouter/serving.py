@@ -347,9 +347,10 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
+        server = site._server
         bound = (
-            site._server.sockets[0].getsockname()[1]
-            if site._server and site._server.sockets
+            server.sockets[0].getsockname()[1]
+            if isinstance(server, asyncio.Server) and server.sockets
             else port
         )
         if on_started is not None:

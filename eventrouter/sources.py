@@ -104,7 +104,7 @@ class Source(abc.ABC):
     """
 
     type_name: ClassVar[str]
-    provider: ClassVar[str] = ""
+    provider: str = ""
     Options: ClassVar[type] = NoOptions
     #: option names whose values are secrets; never logged, printed or stored
     secret_options: ClassVar[tuple[str, ...]] = ()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field, frozen
 
@@ -193,7 +194,7 @@ class RouterHarness:
     """A running router: post signed webhooks to it, look into its store, stop it."""
 
     config: Config
-    client: TestClient
+    client: TestClient[web.Request, web.Application]
     recorder: Recorder
 
     @property
@@ -265,7 +266,7 @@ async def make_router(
     tmp_path: Path, recorded: Recorder, extra_plugins: list[Any]
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await make_router(config_dict, environ={...})``: a running router on 127.0.0.1."""
-    clients: list[TestClient] = []
+    clients: list[TestClient[web.Request, web.Application]] = []
 
     async def factory(
         document: Mapping[str, Any],

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from eventrouter import hookimpl
-from eventrouter.errors import StoreUnavailable
+from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
 from eventrouter.server import DISPATCHER
-from eventrouter.sinks import retry_after_seconds
+from eventrouter.sinks import error_for_status, retry_after_seconds
 from eventrouter.testing import Recorder
 
 
@@ -133,6 +133,52 @@ def test_retry_after_header_values():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
     for nonsense in ("inf", "nan", "1e400", "soon", "", None, "Wed, 99 Foo 99999 99:99:99 GMT"):
         assert retry_after_seconds(nonsense) is None
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503, 504, 599])
+def test_statuses_worth_retrying_are_retryable_honouring_retry_after(status):
+    # 409: the remote end is busy with a conflicting request (a lock, an edit in flight)
+    error = error_for_status(status, detail="busy", retry_after="7")
+    assert isinstance(error, RetryableError)
+    assert error.retry_after == 7.0
+    assert error.message == f"HTTP {status}: busy"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 410, 413, 422])
+def test_other_statuses_are_permanent(status):
+    assert isinstance(error_for_status(status, detail="no", retry_after="7"), PermanentError)
+
+
+async def test_retry_delays_are_jittered_around_the_schedule(make_router, config_with):
+    router = await make_router(
+        config_with(
+            {
+                "jittered": {
+                    "plugin": "recording",
+                    "delivery": {"retry_schedule": ["10s", "20s"], "jitter": 0.5},
+                },
+                "exact": {
+                    "plugin": "recording",
+                    "delivery": {"retry_schedule": ["10s", "20s"], "jitter": 0},
+                },
+            }
+        )
+    )
+    workers = router.client.app[DISPATCHER].workers
+    first = [workers["jittered"].delay(1) for _ in range(200)]
+    later = [workers["jittered"].delay(5) for _ in range(200)]  # past the schedule: its last
+
+    # within +-50% of the scheduled delay, and spread over both sides of it (retries from
+    # many failed deliveries must not arrive in lock-step)
+    assert all(5.0 <= d <= 15.0 for d in first)
+    assert min(first) < 9.0
+    assert max(first) > 11.0
+    assert all(10.0 <= d <= 30.0 for d in later)
+    assert min(later) < 18.0
+    assert max(later) > 22.0
+    assert {workers["exact"].delay(1) for _ in range(20)} == {10.0}
+    # a Retry-After replaces the schedule and is not jittered
+    assert {workers["jittered"].delay(1, retry_after=3.0) for _ in range(20)} == {3.0}
 
 
 async def test_timeout_counts_as_a_retryable_failure(make_router, config_with, recorded):

@@ -22,7 +22,7 @@ from tests.redis_server import (  # noqa: F401 - redis_server_fixture registers 
     RedisServer,
     redis_server_fixture,
 )
-from tests.test_store_redis import make_event
+from tests.stores import make_event
 
 pytestmark = pytest.mark.redis
 

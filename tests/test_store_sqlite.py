@@ -1,4 +1,4 @@
-"""SQLite specifics beyond the shared store contract (tests/test_store_redis.py runs that)."""
+"""SQLite specifics beyond the shared store contract (tests/test_store_contract.py runs that)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventrouter.config import StoreConfig
 from eventrouter.errors import ConfigError
 from eventrouter.store.base import (
     LOST_WORKER,
@@ -16,6 +15,7 @@ from eventrouter.store.base import (
     Store,
     StoredEvent,
 )
+from eventrouter.store.config import REDIS_INSTALL_HINT, StoreConfig, redis_missing
 
 __all__ = [
     "LOST_WORKER",
@@ -26,25 +26,11 @@ __all__ = [
     "DeliveryState",
     "IngestResult",
     "Store",
+    "StoreConfig",
     "StoredEvent",
     "create_store",
     "redis_missing",
 ]
-
-REDIS_INSTALL_HINT = "pip install 'eventrouter[redis]'"
-
-
-def redis_missing() -> str | None:
-    """Why ``backend = "redis"`` cannot work here (the optional ``redis`` package is not
-    installed), or None when it can."""
-    try:
-        import redis.asyncio.sentinel  # noqa: F401 - only whether it imports
-    except ImportError as exc:
-        return (
-            f"the Redis store needs the redis package, which cannot be imported ({exc}); "
-            f"install it with: {REDIS_INSTALL_HINT}"
-        )
-    return None
 
 
 def create_store(config: StoreConfig, *, base_dir: Path) -> Store:

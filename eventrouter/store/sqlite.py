@@ -143,7 +143,7 @@ class _GroupCommit:
                     log.error("store write failed: %s", exc)
                     results = [(False, StoreUnavailable(f"store write failed: {exc}"))] * len(batch)
                 self.batches += 1
-                _settle(batch, results)
+                _answer(batch, results)
                 batch = []
         except BaseException as exc:
             # never leave a caller waiting: whatever went wrong, every write not yet answered fails
@@ -152,7 +152,7 @@ class _GroupCommit:
                 self._rollback()
             failed = StoreUnavailable(f"store write failed: {type(exc).__name__}")
             unanswered, self.pending = [*batch, *self.pending], []
-            _settle(unanswered, [(False, failed)] * len(unanswered))
+            _answer(unanswered, [(False, failed)] * len(unanswered))
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -227,10 +227,11 @@ class _GroupCommit:
         self._blocking.shutdown(wait=True)
 
 
-def _settle(
+def _answer(
     batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
     results: list[tuple[bool, Any]],
 ) -> None:
+    """Hand each waiting caller its write's result (ok, value) or error (not ok, exception)."""
     for (_, future), (ok, value) in zip(batch, results, strict=True):
         if future.done():
             continue
@@ -437,7 +438,7 @@ class SQLiteStore(Store):
         )
         return _ts(row[0])
 
-    async def _settle(
+    async def _end_claim(
         self,
         delivery: Delivery,
         state: DeliveryState,
@@ -446,6 +447,7 @@ class SQLiteStore(Store):
         at: float,
         error: str | None,
     ) -> None:
+        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current)."""
         lease_end = float(delivery.token)  # the claim's lease end: see claim()
 
         def write(conn: sqlite3.Connection) -> None:
@@ -468,12 +470,12 @@ class SQLiteStore(Store):
 
     async def ack(self, delivery: Delivery) -> None:
         now = time.time()
-        await self._settle(
+        await self._end_claim(
             delivery, DeliveryState.DONE, attempts=delivery.attempts + 1, at=now, error=None
         )
 
     async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
-        await self._settle(
+        await self._end_claim(
             delivery,
             DeliveryState.PENDING,
             attempts=delivery.attempts + 1,
@@ -486,7 +488,7 @@ class SQLiteStore(Store):
     ) -> None:
         now = time.time()
         attempts = delivery.attempts + (1 if count_attempt else 0)
-        await self._settle(delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error)
+        await self._end_claim(delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error)
 
     # -- listings and operations ---------------------------------------------------------
 
@@ -559,7 +561,7 @@ class SQLiteStore(Store):
                     sink=snk,
                     attempts=att,
                     reason=err or "",
-                    dead_at=_ts(at),
+                    dead_at=datetime.fromtimestamp(at, UTC),
                 )
                 for eid, src, typ, snk, att, err, at in rows
             ]

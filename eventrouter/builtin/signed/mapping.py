@@ -46,13 +46,13 @@ __all__ = [
 E = TypeVar("E", bound=enum.Enum)
 
 
-class _Functions(jmespath.functions.Functions):  # type: ignore[misc]  # jmespath is untyped
+class _Functions(jmespath.functions.Functions):
     """JMESPath's functions plus ``header(name)``: the request header's value, or null."""
 
     def __init__(self, headers: Mapping[str, str]) -> None:
         self._headers = headers
 
-    @jmespath.functions.signature({"types": ["string"]})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": ["string"]})
     def _func_header(self, name: str) -> str | None:
         return self._headers.get(name)
 

@@ -1,0 +1,532 @@
+"""The store contract, run against both backends: SQLite and Redis Streams.
+
+Every test here takes ``store`` (an opened store) or ``store_factory`` (``await
+store_factory(...)`` opens another "process" sharing the same data: the same SQLite file, the same
+Redis server and key prefix), both parametrised over the backends, so a promise of
+:class:`eventrouter.store.Store` kept by one backend and broken by the other fails here. The
+backends' own tests (group commit, Sentinel, outages...) live in test_store_sqlite.py and
+test_store_redis.py. The Redis runs need a ``redis-server`` binary (see tests/redis_server.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from eventrouter.errors import StoreUnavailable
+from eventrouter.store import LOST_WORKER, DeliveryRecord, DeliveryState, IngestResult, Store
+from eventrouter.store.redis import RedisStore
+from eventrouter.store.sqlite import SQLiteStore
+from tests.redis_server import redis_server_fixture  # noqa: F401 - registers the fixture
+from tests.stores import assert_near, claim_one, make_event, record
+
+StoreFactory = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """``await store_factory(...)``: an opened store; every call is another "process" sharing
+    the same data (the same SQLite file, the same Redis server and key prefix)."""
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    opened: list[Store] = []
+
+    async def factory(*, dedupe_window: float = 3600.0, max_pending_writes: int = 5000) -> Store:
+        store: Store
+        if url is not None:
+            store = RedisStore(
+                url,
+                key_prefix="contract",
+                dedupe_window=dedupe_window,
+                max_pending_writes=max_pending_writes,
+            )
+        else:
+            store = SQLiteStore(
+                tmp_path / "store.db",
+                dedupe_window=dedupe_window,
+                max_pending_writes=max_pending_writes,
+            )
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:
+    """One opened store of the backend under test."""
+    return await store_factory()
+
+
+def test_every_operation_of_the_contract_is_exercised_here():
+    """A method added to Store without a test here would be a promise neither backend is held to."""
+    module = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    called = {
+        node.func.attr
+        for node in ast.walk(module)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    operations = {
+        name
+        for name, value in vars(Store).items()
+        if not name.startswith("_") and callable(value) and name not in {"open", "close"}
+    }
+    assert operations - called == set()
+
+
+async def test_ingest_stores_event_with_one_pending_delivery_per_sink(store):
+    event = make_event()
+    before = datetime.now(UTC)
+
+    result = await store.ingest(event, ["alpha", "beta"])
+
+    assert result == IngestResult(accepted=True, event_id=event.id)
+    stored = await store.get_event(event.id)
+    assert stored is not None
+    assert stored.event == event
+    assert stored.event.raw["nested"]["token"] == "secret-value"
+    assert [r.sink for r in stored.deliveries] == ["alpha", "beta"]
+    for delivery in stored.deliveries:
+        assert delivery.state == DeliveryState.PENDING
+        assert delivery.attempts == 0
+        assert delivery.last_error is None
+        assert_near(delivery.next_attempt_at, before)
+    assert await store.queue_depth() == {"alpha": {"pending": 1}, "beta": {"pending": 1}}
+    assert await store.get_event("evt_missing") is None
+    assert store.pending_writes == 0
+
+
+async def test_event_without_sinks_is_stored_without_deliveries(store):
+    event = make_event()
+
+    assert (await store.ingest(event, [])).accepted
+
+    stored = await store.get_event(event.id)
+    assert stored is not None
+    assert stored.event == event
+    assert stored.deliveries == ()
+    assert await store.queue_depth() == {}
+
+
+async def test_duplicate_within_window_is_refused_and_accepted_after_it(store_factory):
+    store = await store_factory(dedupe_window=0.6)
+    first = make_event(key="order-1")
+    second = make_event(key="order-1")
+    other_source = make_event(key="order-1", source="other-shop")
+
+    assert await store.ingest(first, ["alpha"]) == IngestResult(accepted=True, event_id=first.id)
+    assert await store.ingest(second, ["alpha"]) == IngestResult(accepted=False, event_id=first.id)
+    # the key is per source
+    assert (await store.ingest(other_source, ["alpha"])).accepted
+    assert await store.get_event(second.id) is None
+    assert await store.queue_depth() == {"alpha": {"pending": 2}}
+
+    await asyncio.sleep(0.8)
+    third = make_event(key="order-1")
+    assert await store.ingest(third, ["alpha"]) == IngestResult(accepted=True, event_id=third.id)
+    assert await store.queue_depth() == {"alpha": {"pending": 3}}
+
+
+async def test_claim_then_ack(store):
+    event = make_event()
+    await store.ingest(event, ["alpha", "beta"])
+    assert await store.next_due("alpha") <= datetime.now(UTC) + timedelta(milliseconds=50)
+    assert await store.next_due("nowhere") is None
+    assert await store.claim("nowhere", limit=5, lease=30) == []
+
+    claimed_at = datetime.now(UTC)
+    delivery = await claim_one(store, "alpha")
+
+    assert delivery.event == event
+    assert delivery.sink == "alpha"
+    assert delivery.attempts == 0
+    assert delivery.token
+    assert await store.claim("alpha", limit=10, lease=30) == []
+    inflight = record(await store.get_event(event.id), "alpha")
+    assert inflight.state == DeliveryState.INFLIGHT
+    assert inflight.attempts == 0
+    assert_near(inflight.next_attempt_at, claimed_at + timedelta(seconds=30))
+    # the lease end is when the delivery is due again (should its worker die)
+    assert_near(await store.next_due("alpha"), claimed_at + timedelta(seconds=30))
+    assert await store.queue_depth() == {"alpha": {"inflight": 1}, "beta": {"pending": 1}}
+
+    await store.ack(delivery)
+
+    done = record(await store.get_event(event.id), "alpha")
+    assert done == DeliveryRecord(
+        sink="alpha", state=DeliveryState.DONE, attempts=1, next_attempt_at=None, last_error=None
+    )
+    assert record(await store.get_event(event.id), "beta").state == DeliveryState.PENDING
+    assert await store.queue_depth() == {"beta": {"pending": 1}}
+    assert await store.next_due("alpha") is None
+    assert await store.claim("alpha", limit=10, lease=30) == []
+    # a second ack of the same delivery changes nothing
+    await store.ack(delivery)
+    assert record(await store.get_event(event.id), "alpha") == done
+
+
+async def test_claim_respects_limit_and_order(store):
+    events = [make_event() for _ in range(5)]
+    for event in events:
+        await store.ingest(event, ["alpha"])
+
+    first = await store.claim("alpha", limit=2, lease=30)
+    rest = await store.claim("alpha", limit=10, lease=30)
+
+    assert [d.event.id for d in first] == [e.id for e in events[:2]]
+    assert [d.event.id for d in rest] == [e.id for e in events[2:]]
+    assert await store.queue_depth() == {"alpha": {"inflight": 5}}
+
+
+async def test_retry_later_is_not_claimable_before_it_is_due(store):
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    delivery = await claim_one(store, "alpha")
+    at = datetime.now(UTC) + timedelta(seconds=0.8)
+
+    await store.retry_later(delivery, at=at, error="503 from the sink")
+
+    waiting = record(await store.get_event(event.id), "alpha")
+    assert waiting.state == DeliveryState.PENDING
+    assert waiting.attempts == 1
+    assert waiting.last_error == "503 from the sink"
+    assert_near(waiting.next_attempt_at, at, timedelta(milliseconds=5))
+    assert_near(await store.next_due("alpha"), at, timedelta(milliseconds=200))
+    assert await store.queue_depth() == {"alpha": {"pending": 1}}
+    assert await store.claim("alpha", limit=10, lease=30) == []
+
+    await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 0.1)
+    again = await claim_one(store, "alpha")
+
+    assert again.event == event
+    assert again.attempts == 1
+    await store.retry_later(again, at=datetime.now(UTC), error="still failing")
+    third = await claim_one(store, "alpha")
+    assert third.attempts == 2
+    await store.ack(third)
+    done = record(await store.get_event(event.id), "alpha")
+    assert (done.state, done.attempts, done.last_error) == (DeliveryState.DONE, 3, None)
+
+
+async def test_dead_letter_list_and_retry(store):
+    first, second = make_event(type="order.paid"), make_event(type="order.refunded")
+    await store.ingest(first, ["alpha", "beta"])
+    await store.ingest(second, ["alpha"])
+    for delivery in await store.claim("alpha", limit=10, lease=30):
+        await store.dead_letter(delivery, error=f"410 gone for {delivery.event.type}")
+    died = datetime.now(UTC)
+
+    dead = record(await store.get_event(first.id), "alpha")
+    assert dead == DeliveryRecord(
+        sink="alpha",
+        state=DeliveryState.DEAD,
+        attempts=1,
+        next_attempt_at=None,
+        last_error="410 gone for order.paid",
+    )
+    letters = await store.list_dead_letters()
+    assert [(d.event_id, d.sink) for d in letters] == [(second.id, "alpha"), (first.id, "alpha")]
+    letter = letters[1]
+    assert letter.source == "shop"
+    assert letter.type == "order.paid"
+    assert letter.attempts == 1
+    assert letter.reason == "410 gone for order.paid"
+    assert_near(letter.dead_at, died)
+    assert [d.event_id for d in await store.list_dead_letters(limit=1)] == [second.id]
+    assert await store.list_dead_letters(sink="beta") == []
+    assert await store.queue_depth() == {"alpha": {"dead": 2}, "beta": {"pending": 1}}
+    assert await store.claim("alpha", limit=10, lease=30) == []
+    assert await store.next_due("alpha") is None
+
+    assert await store.retry_dead_letters(event_ids=[first.id]) == 1
+
+    revived = record(await store.get_event(first.id), "alpha")
+    assert revived.state == DeliveryState.PENDING
+    assert revived.attempts == 0
+    assert [d.event_id for d in await store.list_dead_letters()] == [second.id]
+    assert await store.queue_depth() == {
+        "alpha": {"pending": 1, "dead": 1},
+        "beta": {"pending": 1},
+    }
+    again = await claim_one(store, "alpha")
+    assert again.event == first
+    assert again.attempts == 0
+
+    assert await store.retry_dead_letters(sink="beta") == 0
+    assert await store.retry_dead_letters(sink="alpha") == 1
+    assert await store.list_dead_letters() == []
+    assert [d.event.id for d in await store.claim("alpha", limit=10, lease=30)] == [second.id]
+    assert await store.retry_dead_letters() == 0
+
+
+async def test_replay_queues_a_stored_event_again(store):
+    event = make_event()
+    await store.ingest(event, ["alpha", "beta"])
+    await store.ack(await claim_one(store, "alpha"))
+    await store.dead_letter(await claim_one(store, "beta"), error="400 bad request")
+
+    assert await store.replay(event.id, ["alpha", "beta", "gamma"]) == 3
+
+    stored = await store.get_event(event.id)
+    assert [(r.sink, r.state, r.attempts) for r in stored.deliveries] == [
+        ("alpha", DeliveryState.PENDING, 0),
+        ("beta", DeliveryState.PENDING, 0),
+        ("gamma", DeliveryState.PENDING, 0),
+    ]
+    assert await store.list_dead_letters() == []
+    assert await store.queue_depth() == {
+        "alpha": {"pending": 1},
+        "beta": {"pending": 1},
+        "gamma": {"pending": 1},
+    }
+    for sink in ("alpha", "beta", "gamma"):
+        delivery = await claim_one(store, sink)
+        assert delivery.event == event
+        assert delivery.attempts == 0
+        await store.ack(delivery)
+    assert await store.replay("evt_missing", ["alpha"]) == 0
+    assert await store.queue_depth() == {}
+
+
+async def test_list_events_newest_first_with_filters(store):
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    events = [
+        make_event(source="shop", type="order.paid", received_at=start),
+        make_event(source="calls", type="call.started", received_at=start + timedelta(seconds=1)),
+        make_event(source="calls", type="call.ended", received_at=start + timedelta(seconds=2)),
+        make_event(source="shop", type="call.note", received_at=start + timedelta(seconds=3)),
+    ]
+    for event in events:
+        await store.ingest(event, ["alpha"])
+
+    newest_first = await store.list_events()
+    assert [s.event.id for s in newest_first] == [e.id for e in reversed(events)]
+    assert newest_first[0].event == events[3]
+    assert [(r.sink, r.state) for r in newest_first[0].deliveries] == [
+        ("alpha", DeliveryState.PENDING)
+    ]
+    assert [s.event.id for s in await store.list_events(limit=2)] == [events[3].id, events[2].id]
+    assert [s.event.id for s in await store.list_events(source="calls")] == [
+        events[2].id,
+        events[1].id,
+    ]
+    assert [s.event.id for s in await store.list_events(type="call.*")] == [
+        events[3].id,
+        events[2].id,
+        events[1].id,
+    ]
+    assert [s.event.id for s in await store.list_events(source="shop", type="call.*")] == [
+        events[3].id
+    ]
+    assert await store.list_events(source="nobody") == []
+
+
+async def test_expired_lease_is_taken_over_counting_the_lost_attempt(store_factory):
+    first, second = await store_factory(), await store_factory()
+    event = make_event()
+    await first.ingest(event, ["alpha"])
+    lost = await claim_one(first, "alpha", lease=0.5)
+    await first.close()  # the first process dies mid-delivery
+
+    assert await second.claim("alpha", limit=10, lease=0.5) == []
+    await asyncio.sleep(0.7)
+    assert await second.next_due("alpha") <= datetime.now(UTC)
+    taken = await claim_one(second, "alpha", lease=0.5)
+
+    assert taken.event == event
+    assert (lost.attempts, lost.lost) == (0, 0)
+    # the attempt the dead worker was making counts: a delivery that kills its workers runs
+    # out of attempts instead of going from worker to worker for ever
+    assert (taken.attempts, taken.lost) == (1, 1)
+    inflight = record(await second.get_event(event.id), "alpha")
+    assert (inflight.state, inflight.attempts) == (DeliveryState.INFLIGHT, 1)
+    assert inflight.last_error == LOST_WORKER
+    await second.ack(taken)
+    done = record(await second.get_event(event.id), "alpha")
+    assert (done.state, done.attempts, done.last_error) == (DeliveryState.DONE, 2, None)
+    assert await second.claim("alpha", limit=10, lease=0.5) == []
+
+
+async def test_an_outcome_from_a_claim_taken_over_changes_nothing(store_factory):
+    slow, taker = await store_factory(), await store_factory()
+    event = make_event()
+    await slow.ingest(event, ["alpha"])
+    stale = await claim_one(slow, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+    current = await claim_one(taker, "alpha", lease=30)
+
+    # the slow worker outlived its lease; what it records now must not end the taker's claim
+    await slow.retry_later(stale, at=datetime.now(UTC), error="late")
+    await slow.ack(stale)
+
+    still = record(await taker.get_event(event.id), "alpha")
+    assert (still.state, still.attempts) == (DeliveryState.INFLIGHT, 1)
+    await taker.ack(current)
+    assert record(await taker.get_event(event.id), "alpha").state == DeliveryState.DONE
+
+
+async def test_a_live_lease_is_not_stolen_by_a_worker_with_a_shorter_one(store_factory):
+    # a rolling deploy: one process's sink has a 30 s lease, another's a 0.2 s one
+    long_lease, short_lease = await store_factory(), await store_factory()
+    event = make_event()
+    await long_lease.ingest(event, ["alpha"])
+    held = await claim_one(long_lease, "alpha", lease=30)
+    await asyncio.sleep(0.4)
+
+    assert await short_lease.claim("alpha", limit=10, lease=0.2) == []
+    assert_near(await short_lease.next_due("alpha"), datetime.now(UTC) + timedelta(seconds=29.6))
+    await long_lease.ack(held)
+    done = record(await long_lease.get_event(event.id), "alpha")
+    assert (done.state, done.attempts) == (DeliveryState.DONE, 1)
+
+
+async def test_an_expired_short_lease_is_taken_over_by_a_worker_with_a_longer_one(store_factory):
+    # the other way round: when next_due says the delivery is due, a claim must get it (else a
+    # worker sleeps 0 s and claims nothing, again and again)
+    short_lease, long_lease = await store_factory(), await store_factory()
+    event = make_event()
+    await short_lease.ingest(event, ["alpha"])
+    await claim_one(short_lease, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+
+    assert await long_lease.next_due("alpha") <= datetime.now(UTC)
+    taken = await claim_one(long_lease, "alpha", lease=30)
+
+    assert (taken.event, taken.attempts, taken.lost) == (event, 1, 1)
+    assert_near(await long_lease.next_due("alpha"), datetime.now(UTC) + timedelta(seconds=30))
+
+
+async def test_an_expired_lease_is_found_behind_many_live_ones(store_factory):
+    live, dying, taker = await store_factory(), await store_factory(), await store_factory()
+    for _ in range(25):
+        await live.ingest(make_event(), ["alpha"])
+    assert len(await live.claim("alpha", limit=25, lease=30)) == 25
+    orphan = make_event()
+    await live.ingest(orphan, ["alpha"])
+    await claim_one(dying, "alpha", lease=0.3)
+    await asyncio.sleep(0.5)
+
+    taken = await taker.claim("alpha", limit=1, lease=30)
+
+    assert [d.event.id for d in taken] == [orphan.id]
+
+
+async def test_a_delivery_whose_workers_keep_dying_is_dead_lettered_without_an_attempt(
+    store,
+):
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    seen = []
+    for _ in range(3):  # three workers die delivering it
+        delivery = await claim_one(store, "alpha", lease=0.2)
+        seen.append((delivery.attempts, delivery.lost))
+        await asyncio.sleep(0.3)
+    last = await claim_one(store, "alpha", lease=30)
+    seen.append((last.attempts, last.lost))
+    assert seen == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+    await store.dead_letter(last, error="worker lost 3 times during delivery", count_attempt=False)
+
+    dead = record(await store.get_event(event.id), "alpha")
+    assert (dead.state, dead.attempts) == (DeliveryState.DEAD, 3)
+    [letter] = await store.list_dead_letters()
+    assert (letter.attempts, letter.reason) == (3, "worker lost 3 times during delivery")
+    # revived, it starts again from nothing
+    assert await store.retry_dead_letters() == 1
+    again = await claim_one(store, "alpha")
+    assert (again.attempts, again.lost) == (0, 0)
+
+
+async def test_concurrent_claims_never_share_a_delivery(store_factory):
+    stores = [await store_factory(), await store_factory()]
+    events = [make_event() for _ in range(30)]
+    for event in events:
+        await stores[0].ingest(event, ["alpha"])
+
+    async def drain(store: Store) -> list[str]:
+        got: list[str] = []
+        for _ in range(100):
+            batch = await store.claim("alpha", limit=3, lease=30)
+            if not batch:
+                break
+            got.extend(d.event.id for d in batch)
+            await asyncio.sleep(0)
+        return got
+
+    one, two = await asyncio.gather(drain(stores[0]), drain(stores[1]))
+
+    assert not set(one) & set(two)
+    assert len(one) + len(two) == len(events)
+    assert set(one) | set(two) == {e.id for e in events}
+    assert await stores[1].queue_depth() == {"alpha": {"inflight": 30}}
+
+
+async def test_purge_forgets_old_delivered_events_only(store):
+    old = datetime.now(UTC) - timedelta(hours=2)
+    delivered, pending, unrouted = (make_event(received_at=old) for _ in range(3))
+    recent = make_event()
+    await store.ingest(delivered, ["alpha"])
+    await store.ack(await claim_one(store, "alpha"))
+    await store.ingest(pending, ["alpha"])
+    await store.ingest(unrouted, [])
+    await store.ingest(recent, [])
+
+    assert await store.purge(retention=3600) == 2
+
+    assert await store.get_event(delivered.id) is None
+    assert await store.get_event(unrouted.id) is None
+    assert [s.event.id for s in await store.list_events()] == [recent.id, pending.id]
+
+
+async def test_ping_answers_while_open_and_a_closed_store_is_unavailable(store_factory):
+    store = await store_factory()
+    await store.ping()
+    await store.close()
+
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.ingest(make_event(), ["alpha"])
+
+
+async def test_watch_wakes_the_sinks_given_work_or_returns_at_once(store_factory):
+    watcher, writer = await store_factory(), await store_factory()
+    woken: list[str] = []
+    task = asyncio.create_task(watcher.watch(["alpha", "beta"], woken.append))
+    try:
+        for _ in range(500):
+            if task.done() or watcher.watching:
+                break
+            await asyncio.sleep(0.01)
+        if task.done():  # a backend that cannot tell: workers poll
+            assert task.result() is None
+            assert not watcher.watching
+            return
+        assert watcher.watching
+        for _ in range(500):  # (re)subscribing wakes every sink once
+            if sorted(woken) == ["alpha", "beta"]:
+                break
+            await asyncio.sleep(0.01)
+        woken.clear()
+
+        await writer.ingest(make_event(), ["alpha", "gamma"])
+
+        for _ in range(500):
+            if woken:
+                break
+            await asyncio.sleep(0.01)
+        assert woken == ["alpha"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
