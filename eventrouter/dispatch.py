@@ -17,10 +17,12 @@ from typing import Any
 
 import pluggy
 
+from eventrouter.circuit import SinkGate
 from eventrouter.config import SinkSpec
 from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.metrics import Metrics
+from eventrouter.operator_events import OperatorEvents
 from eventrouter.plugins import await_me_maybe
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
@@ -92,6 +94,10 @@ class _SinkWorker:
         self.spins = 0
         #: the store failed the last claim (its warning is logged once per outage)
         self.store_down = False
+        #: circuit breaker, pause and rate limit of this sink (eventrouter.circuit)
+        self.gate = SinkGate(
+            name, spec.delivery, dispatcher.store, operator=dispatcher.operator, lease=self.lease
+        )
 
     @property
     def lease(self) -> float:
@@ -109,6 +115,13 @@ class _SinkWorker:
             if free <= 0:
                 await self.wakeup.wait()  # every slot busy: a finishing attempt wakes us
                 continue
+            # -- circuit breaker, pause, rate limit (eventrouter.circuit) --
+            admission = await self.gate.admit(free)
+            if admission.limit <= 0:
+                await self._wait(admission.wait)
+                continue
+            free = admission.limit
+            # --
             claimed: list[Delivery] = []
             claimed_at = time.monotonic()  # the lease starts no earlier than this
             try:
@@ -125,6 +138,7 @@ class _SinkWorker:
                 self.store_down = False
             if claimed:
                 self.spins = 0
+            await self.gate.claimed(admission, claimed)  # circuit: the probe, if it is one
             for delivery in claimed:
                 task = asyncio.create_task(
                     self.attempt(delivery, claimed_at=claimed_at), name=f"deliver-{self.name}"
@@ -145,6 +159,12 @@ class _SinkWorker:
                 self.name,
                 exc_info=exc,
             )
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait ``seconds`` (the sink's gate said so), or until something wakes the worker."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self.wakeup.wait()
 
     async def _sleep(self) -> None:
         """Wait until the next delivery is due, something wakes the worker, or a poll is due."""
@@ -193,6 +213,7 @@ class _SinkWorker:
                 delivery,
                 settle_by,
             )
+            self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
             await notify_observers(
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
             )
@@ -218,6 +239,7 @@ class _SinkWorker:
             dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
             await self._settle(lambda: store.ack(delivery), delivery, settle_by)
+            await self.gate.succeeded(delivery)  # circuit: closes it, resets the failures
             await notify_observers(
                 dispatcher.pm,
                 "delivery_succeeded",
@@ -229,13 +251,21 @@ class _SinkWorker:
             return
         dispatcher.metrics.delivery_latency.labels(self.name).observe(time.monotonic() - started)
         error = dispatcher.redactor(error)[:2000]
-        if permanent or number >= policy.max_attempts:
+        # -- circuit: a failure while it is not closed counts no attempt (eventrouter.circuit) --
+        held = False
+        if permanent:
+            await self.gate.answered(delivery)
+        else:
+            held = await self.gate.failed(delivery, error=error, retry_after=retry_after)
+        # --
+        if permanent or (number >= policy.max_attempts and not held):
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
             await self._settle(
                 lambda: store.dead_letter(delivery, error=reason), delivery, settle_by
             )
+            self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
             await notify_observers(
                 dispatcher.pm,
                 "delivery_failed",
@@ -261,7 +291,9 @@ class _SinkWorker:
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
         await self._settle(
-            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, settle_by
+            lambda: self.gate.requeue(delivery, at=retry_at, error=error, held_back=held),
+            delivery,
+            settle_by,
         )
         await notify_observers(
             dispatcher.pm,
@@ -339,11 +371,14 @@ class Dispatcher:
         pm: pluggy.PluginManager,
         metrics: Metrics,
         redactor: Redactor,
+        operator: OperatorEvents | None = None,
     ) -> None:
         self.store = store
         self.pm = pm
         self.metrics = metrics
         self.redactor = redactor
+        #: where eventrouter's own events about its sinks go (eventrouter.operator_events)
+        self.operator = operator
         self.workers = {name: _SinkWorker(name, spec, self) for name, spec in sinks.items()}
         #: listens for work other processes queue (the store's wake-ups), when it can
         self.watcher: asyncio.Task[None] | None = None
@@ -394,6 +429,8 @@ class Dispatcher:
                     len(unfinished),
                 )
                 await asyncio.gather(*(cancel_and_wait(task) for task in unfinished))
+        if self.operator is not None:
+            await self.operator.close()  # the dead letters summarised so far
         for worker in self.workers.values():
             try:
                 await worker.spec.sink.close()

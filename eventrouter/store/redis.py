@@ -51,6 +51,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -63,6 +64,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from eventrouter.circuit import SinkControl
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.store.base import (
@@ -1032,6 +1034,58 @@ class RedisStore(Store):
                     [GROUP, self.consumer, STALE_CONSUMER_MS],
                 )
         return removed
+
+    # -- sink control (see eventrouter.circuit; scripts in store/lua/) ----------------------
+
+    #: the sink-control scripts, registered on first use
+    _control_scripts: dict[str, AsyncScript] | None = None
+
+    def _control(self, sink: str) -> str:
+        return f"{self.prefix}:control:{sink}"
+
+    async def _run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        client = await self._connected()
+        if self._control_scripts is None:
+            self._control_scripts = {
+                script: client.register_script(_lua_file(script))
+                for script in ("control_put", "rate_permit")
+            }
+        return await self._control_scripts[name](keys=list(keys), args=list(args), client=client)
+
+    async def get_control(self, sink: str) -> SinkControl:
+        with _unavailable("read"):
+            version, data = await (await self._connected()).hmget(
+                self._control(sink), ["version", "data"]
+            )
+        if not data:
+            return SinkControl()
+        return SinkControl.from_json(data, version=int(version))
+
+    async def put_control(self, sink: str, control: SinkControl) -> bool:
+        with _unavailable("sink control update"):
+            written = await self._run_lua(
+                "control_put",
+                [self._control(sink)],
+                [control.version, control.to_json(), f"{self._wake_prefix}{sink}"],
+            )
+        return bool(written)
+
+    async def rate_permit(self, sink: str, *, interval: float) -> float:
+        with _unavailable("rate limit"):
+            wait = await self._run_lua(
+                "rate_permit", [f"{self.prefix}:rate:{sink}"], [_num(interval)]
+            )
+        return float(wait)
+
+    async def release(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        await self._settle(
+            delivery, DeliveryState.PENDING, at=at, error=error, count_attempt=False
+        )
+
+
+def _lua_file(name: str) -> str:
+    """The text of ``store/lua/NAME.lua`` (package data)."""
+    return resources.files("eventrouter.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 def _json_record(raw: str) -> dict[str, Any]:

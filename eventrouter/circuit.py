@@ -1,0 +1,371 @@
+"""A sink that is down waits instead of burning its retries: circuit breaker, pause, rate limit.
+
+Each sink has one :class:`SinkControl` record in the store (shared by every worker of the sink
+on Redis), changed only by compare-and-set on its ``version``. A worker asks its
+:class:`SinkGate` before claiming:
+
+- *paused* (``eventrouter sinks pause``): nothing is claimed; everything stays pending;
+- *open* (``circuit_failures`` retryable failures in a row): nothing is claimed until the next
+  probe is due (``circuit_probes``: 30 s, 1 min, 2 min, then every 5 min by default);
+- *half-open*: one worker has taken the probe, a single delivery; its success closes the circuit
+  and the backlog drains, oldest first, at the sink's concurrency and rate limit;
+- *held* until a ``Retry-After`` the sink sent with a retryable error (a 429) has passed;
+- ``rate_limit``: one permit per claim, from the store's limiter.
+
+A failure while the circuit is not closed (the probe's, or an attempt that began before it
+opened) is put back without counting the attempt, so no retry schedule advances during an
+outage. Permanent errors (the event's fault) neither count nor reset the failures.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import attrs
+from attrs import frozen
+
+from eventrouter.converter import converter
+from eventrouter.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from eventrouter.config import DeliveryPolicy
+    from eventrouter.events import Event
+    from eventrouter.metrics import Metrics
+    from eventrouter.operator_events import OperatorEvents
+    from eventrouter.store.base import Delivery, Store
+
+__all__ = [
+    "DEFAULT_CIRCUIT_FAILURES",
+    "DEFAULT_PROBE_SCHEDULE",
+    "Admission",
+    "CircuitState",
+    "SinkControl",
+    "SinkGate",
+    "observe",
+]
+
+log = logging.getLogger("eventrouter.circuit")
+
+#: retryable failures in a row that open a sink's circuit
+DEFAULT_CIRCUIT_FAILURES = 10
+#: waits between probes while the circuit stays open; the last one repeats
+DEFAULT_PROBE_SCHEDULE = (30, 60, 120, 300)
+#: a paused sink looks at its record this often (a resume on Redis also wakes it at once)
+PAUSED_POLL = 1.0
+#: the value of ``eventrouter_sink_circuit_state`` for each state
+CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+#: compare-and-set rounds before a change is given up (another worker keeps winning)
+CAS_TRIES = 20
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@frozen
+class SinkControl:
+    """The shared state of one sink; times are Unix seconds (every process shares them)."""
+
+    #: bumped by every write; a write based on an older version is refused
+    version: int = 0
+    state: CircuitState = CircuitState.CLOSED
+    #: retryable failures in a row (closed), reset by a success
+    failures: int = 0
+    opened_at: float | None = None
+    #: open: when the next probe is due; half-open: when the probe's worker counts as lost
+    probe_at: float | None = None
+    #: probes failed since the circuit opened (picks the next interval)
+    probes: int = 0
+    last_error: str | None = None
+    paused: bool = False
+    paused_at: float | None = None
+    #: why it was paused (``--reason``)
+    reason: str | None = None
+    #: no claims before this (a Retry-After the sink sent)
+    hold_until: float = 0.0
+
+    def to_json(self) -> str:
+        return converter.dumps(self)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def from_json(cls, text: str, *, version: int) -> SinkControl:
+        return attrs.evolve(converter.loads(text, cls), version=version)  # type: ignore[attr-defined]
+
+
+@frozen
+class Admission:
+    """What a worker may claim now: up to ``limit`` (0: wait ``wait`` seconds first)."""
+
+    limit: int
+    wait: float = 0.0
+    #: the claim (of one delivery) is the half-open probe
+    probe: bool = False
+
+
+def _probe_interval(policy: DeliveryPolicy, failed: int) -> float:
+    schedule = policy.circuit_probes or (0.0,)
+    return float(schedule[min(failed, len(schedule) - 1)])
+
+
+class SinkGate:
+    """One worker's view of its sink's :class:`SinkControl`: admits claims, records outcomes."""
+
+    def __init__(
+        self,
+        name: str,
+        policy: DeliveryPolicy,
+        store: Store,
+        *,
+        operator: OperatorEvents | None = None,
+        lease: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.store = store
+        self.operator = operator
+        self.lease = lease
+        #: event ids of this worker's probe deliveries in flight
+        self.probes: set[str] = set()
+        #: the record as this worker last read or wrote it
+        self._seen: SinkControl | None = None
+        #: whether the sink was paused when this worker last looked (None: not looked yet)
+        self._paused: bool | None = None
+
+    # -- before claiming -------------------------------------------------------------------
+
+    async def admit(self, free: int) -> Admission:
+        """How many deliveries the worker may claim now, or how long to wait."""
+        try:
+            return await self._admit(free)
+        except StoreUnavailable:
+            return Admission(limit=free)  # the claim fails too, and says so
+
+    async def _admit(self, free: int) -> Admission:
+        control = await self.store.get_control(self.name)
+        await self._notice(control)
+        now = time.time()
+        if control.paused:
+            return Admission(limit=0, wait=PAUSED_POLL)
+        if control.hold_until > now:
+            return Admission(limit=0, wait=control.hold_until - now)
+        probe = False
+        if control.state is not CircuitState.CLOSED:
+            due = control.probe_at or 0.0
+            if due > now:
+                return Admission(limit=0, wait=due - now)
+            taken = await self._update(lambda c: self._take_probe(c, time.time()))
+            if taken is None:
+                return Admission(limit=0, wait=0.05)  # another worker took it: look again
+            free, probe = 1, True
+        rate = self.policy.rate_limit
+        if rate is not None:
+            wait = await self.store.rate_permit(self.name, interval=rate.interval)
+            if wait > 0:
+                if probe:
+                    await self._update(self._give_back_probe)
+                return Admission(limit=0, wait=wait)
+            free = 1
+        return Admission(limit=free, probe=probe)
+
+    def _take_probe(self, control: SinkControl, now: float) -> SinkControl | None:
+        if control.paused or control.state is CircuitState.CLOSED:
+            return None
+        if (control.probe_at or 0.0) > now:
+            return None
+        return attrs.evolve(control, state=CircuitState.HALF_OPEN, probe_at=now + self.lease)
+
+    def _give_back_probe(self, control: SinkControl) -> SinkControl | None:
+        if control.state is not CircuitState.HALF_OPEN:
+            return None
+        return attrs.evolve(control, state=CircuitState.OPEN, probe_at=time.time())
+
+    async def claimed(self, admission: Admission, deliveries: list[Delivery]) -> None:
+        """After the claim: remember the probe, or give the probe back when nothing was due."""
+        if not admission.probe:
+            return
+        if deliveries:
+            self.probes.update(d.event.id for d in deliveries)
+        else:
+            await self._update(self._give_back_probe)
+
+    # -- after an attempt ------------------------------------------------------------------
+
+    async def succeeded(self, delivery: Delivery) -> None:
+        """The sink took a delivery (or answered it with a permanent error): it is up."""
+        probe = self._end_probe(delivery)
+        seen = self._seen
+        if not probe and seen is not None and seen.state is CircuitState.CLOSED:
+            if not seen.failures:
+                return  # the common case: nothing to write, and no read either
+
+        def close(control: SinkControl) -> SinkControl | None:
+            if control.state is CircuitState.CLOSED:
+                return attrs.evolve(control, failures=0) if control.failures else None
+            return attrs.evolve(
+                control,
+                state=CircuitState.CLOSED,
+                failures=0,
+                opened_at=None,
+                probe_at=None,
+                probes=0,
+            )
+
+        changed = await self._update(close)
+        if changed is None or changed[0].state is CircuitState.CLOSED:
+            return
+        before, after = changed
+        log.info(
+            "sink %s: circuit closed after %.0fs (%s succeeded)",
+            self.name,
+            time.time() - (before.opened_at or time.time()),
+            "the probe" if probe else "a delivery",
+        )
+        if self.operator is not None:
+            await self.operator.circuit_closed(self.name, before, after)
+
+    async def answered(self, delivery: Delivery) -> None:
+        """A permanent error: the event's fault, not the sink's. Only a probe learns from it."""
+        if delivery.event.id in self.probes:
+            await self.succeeded(delivery)
+
+    async def failed(self, delivery: Delivery, *, error: str, retry_after: float | None) -> bool:
+        """Record a retryable failure; True when the attempt must not count (circuit not closed).
+
+        A ``Retry-After`` holds every claim of the sink until it has passed.
+        """
+        probe = self._end_probe(delivery)
+        policy = self.policy
+        now = time.time()
+        threshold = policy.circuit_failures
+
+        def change(control: SinkControl) -> SinkControl | None:
+            hold = control.hold_until
+            if retry_after is not None and retry_after > 0:
+                hold = max(hold, now + min(retry_after, max(policy.retry_schedule, default=0.0)))
+            if probe and control.state is not CircuitState.CLOSED:
+                return attrs.evolve(
+                    control,
+                    state=CircuitState.OPEN,
+                    probes=control.probes + 1,
+                    probe_at=now + _probe_interval(policy, control.probes + 1),
+                    last_error=error,
+                    hold_until=hold,
+                )
+            if control.state is not CircuitState.CLOSED:
+                # an attempt that began before the circuit opened: it changes nothing
+                return attrs.evolve(control, hold_until=hold) if hold != control.hold_until else None
+            failures = control.failures + 1
+            if threshold and failures >= threshold:
+                return attrs.evolve(
+                    control,
+                    state=CircuitState.OPEN,
+                    failures=failures,
+                    opened_at=now,
+                    probes=0,
+                    probe_at=now + _probe_interval(policy, 0),
+                    last_error=error,
+                    hold_until=hold,
+                )
+            return attrs.evolve(control, failures=failures, last_error=error, hold_until=hold)
+
+        changed = await self._update(change)
+        if changed is None:
+            seen = self._seen
+            return seen is not None and seen.state is not CircuitState.CLOSED
+        before, after = changed
+        if before.state is CircuitState.CLOSED and after.state is CircuitState.OPEN:
+            log.warning(
+                "sink %s: circuit opened after %d failures in a row (%s); first probe in %gs",
+                self.name,
+                after.failures,
+                error,
+                _probe_interval(policy, 0),
+            )
+            if self.operator is not None:
+                await self.operator.circuit_opened(self.name, after)
+            return False  # the failure that opened it counts, as the ones before it did
+        if probe:
+            log.info(
+                "sink %s: probe failed (%s); next in %.1fs",
+                self.name,
+                error,
+                (after.probe_at or now) - now,
+            )
+        return before.state is not CircuitState.CLOSED
+
+    def dead_lettered(self, event: Event, reason: str) -> None:
+        """Count a dead letter for the operator's summary."""
+        if self.operator is not None:
+            self.operator.dead_lettered(self.name, event, reason)
+
+    def _end_probe(self, delivery: Delivery) -> bool:
+        if delivery.event.id in self.probes:
+            self.probes.discard(delivery.event.id)
+            return True
+        return False
+
+    async def requeue(
+        self, delivery: Delivery, *, at: datetime, error: str, held_back: bool
+    ) -> None:
+        """Make a failed delivery pending again: counted (its schedule's ``at``) or, while the
+        circuit is not closed, not counted and due at once (claimed when the circuit closes)."""
+        if held_back:
+            await self.store.release(delivery, at=datetime.now(UTC), error=error)
+        else:
+            await self.store.retry_later(delivery, at=at, error=error)
+
+    # -- shared state ----------------------------------------------------------------------
+
+    async def _update(
+        self, change: Callable[[SinkControl], SinkControl | None]
+    ) -> tuple[SinkControl, SinkControl] | None:
+        """Apply ``change`` by compare-and-set: (the record before, after), or None when
+        ``change`` left it as it was. Only the worker whose write won sees a transition."""
+        for _ in range(CAS_TRIES):
+            try:
+                current = await self.store.get_control(self.name)
+            except StoreUnavailable as exc:
+                log.warning("sink %s: cannot read the circuit record: %s", self.name, exc)
+                return None
+            self._seen = current
+            new = change(current)
+            if new is None:
+                return None
+            try:
+                written = await self.store.put_control(self.name, new)
+            except StoreUnavailable as exc:
+                log.warning("sink %s: cannot update the circuit record: %s", self.name, exc)
+                return None
+            if written:
+                self._seen = attrs.evolve(new, version=current.version + 1)
+                return current, self._seen
+        log.warning("sink %s: gave up updating the circuit record (busy)", self.name)
+        return None
+
+    async def _notice(self, control: SinkControl) -> None:
+        """Tell the operator about a pause or resume (``eventrouter sinks``, another process)."""
+        self._seen = control
+        before, self._paused = self._paused, control.paused
+        if before is None or self.operator is None or before == control.paused:
+            return
+        if control.paused:
+            await self.operator.paused(self.name, control)
+        else:
+            await self.operator.resumed(self.name, control)
+
+
+async def observe(store: Store, sinks: Iterable[str], metrics: Metrics) -> None:
+    """Set the circuit-state and paused-time gauges of ``sinks`` (for ``/metrics``)."""
+    now = time.time()
+    for sink in sinks:
+        control = await store.get_control(sink)
+        metrics.circuit_state.labels(sink).set(CIRCUIT_GAUGE[control.state])
+        paused = now - control.paused_at if control.paused and control.paused_at else 0.0
+        metrics.paused_seconds.labels(sink).set(paused)
