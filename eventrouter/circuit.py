@@ -186,6 +186,14 @@ class SinkGate:
             return None
         return attrs.evolve(control, state=CircuitState.OPEN, probe_at=time.time())
 
+    def may_attempt(self, delivery: Delivery) -> bool:
+        """False when this worker has seen the circuit open (or the sink paused) since the
+        claim: the delivery goes back untouched instead of meeting a sink known to be down."""
+        seen = self._seen
+        if seen is None or delivery.event.id in self.probes:
+            return True
+        return seen.state is CircuitState.CLOSED and not seen.paused
+
     async def claimed(self, admission: Admission, deliveries: list[Delivery]) -> None:
         """After the claim: remember the probe, or give the probe back when nothing was due."""
         if not admission.probe:

@@ -46,6 +46,8 @@ SETTLE_BACKOFF = (0.05, 1.0)
 SETTLE_SAFETY = 1.0
 #: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
+#: the error kept for a delivery put back unattempted (its sink's circuit opened meanwhile)
+NOT_ATTEMPTED = "not attempted: the sink's circuit opened (see eventrouter sinks)"
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: float = 0.25) -> None:
@@ -216,6 +218,13 @@ class _SinkWorker:
             self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
             await notify_observers(
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
+            )
+            return
+        if not self.gate.may_attempt(delivery):  # circuit opened since the claim (circuit.py)
+            await self._settle(
+                lambda: store.release(delivery, at=datetime.now(UTC), error=NOT_ATTEMPTED),
+                delivery,
+                settle_by,
             )
             return
         try:
