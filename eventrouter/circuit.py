@@ -250,10 +250,10 @@ class SinkGate:
         """
         probe = self._end_probe(delivery)
         policy = self.policy
-        now = time.time()
         threshold = policy.circuit_failures
 
         def change(control: SinkControl) -> SinkControl | None:
+            now = time.time()  # at each try: another worker's write may have come first
             hold = control.hold_until
             if retry_after is not None and retry_after > 0:
                 hold = max(hold, now + min(retry_after, max(policy.retry_schedule, default=0.0)))
@@ -304,7 +304,7 @@ class SinkGate:
                 "sink %s: probe failed (%s); next in %.1fs",
                 self.name,
                 error,
-                (after.probe_at or now) - now,
+                (after.probe_at or time.time()) - time.time(),
             )
         return before.state is not CircuitState.CLOSED
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from attrs import define, field
 
 from eventrouter import hookimpl
@@ -123,17 +124,22 @@ def outage_sinks(extra: dict[str, Any] | None = None) -> dict[str, Any]:
 async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dict[str, Any]:
     """Take ``crm`` down, post ``events``, keep it down for OUTAGE seconds, bring it back,
     and check what the issue promises; returns figures for the caller to print."""
+    store = routers[0].store
+    # the events arrive while the sink is paused, so that the probes' timing is not blurred
+    # by claims queueing behind a thousand ingest writes
+    await store.put_control("crm", attrs.evolve(await store.get_control("crm"), paused=True))
     switch.down.add("crm")
+    ids = await post_many(routers[0], events, tag=f"outage-{time.time()}")
+    paused = await store.get_control("crm")
+    assert await store.put_control("crm", attrs.evolve(paused, paused=False))
     started = time.monotonic()
-    ids = await post_many(routers[0], events, tag=f"outage-{started}")
-    ingested = time.time()
     await wait_until(
         lambda: len(switch.received("healthy")) == events,
         timeout=30,
         what="every event at the healthy sink during the outage",
     )
     healthy_done = time.monotonic()
-    store = routers[0].store
+    await asyncio.sleep(1.0)
     control = await store.get_control("crm")
     assert control.state in ("open", "half_open"), control
     assert control.opened_at is not None
@@ -162,20 +168,17 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
     failed = [a for a in switch.seen("crm") if not a.ok]
     workers = len(routers)
     opened_at = control.opened_at
-    before = [a for a in failed if a.at <= opened_at + 0.02]
-    assert failed[FAILURES - 1].at <= opened_at
-    assert FAILURES <= len(before) <= FAILURES + 3 * workers * CONCURRENCY, len(before)
+    before = [a for a in failed if a.at <= opened_at + 0.03]
+    assert failed[FAILURES - 1].at <= opened_at, [round(a.at - opened_at, 3) for a in failed[:20]]
+    assert FAILURES <= len(before) <= FAILURES + workers * CONCURRENCY, len(before)
     # then single probes, at the documented intervals: 50 ms, 100 ms, 200 ms, then 500 ms
-    probes = [a for a in failed if a.at > opened_at + 0.02]
-    assert probes[0].at - opened_at >= PROBE_SECONDS[0] - 0.01
-    # the gaps are measured once ingest is over (before, claims queue behind its writes)
-    first = next(index for index, probe in enumerate(probes) if probe.at > ingested)
-    probes = probes[first:]
+    probes = [a for a in failed if a.at > opened_at + 0.03]
+    assert PROBE_SECONDS[0] - 0.01 <= probes[0].at - opened_at <= PROBE_SECONDS[0] + 0.1
     gaps = [b.at - a.at for a, b in zip(probes, probes[1:], strict=False)]
-    for number, gap in enumerate(gaps, first + 1):
+    for number, gap in enumerate(gaps, 1):
         expected = PROBE_SECONDS[min(number, len(PROBE_SECONDS) - 1)]
-        assert expected - 0.02 <= gap <= expected + 0.25, (number, gap, gaps)
-    assert len(probes) >= 3, gaps
+        assert expected - 0.01 <= gap <= expected + 0.1, (number, gap, gaps)
+    assert len(probes) >= 5, gaps
     while_down = len(failed)
     # the backlog drains oldest first after the successful probe
     successes = [a.event_id for a in switch.seen("crm") if a.ok]
@@ -191,3 +194,15 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
         "probe_gaps_ms": [round(gap * 1000) for gap in gaps],
         "drain_seconds": round(drained - recovered, 2),
     }
+
+
+async def measure_rate(routers: list[Any], switch: Switch, *, events: int) -> float:
+    """Post ``events`` to the ``paced`` sink (rate_limit 50/s) and count the deliveries started
+    in the 10 s after the first second (the backlog is full throughout)."""
+    await post_many(routers[0], events, tag=f"rate-{time.time()}")
+    await wait_until(lambda: bool(switch.seen("paced")), timeout=5, what="a first delivery")
+    start = switch.seen("paced")[0].at + 1.0
+    await asyncio.sleep(max(0.0, start + 10.0 - time.time()) + 0.1)
+    started = [a for a in switch.seen("paced") if start <= a.at < start + 10.0]
+    assert len(switch.seen("paced")) < events, "the backlog ran out: post more events"
+    return len(started) / 10.0

@@ -66,6 +66,10 @@ async def test_permanent_errors_do_not_open_the_circuit(make_router, config_with
     for index in range(7):
         await router.post("demo", {"type": "x", "n": index})
     await recorded.wait_for("picky", 1)
+    deadline = time.monotonic() + 5
+    while len(await router.store.list_dead_letters()) < 6:
+        assert time.monotonic() < deadline, "six dead letters expected"
+        await asyncio.sleep(0.05)
     control = await router.store.get_control("picky")
     assert (control.state, control.failures) == ("closed", 0)
-    assert len(await router.store.list_dead_letters()) == 6
+    assert recorded.attempts["picky"] == 7
