@@ -20,6 +20,7 @@ outage. Permanent errors (the event's fault) neither count nor reset the failure
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -92,11 +93,11 @@ class SinkControl:
     hold_until: float = 0.0
 
     def to_json(self) -> str:
-        return converter.dumps(self)  # type: ignore[attr-defined,no-any-return]
+        return json.dumps(converter.unstructure(self))
 
     @classmethod
     def from_json(cls, text: str, *, version: int) -> SinkControl:
-        return attrs.evolve(converter.loads(text, cls), version=version)  # type: ignore[attr-defined]
+        return attrs.evolve(converter.structure(json.loads(text), cls), version=version)
 
 
 @frozen
@@ -209,9 +210,9 @@ class SinkGate:
         """The sink took a delivery (or answered it with a permanent error): it is up."""
         probe = self._end_probe(delivery)
         seen = self._seen
-        if not probe and seen is not None and seen.state is CircuitState.CLOSED:
-            if not seen.failures:
-                return  # the common case: nothing to write, and no read either
+        quiet = seen is not None and seen.state is CircuitState.CLOSED and not seen.failures
+        if quiet and not probe:
+            return  # the common case: nothing to write, and no read either
 
         def close(control: SinkControl) -> SinkControl | None:
             if control.state is CircuitState.CLOSED:
@@ -268,7 +269,9 @@ class SinkGate:
                 )
             if control.state is not CircuitState.CLOSED:
                 # an attempt that began before the circuit opened: it changes nothing
-                return attrs.evolve(control, hold_until=hold) if hold != control.hold_until else None
+                return (
+                    attrs.evolve(control, hold_until=hold) if hold != control.hold_until else None
+                )
             failures = control.failures + 1
             if threshold and failures >= threshold:
                 return attrs.evolve(

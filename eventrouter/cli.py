@@ -525,6 +525,6 @@ def new_plugin(name: str, kind: str, directory: Path) -> None:
 
 
 # `eventrouter sinks` lives in its own module, which imports the helpers above
-from eventrouter.cli_sinks import sinks  # noqa: E402
+from eventrouter import cli_sinks  # noqa: E402
 
-cli.add_command(sinks)
+cli_sinks.register(cli)

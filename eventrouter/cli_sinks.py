@@ -22,7 +22,7 @@ from eventrouter.cli import _load_store_access, _shown, _with_store, config_opti
 from eventrouter.config import StoreAccess
 from eventrouter.store import Store
 
-__all__ = ["sinks"]
+__all__ = ["register", "sinks"]
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -35,9 +35,7 @@ def _row(name: str, control: SinkControl, depth: dict[str, int]) -> dict[str, An
         "state": "paused" if control.paused else control.state.value,
         "circuit": control.state.value,
         "open_since": _when(control.opened_at),
-        "next_probe_at": _when(control.probe_at)
-        if control.state is CircuitState.OPEN
-        else None,
+        "next_probe_at": _when(control.probe_at) if control.state is CircuitState.OPEN else None,
         "paused_since": _when(control.paused_at) if control.paused else None,
         "reason": control.reason if control.paused else None,
         "pending": depth.get("pending", 0),
@@ -78,8 +76,7 @@ def sinks(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     async def action(store: Store) -> list[dict[str, Any]]:
         depth = await store.queue_depth()
         return [
-            _row(name, await store.get_control(name), depth.get(name, {}))
-            for name in config.sinks
+            _row(name, await store.get_control(name), depth.get(name, {})) for name in config.sinks
         ]
 
     for row in _with_store(config, action):
@@ -119,9 +116,11 @@ def pause(config_path: Path, name: str, reason: str | None) -> None:
     done = _change(
         config,
         name,
-        lambda c: attrs.evolve(c, paused=True, paused_at=now, reason=reason)
-        if not c.paused or c.reason != reason
-        else None,
+        lambda c: (
+            attrs.evolve(c, paused=True, paused_at=now, reason=reason)
+            if not c.paused or c.reason != reason
+            else None
+        ),
     )
     click.echo(f"sink {name} paused" if done else f"sink {name} was paused already")
 
@@ -138,3 +137,8 @@ def resume(config_path: Path, name: str) -> None:
         lambda c: attrs.evolve(c, paused=False, paused_at=None, reason=None) if c.paused else None,
     )
     click.echo(f"sink {name} resumed" if done else f"sink {name} was not paused")
+
+
+def register(group: click.Group) -> None:
+    """Add ``sinks`` to the ``eventrouter`` command group."""
+    group.add_command(sinks)

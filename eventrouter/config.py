@@ -24,9 +24,9 @@ from attrs import define, field, frozen
 from eventrouter.circuit import DEFAULT_CIRCUIT_FAILURES, DEFAULT_PROBE_SCHEDULE
 from eventrouter.converter import Duration, converter
 from eventrouter.errors import ConfigError
+from eventrouter.operator_events import OPERATOR_SOURCE
 from eventrouter.plugins import Registry, install_hint
 from eventrouter.ratelimit import RateLimit
-from eventrouter.operator_events import OPERATOR_SOURCE
 from eventrouter.redact import Redactor
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
@@ -134,7 +134,9 @@ class DeliveryPolicy:
     #: (default 30 s); every process sharing a store must use the same value
     lease_margin: Duration | None = None
     #: retryable failures in a row that open the sink's circuit (see eventrouter.circuit); 0: never
-    circuit_failures: int = field(default=DEFAULT_CIRCUIT_FAILURES, validator=attrs.validators.ge(0))
+    circuit_failures: int = field(
+        default=DEFAULT_CIRCUIT_FAILURES, validator=attrs.validators.ge(0)
+    )
     #: waits between probes while the circuit is open; the last one repeats
     circuit_probes: tuple[Duration, ...] = field(
         default=tuple(Duration(s) for s in DEFAULT_PROBE_SCHEDULE),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -174,7 +175,7 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
     # then single probes, at the documented intervals: 50 ms, 100 ms, 200 ms, then 500 ms
     probes = [a for a in failed if a.at > opened_at + 0.03]
     assert PROBE_SECONDS[0] - 0.01 <= probes[0].at - opened_at <= PROBE_SECONDS[0] + 0.1
-    gaps = [b.at - a.at for a, b in zip(probes, probes[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(probes)]
     for number, gap in enumerate(gaps, 1):
         expected = PROBE_SECONDS[min(number, len(PROBE_SECONDS) - 1)]
         assert expected - 0.01 <= gap <= expected + 0.1, (number, gap, gaps)
@@ -183,7 +184,7 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
     # the backlog drains oldest first after the successful probe
     successes = [a.event_id for a in switch.seen("crm") if a.ok]
     order = {event_id: index for index, event_id in enumerate(ids)}
-    late = sum(1 for a, b in zip(successes, successes[1:], strict=False) if order[b] < order[a])
+    late = sum(1 for a, b in itertools.pairwise(successes) if order[b] < order[a])
     assert late <= workers * CONCURRENCY * 4, late
     after = await store.get_control("crm")
     assert (after.state, after.failures) == ("closed", 0), after

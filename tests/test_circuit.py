@@ -36,7 +36,9 @@ async def test_metrics_show_the_circuit_state(make_router, config_with, switch: 
         async with router.client.get("/metrics") as answer:
             text = await answer.text()
         return next(
-            line for line in text.splitlines() if line.startswith('eventrouter_sink_circuit_state{sink="crm"}')
+            line
+            for line in text.splitlines()
+            if line.startswith('eventrouter_sink_circuit_state{sink="crm"}')
         )
 
     deadline = time.monotonic() + 5

@@ -51,8 +51,8 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -1059,7 +1059,7 @@ class RedisStore(Store):
             )
         if not data:
             return SinkControl()
-        return SinkControl.from_json(data, version=int(version))
+        return SinkControl.from_json(str(data), version=int(version or 0))
 
     async def put_control(self, sink: str, control: SinkControl) -> bool:
         with _unavailable("sink control update"):
@@ -1078,9 +1078,7 @@ class RedisStore(Store):
         return float(wait)
 
     async def release(self, delivery: Delivery, *, at: datetime, error: str) -> None:
-        await self._settle(
-            delivery, DeliveryState.PENDING, at=at, error=error, count_attempt=False
-        )
+        await self._settle(delivery, DeliveryState.PENDING, at=at, error=error, count_attempt=False)
 
 
 def _lua_file(name: str) -> str:
