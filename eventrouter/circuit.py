@@ -252,6 +252,8 @@ class SinkGate:
         probe = self._end_probe(delivery)
         policy = self.policy
         threshold = policy.circuit_failures
+        if not threshold and not retry_after and not probe:
+            return False  # no breaker and nothing to hold: nothing to write
 
         def change(control: SinkControl) -> SinkControl | None:
             now = time.time()  # at each try: another worker's write may have come first
