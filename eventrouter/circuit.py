@@ -45,9 +45,11 @@ __all__ = [
     "DEFAULT_PROBE_SCHEDULE",
     "Admission",
     "CircuitState",
+    "ControlBusy",
     "SinkControl",
     "SinkGate",
     "observe",
+    "update_control",
 ]
 
 log = logging.getLogger("eventrouter.circuit")
@@ -341,26 +343,13 @@ class SinkGate:
     ) -> tuple[SinkControl, SinkControl] | None:
         """Apply ``change`` by compare-and-set: (the record before, after), or None when
         ``change`` left it as it was. Only the worker whose write won sees a transition."""
-        for _ in range(CAS_TRIES):
-            try:
-                current = await self.store.get_control(self.name)
-            except StoreUnavailable as exc:
-                log.warning("sink %s: cannot read the circuit record: %s", self.name, exc)
-                return None
-            self._seen = current
-            new = change(current)
-            if new is None:
-                return None
-            try:
-                written = await self.store.put_control(self.name, new)
-            except StoreUnavailable as exc:
-                log.warning("sink %s: cannot update the circuit record: %s", self.name, exc)
-                return None
-            if written:
-                self._seen = attrs.evolve(new, version=current.version + 1)
-                return current, self._seen
-        log.warning("sink %s: gave up updating the circuit record (busy)", self.name)
-        return None
+        try:
+            current, new = await update_control(self.store, self.name, change)
+        except (StoreUnavailable, ControlBusy) as exc:
+            log.warning("sink %s: cannot update the circuit record: %s", self.name, exc)
+            return None
+        self._seen = new or current
+        return None if new is None else (current, new)
 
     async def _notice(self, control: SinkControl) -> None:
         """Tell the operator about a pause or resume (``eventrouter sinks``, another process)."""
@@ -382,3 +371,22 @@ async def observe(store: Store, sinks: Iterable[str], metrics: Metrics) -> None:
         metrics.circuit_state.labels(sink).set(CIRCUIT_GAUGE[control.state])
         paused = now - control.paused_at if control.paused and control.paused_at else 0.0
         metrics.paused_seconds.labels(sink).set(paused)
+
+
+class ControlBusy(Exception):
+    """Other writers kept changing a sink's record: the change was given up."""
+
+
+async def update_control(
+    store: Store, sink: str, change: Callable[[SinkControl], SinkControl | None]
+) -> tuple[SinkControl, SinkControl | None]:
+    """Apply ``change`` to ``sink``'s record by compare-and-set, reading it again after a lost
+    race: (the record read last, the record written, or None when ``change`` returned None)."""
+    for _ in range(CAS_TRIES):
+        current = await store.get_control(sink)
+        new = change(current)
+        if new is None:
+            return current, None
+        if await store.put_control(sink, new):
+            return current, attrs.evolve(new, version=current.version + 1)
+    raise ControlBusy(f"the record of sink {sink} kept changing; {CAS_TRIES} tries lost")

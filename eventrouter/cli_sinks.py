@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import click
 
-from eventrouter.circuit import CircuitState, SinkControl
+from eventrouter.circuit import CircuitState, ControlBusy, SinkControl, update_control
 from eventrouter.cli import _load_store_access, _shown, _with_store, config_option
 from eventrouter.config import StoreAccess
 from eventrouter.store import Store
@@ -86,21 +86,18 @@ def sinks(ctx: click.Context, config_path: Path, as_json: bool) -> None:
 def _change(
     config: StoreAccess, name: str, change: Callable[[SinkControl], SinkControl | None]
 ) -> SinkControl | None:
-    """Apply ``change`` to the sink's record by compare-and-set; None when nothing changed."""
+    """Apply ``change`` to the sink's record; None when it left the record as it was."""
     if name not in config.sinks:
         raise click.ClickException(
             f"no sink named {name!r} (configured: {', '.join(config.sinks) or 'none'})"
         )
 
     async def action(store: Store) -> SinkControl | None:
-        for _ in range(50):
-            current = await store.get_control(name)
-            new = change(current)
-            if new is None:
-                return None
-            if await store.put_control(name, new):
-                return new
-        raise click.ClickException(f"sink {name}: its record kept changing; try again")
+        try:
+            _, written = await update_control(store, name, change)
+        except ControlBusy as exc:
+            raise click.ClickException(f"{exc}; try again") from None
+        return written
 
     return _with_store(config, action)
 
