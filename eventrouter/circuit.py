@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import attrs
@@ -329,10 +329,10 @@ class SinkGate:
     async def requeue(
         self, delivery: Delivery, *, at: datetime, error: str, held_back: bool
     ) -> None:
-        """Make a failed delivery pending again: counted (its schedule's ``at``) or, while the
-        circuit is not closed, not counted and due at once (claimed when the circuit closes)."""
+        """Make a failed delivery pending again at ``at``: counted, or, while the circuit is not
+        closed (``held_back``: ``at`` is now), not counted (claimed when the circuit closes)."""
         if held_back:
-            await self.store.release(delivery, at=datetime.now(UTC), error=error)
+            await self.store.release(delivery, at=at, error=error)
         else:
             await self.store.retry_later(delivery, at=at, error=error)
 

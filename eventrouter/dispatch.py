@@ -288,15 +288,16 @@ class _SinkWorker:
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
             )
             return
-        delay = self.delay(number, retry_after=retry_after)
+        # held back: not counted, due again when the circuit closes (eventrouter.circuit)
+        delay = 0.0 if held else self.delay(number, retry_after=retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         log.info(
-            "sink %s: attempt %d for %s failed (%s); retry in %.1fs",
+            "sink %s: attempt %d for %s failed (%s); %s",
             self.name,
             number,
             event.id,
             error,
-            delay,
+            "not counted: the circuit is open" if held else f"retry in {delay:.1f}s",
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
         await self._settle(

@@ -6,6 +6,7 @@ Types: ``eventrouter.sink.circuit_opened``, ``eventrouter.sink.circuit_closed``,
 the sink's counts are in ``data.attributes`` (and ``raw``). Only routes that name the source
 ``eventrouter`` in ``sources`` take them (a ``*`` does not, so a config written before them
 does not start sending them anywhere), and an event about a sink never goes to that sink.
+One that no route takes is logged only, not stored.
 
 One event per sink per state change: only the worker whose write changed the sink's record
 emits it, and its idempotency key (the record's version) de-duplicates the rest. Dead letters
@@ -191,6 +192,10 @@ class OperatorEvents:
         for route in self.routes:
             if route.matches(OPERATOR_SOURCE, type_, as_dict):
                 chosen.update(dict.fromkeys(name for name in route.sinks if name != sink))
+        if not chosen:
+            # nobody routes them: the log line says it all, the store is not filled with them
+            log.info("operator event %s about sink %s: %s", type_, sink, data.get("reason", ""))
+            return
         try:
             result = await self.store.ingest(event, list(chosen))
         except (StoreUnavailable, PayloadError) as exc:
