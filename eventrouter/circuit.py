@@ -23,6 +23,7 @@ import enum
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -62,6 +63,8 @@ DEFAULT_PROBE_SCHEDULE = (30, 60, 120, 300)
 PAUSED_POLL = 1.0
 #: the value of ``eventrouter_sink_circuit_state`` for each state
 CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+#: attempts within ``circuit_window`` before ``circuit_failure_ratio`` can open the circuit
+RATIO_MIN_ATTEMPTS = 20
 #: compare-and-set rounds before a change is given up (another worker keeps winning)
 CAS_TRIES = 20
 
@@ -140,6 +143,8 @@ class SinkGate:
         self._seen: SinkControl | None = None
         #: whether the sink was paused when this worker last looked (None: not looked yet)
         self._paused: bool | None = None
+        #: (monotonic time, succeeded) of this worker's recent attempts, for the failure ratio
+        self._outcomes: deque[tuple[float, bool]] = deque()
 
     # -- before claiming -------------------------------------------------------------------
 
@@ -211,6 +216,7 @@ class SinkGate:
     async def succeeded(self, delivery: Delivery) -> None:
         """The sink took a delivery (or answered it with a permanent error): it is up."""
         probe = self._end_probe(delivery)
+        self._observe(ok=True)
         seen = self._seen
         quiet = seen is not None and seen.state is CircuitState.CLOSED and not seen.failures
         if quiet and not probe:
@@ -254,7 +260,8 @@ class SinkGate:
         probe = self._end_probe(delivery)
         policy = self.policy
         threshold = policy.circuit_failures
-        if not threshold and not retry_after and not probe:
+        ratio = self._observe(ok=False)
+        if not threshold and ratio is None and not retry_after and not probe:
             return False  # no breaker and nothing to hold: nothing to write
 
         def change(control: SinkControl) -> SinkControl | None:
@@ -277,7 +284,7 @@ class SinkGate:
                     attrs.evolve(control, hold_until=hold) if hold != control.hold_until else None
                 )
             failures = control.failures + 1
-            if threshold and failures >= threshold:
+            if (threshold and failures >= threshold) or ratio is not None:
                 return attrs.evolve(
                     control,
                     state=CircuitState.OPEN,
@@ -296,10 +303,16 @@ class SinkGate:
             return seen is not None and seen.state is not CircuitState.CLOSED
         before, after = changed
         if before.state is CircuitState.CLOSED and after.state is CircuitState.OPEN:
+            self._outcomes.clear()
+            why = (
+                f"{after.failures} failures in a row"
+                if threshold and after.failures >= threshold
+                else f"{ratio:.0%} of the attempts within {policy.circuit_window:g}s failed"
+            )
             log.warning(
-                "sink %s: circuit opened after %d failures in a row (%s); first probe in %gs",
+                "sink %s: circuit opened after %s (%s); first probe in %gs",
                 self.name,
-                after.failures,
+                why,
                 error,
                 _probe_interval(policy, 0),
             )
@@ -319,6 +332,21 @@ class SinkGate:
         """Count a dead letter for the operator's summary."""
         if self.operator is not None:
             self.operator.dead_lettered(self.name, event, reason)
+
+    def _observe(self, *, ok: bool) -> float | None:
+        """Count an outcome; the failed share of the window when it opens the circuit."""
+        policy = self.policy
+        if not policy.circuit_failure_ratio:
+            return None
+        now = time.monotonic()
+        outcomes = self._outcomes
+        outcomes.append((now, ok))
+        while outcomes and outcomes[0][0] < now - policy.circuit_window:
+            outcomes.popleft()
+        if len(outcomes) < RATIO_MIN_ATTEMPTS:
+            return None
+        failed = sum(1 for _, succeeded in outcomes if not succeeded) / len(outcomes)
+        return failed if failed >= policy.circuit_failure_ratio else None
 
     def _end_probe(self, delivery: Delivery) -> bool:
         if delivery.event.id in self.probes:

@@ -142,6 +142,12 @@ class DeliveryPolicy:
         default=tuple(Duration(s) for s in DEFAULT_PROBE_SCHEDULE),
         validator=attrs.validators.min_len(1),
     )
+    #: also open it when this share of the attempts within ``circuit_window`` failed (at least
+    #: 20 attempts, counted by each process); 0: off
+    circuit_failure_ratio: float = field(
+        default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    circuit_window: Duration = Duration(60)
     #: deliveries started per second, minute or hour ("50/s", "3000/m"), across every worker
     rate_limit: RateLimit | None = None
 

@@ -75,3 +75,41 @@ async def test_permanent_errors_do_not_open_the_circuit(make_router, config_with
     control = await router.store.get_control("picky")
     assert (control.state, control.failures) == ("closed", 0)
     assert recorded.attempts["picky"] == 7
+
+
+async def test_a_failure_ratio_over_the_window_opens_the_circuit(tmp_path) -> None:
+    from eventrouter.circuit import RATIO_MIN_ATTEMPTS, SinkGate
+    from eventrouter.config import DeliveryPolicy
+    from eventrouter.events import Event, utcnow
+    from eventrouter.store.base import Delivery
+    from eventrouter.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "ratio.db")
+    await store.open()
+    try:
+        policy = DeliveryPolicy(circuit_failures=0, circuit_failure_ratio=0.5)
+        gate = SinkGate("crm", policy, store)
+        now = utcnow()
+        event = Event(
+            id="evt_1",
+            source="demo",
+            type="x",
+            time=now,
+            provider="demo",
+            provider_type="x",
+            idempotency_key="k",
+            received_at=now,
+        )
+        delivery = Delivery(event=event, sink="crm", attempts=0, token="0")
+        # success, failure, success, ...: never two failures in a row, half of them failed
+        for index in range(RATIO_MIN_ATTEMPTS - 1):
+            if index % 2:
+                assert not await gate.failed(delivery, error="HTTP 503", retry_after=None)
+            else:
+                await gate.succeeded(delivery)
+        assert (await store.get_control("crm")).state == "closed"  # 19 attempts: too few
+        await gate.failed(delivery, error="HTTP 503", retry_after=None)  # 10 of 20 failed
+        control = await store.get_control("crm")
+        assert (control.state, control.last_error) == ("open", "HTTP 503")
+    finally:
+        await store.close()
