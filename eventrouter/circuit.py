@@ -59,8 +59,9 @@ log = logging.getLogger("eventrouter.circuit")
 DEFAULT_CIRCUIT_FAILURES = 10
 #: waits between probes while the circuit stays open; the last one repeats
 DEFAULT_PROBE_SCHEDULE = (30, 60, 120, 300)
-#: a paused sink looks at its record this often (a resume on Redis also wakes it at once)
-PAUSED_POLL = 1.0
+#: a worker held back (paused, open, held) looks at its record at least this often: another
+#: process may resume the sink or close the circuit (on Redis that also wakes it at once)
+CONTROL_POLL = 1.0
 #: the value of ``eventrouter_sink_circuit_state`` for each state
 CIRCUIT_GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 #: attempts within ``circuit_window`` before ``circuit_failure_ratio`` can open the circuit
@@ -160,14 +161,14 @@ class SinkGate:
         await self._notice(control)
         now = time.time()
         if control.paused:
-            return Admission(limit=0, wait=PAUSED_POLL)
+            return Admission(limit=0, wait=CONTROL_POLL)
         if control.hold_until > now:
-            return Admission(limit=0, wait=control.hold_until - now)
+            return Admission(limit=0, wait=min(control.hold_until - now, CONTROL_POLL))
         probe = False
         if control.state is not CircuitState.CLOSED:
             due = control.probe_at or 0.0
             if due > now:
-                return Admission(limit=0, wait=due - now)
+                return Admission(limit=0, wait=min(due - now, CONTROL_POLL))
             taken = await self._update(lambda c: self._take_probe(c, time.time()))
             if taken is None:
                 return Admission(limit=0, wait=0.05)  # another worker took it: look again
