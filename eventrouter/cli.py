@@ -522,3 +522,9 @@ def new_plugin(name: str, kind: str, directory: Path) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {target}")
     click.echo(f"next: pip install -e '{target}[test]' && pytest {target}")
+
+
+# `eventrouter sinks` lives in its own module, which imports the helpers above
+from eventrouter import cli_sinks  # noqa: E402
+
+cli_sinks.register(cli)

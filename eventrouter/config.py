@@ -21,9 +21,12 @@ import jmespath
 import jmespath.exceptions
 from attrs import define, field, frozen
 
+from eventrouter.circuit import DEFAULT_CIRCUIT_FAILURES, DEFAULT_PROBE_SCHEDULE
 from eventrouter.converter import Duration, Secret, converter
 from eventrouter.errors import ConfigError
+from eventrouter.operator_events import OPERATOR_SOURCE
 from eventrouter.plugins import Registry, install_hint
+from eventrouter.ratelimit import RateLimit
 from eventrouter.redact import Redactor
 from eventrouter.sinks import Sink
 from eventrouter.sources import Source
@@ -81,6 +84,23 @@ class DeliveryPolicy:
     #: a claimed delivery whose worker vanished (crash) is taken over after timeout + this
     #: (default 30 s); every process sharing a store must use the same value
     lease_margin: Duration | None = None
+    #: retryable failures in a row that open the sink's circuit (see eventrouter.circuit); 0: never
+    circuit_failures: int = field(
+        default=DEFAULT_CIRCUIT_FAILURES, validator=attrs.validators.ge(0)
+    )
+    #: waits between probes while the circuit is open; the last one repeats
+    circuit_probes: tuple[Duration, ...] = field(
+        default=tuple(Duration(s) for s in DEFAULT_PROBE_SCHEDULE),
+        validator=attrs.validators.min_len(1),
+    )
+    #: also open it when this share of the attempts within ``circuit_window`` failed (at least
+    #: 20 attempts, counted by each process); 0: off
+    circuit_failure_ratio: float = field(
+        default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    circuit_window: Duration = Duration(60)
+    #: deliveries started per second, minute or hour ("50/s", "3000/m"), across every worker
+    rate_limit: RateLimit | None = None
 
     @property
     def max_attempts(self) -> int:
@@ -495,6 +515,12 @@ def _sources(
     sources: dict[str, Source] = {}
     paths: dict[str, str] = {}
     for name, table in tables.items():
+        if name == OPERATOR_SOURCE:
+            problems.append(
+                f"sources.{name}: the name {name!r} is eventrouter's own (its operator events); "
+                "choose another"
+            )
+            continue
         split = _split(table, f"sources.{name}", {"plugin", "path"}, problems)
         if split is None:
             continue
@@ -564,6 +590,8 @@ def _routes(value: Any, sources: set[str], sinks: set[str], problems: list[str])
             if sink not in sinks:
                 problems.append(f"{path}.sinks: no sink named {sink!r} (define [sinks.{sink}])")
         for pattern in route.sources:
+            if pattern == OPERATOR_SOURCE:  # eventrouter's own events (operator_events.py)
+                continue
             if not any(fnmatch.fnmatchcase(name, pattern) for name in sources):
                 problems.append(f"{path}.sources: {pattern!r} matches no configured source")
         if route.filter:

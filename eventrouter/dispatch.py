@@ -17,11 +17,13 @@ from typing import Any
 
 import pluggy
 
+from eventrouter.circuit import SinkGate
 from eventrouter.config import SinkSpec
 from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
+from eventrouter.operator_events import OperatorEvents
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
 from eventrouter.store.base import Delivery, Store
@@ -44,6 +46,8 @@ OUTCOME_WRITE_BACKOFF = (0.05, 1.0)
 OUTCOME_WRITE_MARGIN = 1.0
 #: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
+#: the error kept for a delivery put back unattempted (its sink's circuit opened meanwhile)
+NOT_ATTEMPTED = "not attempted: the sink's circuit opened (see eventrouter sinks)"
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: float = 0.25) -> None:
@@ -78,6 +82,10 @@ class _SinkWorker:
         self.spins = 0
         #: the store failed the last claim (its warning is logged once per outage)
         self.store_down = False
+        #: circuit breaker, pause and rate limit of this sink (eventrouter.circuit)
+        self.gate = SinkGate(
+            name, spec.delivery, dispatcher.store, operator=dispatcher.operator, lease=self.lease
+        )
 
     @property
     def lease(self) -> float:
@@ -95,6 +103,13 @@ class _SinkWorker:
             if free <= 0:
                 await self.wakeup.wait()  # every slot busy: a finishing attempt wakes us
                 continue
+            # -- circuit breaker, pause, rate limit (eventrouter.circuit) --
+            admission = await self.gate.admit(free)
+            if admission.limit <= 0:
+                await self._wait(admission.wait)
+                continue
+            free = admission.limit
+            # --
             claimed: list[Delivery] = []
             claimed_at = time.monotonic()  # the lease starts no earlier than this
             try:
@@ -111,6 +126,7 @@ class _SinkWorker:
                 self.store_down = False
             if claimed:
                 self.spins = 0
+            await self.gate.claimed(admission, claimed)  # circuit: the probe, if it is one
             for delivery in claimed:
                 task = asyncio.create_task(
                     self.attempt(delivery, claimed_at=claimed_at), name=f"deliver-{self.name}"
@@ -131,6 +147,12 @@ class _SinkWorker:
                 self.name,
                 exc_info=exc,
             )
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait ``seconds`` (the sink's gate said so), or until something wakes the worker."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self.wakeup.wait()
 
     async def _sleep(self) -> None:
         """Wait until the next delivery is due, something wakes the worker, or a poll is due."""
@@ -179,8 +201,16 @@ class _SinkWorker:
                 delivery,
                 record_by,
             )
+            self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
             await notify_observers(
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
+            )
+            return
+        if not self.gate.may_attempt(delivery):  # circuit opened since the claim (circuit.py)
+            await self._record_outcome(
+                lambda: store.release(delivery, at=datetime.now(UTC), error=NOT_ATTEMPTED),
+                delivery,
+                record_by,
             )
             return
         try:
@@ -204,6 +234,7 @@ class _SinkWorker:
             dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
             await self._record_outcome(lambda: store.ack(delivery), delivery, record_by)
+            await self.gate.succeeded(delivery)  # circuit: closes it, resets the failures
             await notify_observers(
                 dispatcher.pm,
                 "delivery_succeeded",
@@ -215,13 +246,21 @@ class _SinkWorker:
             return
         dispatcher.metrics.delivery_latency.labels(self.name).observe(time.monotonic() - started)
         error = dispatcher.redactor(error, cut=True)[:2000]  # masked before it is stored
-        if permanent or number >= policy.max_attempts:
+        # -- circuit: a failure while it is not closed counts no attempt (eventrouter.circuit) --
+        held = False
+        if permanent:
+            await self.gate.answered(delivery)
+        else:
+            held = await self.gate.failed(delivery, error=error, retry_after=retry_after)
+        # --
+        if permanent or (number >= policy.max_attempts and not held):
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
             await self._record_outcome(
                 lambda: store.dead_letter(delivery, error=reason), delivery, record_by
             )
+            self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
             await notify_observers(
                 dispatcher.pm,
                 "delivery_failed",
@@ -235,19 +274,22 @@ class _SinkWorker:
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
             )
             return
-        delay = self.delay(number, retry_after=retry_after)
+        # held back: not counted, due again when the circuit closes (eventrouter.circuit)
+        delay = 0.0 if held else self.delay(number, retry_after=retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         log.info(
-            "sink %s: attempt %d for %s failed (%s); retry in %.1fs",
+            "sink %s: attempt %d for %s failed (%s); %s",
             self.name,
             number,
             event.id,
             error,
-            delay,
+            "not counted: the circuit is open" if held else f"retry in {delay:.1f}s",
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
         await self._record_outcome(
-            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, record_by
+            lambda: self.gate.requeue(delivery, at=retry_at, error=error, held_back=held),
+            delivery,
+            record_by,
         )
         await notify_observers(
             dispatcher.pm,
@@ -325,11 +367,14 @@ class Dispatcher:
         pm: pluggy.PluginManager,
         metrics: Metrics,
         redactor: Redactor,
+        operator: OperatorEvents | None = None,
     ) -> None:
         self.store = store
         self.pm = pm
         self.metrics = metrics
         self.redactor = redactor
+        #: where eventrouter's own events about its sinks go (eventrouter.operator_events)
+        self.operator = operator
         self.workers = {name: _SinkWorker(name, spec, self) for name, spec in sinks.items()}
         #: listens for work other processes queue (the store's wake-ups), when it can
         self.watcher: asyncio.Task[None] | None = None
@@ -380,6 +425,8 @@ class Dispatcher:
                     len(unfinished),
                 )
                 await asyncio.gather(*(cancel_and_wait(task) for task in unfinished))
+        if self.operator is not None:
+            await self.operator.close()  # the dead letters summarised so far
         for worker in self.workers.values():
             try:
                 await worker.spec.sink.close()

@@ -55,5 +55,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.circuit_state = Gauge(
+            "eventrouter_sink_circuit_state",
+            "Circuit breaker of each sink: 0 closed, 1 half-open (probing), 2 open",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.paused_seconds = Gauge(
+            "eventrouter_sink_paused_seconds",
+            "How long each sink has been paused (eventrouter sinks pause), 0 when it is not",
+            ["sink"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

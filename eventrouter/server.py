@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +24,14 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from eventrouter import __version__
+from eventrouter.circuit import observe
 from eventrouter.config import Config
 from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log
 from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
+from eventrouter.operator_events import OperatorEvents
 from eventrouter.payload import MAX_NESTING, nesting_exceeds
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
@@ -343,6 +345,9 @@ async def metrics_view(request: web.Request) -> web.Response:
         for state in ("pending", "inflight", "dead"):
             metrics.queue_depth.labels(sink, state).set(counts.get(state, 0))
     metrics.pending_writes.set(store.pending_writes)
+    if depth is not None:  # the store answers: circuit state and paused time (circuit.py)
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            await within_deadline(config, observe(store, config.sinks, metrics), "sink control")
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
 
@@ -367,6 +372,7 @@ def create_app(
         pm=pm,
         metrics=app[METRICS],
         redactor=app[REDACTOR],
+        operator=OperatorEvents(routes=config.routes, store=app[STORE], notify=_later(app)),
     )
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_http_ctx)
@@ -381,6 +387,12 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def _later(app: web.Application) -> Callable[[Iterable[str]], None]:
+    """Wake the workers of sinks an operator event was queued for (the dispatcher is made
+    after the operator events it is given)."""
+    return lambda sinks: app[DISPATCHER].notify(sinks)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -126,13 +126,13 @@ directory = "archive"
 plugin = "http"
 url = "{remote.url}/forward"
 headers = {{ Authorization = "Bearer {HTTP_SINK_TOKEN}" }}
-delivery = {{ retry_schedule = ["100ms", "100ms"], jitter = 0 }}
+delivery = {{ retry_schedule = ["100ms", "100ms"], jitter = 0, circuit_failures = 0 }}
 
 [sinks.alerts]
 plugin = "slack"
 webhook_url = "{remote.url}/slack/services/{SLACK_SECRET_PATH}"
 min_interval = "10ms"
-delivery = {{ retry_schedule = ["100ms", "100ms"], jitter = 0 }}
+delivery = {{ retry_schedule = ["100ms", "100ms"], jitter = 0, circuit_failures = 0 }}
 
 [sinks.crm]
 plugin = "crm"

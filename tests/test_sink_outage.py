@@ -5,7 +5,9 @@ app on 127.0.0.1 that the test controls. Every event is delivered once the endpo
 attempts follow the configured ``retry_schedule``; a healthy sink on the same router keeps
 delivering promptly meanwhile; a sink that fails past its schedule dead-letters each event
 with the reason, and ``eventrouter dlq retry`` (run as a separate process while the server
-runs) gets them delivered once the endpoint is back.
+runs) gets them delivered once the endpoint is back. These sinks have no circuit breaker
+(``circuit_failures = 0``): the schedule itself is under test (tests/test_circuit.py has the
+breaker).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ async def test_outage_of_one_sink_delays_only_that_sink_and_loses_nothing(
 [sinks.flaky]
 plugin = "http"
 url = "{endpoint.url("flaky")}"
-delivery = {{ concurrency = 32, timeout = "{TIMEOUT:g}s", retry_schedule = [{schedule}], jitter = 0 }}
+delivery = {{ concurrency = 32, timeout = "{TIMEOUT:g}s", retry_schedule = [{schedule}], jitter = 0, circuit_failures = 0 }}
 
 [sinks.healthy]
 plugin = "http"
@@ -248,7 +250,7 @@ async def test_dead_letters_keep_their_reason_and_dlq_retry_delivers_them(
 [sinks.fragile]
 plugin = "http"
 url = "{endpoint.url("fragile")}"
-delivery = {{ retry_schedule = ["100ms", "200ms"], jitter = 0, timeout = "2s" }}
+delivery = {{ retry_schedule = ["100ms", "200ms"], jitter = 0, timeout = "2s", circuit_failures = 0 }}
 
 [sinks.strict]
 plugin = "http"

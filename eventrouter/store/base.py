@@ -17,6 +17,7 @@ from datetime import datetime
 
 from attrs import frozen
 
+from eventrouter.circuit import SinkControl
 from eventrouter.events import Event
 
 __all__ = [
@@ -194,3 +195,26 @@ class Store(abc.ABC):
     def watching(self) -> bool:
         """Whether :meth:`watch` is listening now (workers may then poll less often)."""
         return False
+
+    # -- sink control: circuit breaker, pause, rate limit (see eventrouter.circuit) -----------
+
+    @abc.abstractmethod
+    async def get_control(self, sink: str) -> SinkControl:
+        """The sink's shared control record (a fresh, closed one when none was written)."""
+
+    @abc.abstractmethod
+    async def put_control(self, sink: str, control: SinkControl) -> bool:
+        """Write ``control`` if the stored record's version is still ``control.version``
+        (stored with the next version); False when another writer got there first. Wakes
+        the sink's workers (a resume takes effect at once)."""
+
+    @abc.abstractmethod
+    async def rate_permit(self, sink: str, *, interval: float) -> float:
+        """Take one of the sink's permits, one every ``interval`` seconds (0.0 returned), or
+        return the seconds to wait before asking again. Shared by every process on Redis,
+        by the process on SQLite."""
+
+    @abc.abstractmethod
+    async def release(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        """Make a claimed delivery pending again at ``at`` without counting the attempt (its
+        sink's circuit was not closed: the outage is not the event's)."""

@@ -62,6 +62,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from eventrouter.circuit import SinkControl
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.store.base import (
@@ -658,6 +659,29 @@ class RedisStore(Store):
                     sink, consumer=self.consumer, idle_ms=STALE_CONSUMER_MS
                 )
         return removed
+
+    # -- sink control (see eventrouter.circuit; scripts in store/lua/) ----------------------
+
+    async def get_control(self, sink: str) -> SinkControl:
+        with _unavailable("read"):
+            version, data = await (await self._connected()).hmget(
+                self.keys.control(sink), ["version", "data"]
+            )
+        if not data:
+            return SinkControl()
+        return SinkControl.from_json(str(data), version=int(version or 0))
+
+    async def put_control(self, sink: str, control: SinkControl) -> bool:
+        with _unavailable("sink control update"):
+            scripts = await self._ready_scripts()
+            return await scripts.control_put(sink, version=control.version, data=control.to_json())
+
+    async def rate_permit(self, sink: str, *, interval: float) -> float:
+        with _unavailable("rate limit"):
+            return await (await self._ready_scripts()).rate_permit(sink, interval=interval)
+
+    async def release(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        await self._end_claim(delivery, "pending", at=at, error=error, count_attempt=False)
 
 
 def _json_record(raw: str) -> dict[str, Any]:

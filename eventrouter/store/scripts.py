@@ -42,6 +42,8 @@ SCRIPT_NAMES = (
     "queue_depth",
     "purge",
     "forget_consumers",
+    "control_put",
+    "rate_permit",
 )
 
 #: the state ``end_claim`` leaves a delivery in (DeliveryState values)
@@ -92,6 +94,14 @@ class Keys:
 
     def wake(self, sink: str) -> str:
         return f"{self.wake_prefix}{sink}"
+
+    def control(self, sink: str) -> str:
+        """The sink's control hash (circuit and pause, eventrouter.circuit)."""
+        return f"{self.prefix}:control:{sink}"
+
+    def rate(self, sink: str) -> str:
+        """The sink's rate-limit key (eventrouter.ratelimit)."""
+        return f"{self.prefix}:rate:{sink}"
 
     @property
     def events_log(self) -> str:
@@ -264,3 +274,14 @@ class Scripts:
         return int(
             await self._run("forget_consumers", [self.keys.queue(sink)], [GROUP, consumer, idle_ms])
         )
+
+    async def control_put(self, sink: str, *, version: int, data: str) -> bool:
+        """Write the sink's control record unless another writer changed it since ``version``."""
+        k = self.keys
+        written = await self._run("control_put", [k.control(sink)], [version, data, k.wake(sink)])
+        return bool(written)
+
+    async def rate_permit(self, sink: str, *, interval: float) -> float:
+        """0 when one permit of the sink's rate limit is taken, else the seconds to wait."""
+        wait = await self._run("rate_permit", [self.keys.rate(sink)], [number(interval)])
+        return float(wait)

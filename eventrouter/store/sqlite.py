@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from eventrouter.circuit import SinkControl
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.ratelimit import LocalRates
 from eventrouter.store.base import (
     LOST_WORKER,
     DeadLetter,
@@ -69,6 +71,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
+-- each sink's circuit breaker, pause and hold (eventrouter.circuit.SinkControl as JSON)
+CREATE TABLE IF NOT EXISTS sink_control (
+    sink TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
 """
 
 
@@ -627,3 +635,51 @@ class SQLiteStore(Store):
             ).rowcount
 
         return await self._write(write)
+
+    # -- sink control (see eventrouter.circuit) --------------------------------------------
+
+    #: the sinks' rate limiters: per process, as the SQLite store serves one process
+    _rates: LocalRates | None = None
+
+    async def get_control(self, sink: str) -> SinkControl:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT version, data FROM sink_control WHERE sink = ?", (sink,)
+            ).fetchone()
+        )
+        return SinkControl() if row is None else SinkControl.from_json(row[1], version=row[0])
+
+    async def put_control(self, sink: str, control: SinkControl) -> bool:
+        data = control.to_json()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if control.version == 0:
+                query = (
+                    "INSERT INTO sink_control (sink, version, data) VALUES (?, 1, ?)"
+                    " ON CONFLICT (sink) DO NOTHING"
+                )
+                return conn.execute(query, (sink, data)).rowcount == 1
+            return (
+                conn.execute(
+                    "UPDATE sink_control SET version = version + 1, data = ?"
+                    " WHERE sink = ? AND version = ?",
+                    (data, sink, control.version),
+                ).rowcount
+                == 1
+            )
+
+        return await self._write(write)
+
+    async def rate_permit(self, sink: str, *, interval: float) -> float:
+        if self._rates is None:
+            self._rates = LocalRates()
+        return self._rates.permit(sink, interval)
+
+    async def release(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+        await self._end_claim(
+            delivery,
+            DeliveryState.PENDING,
+            attempts=delivery.attempts,
+            at=at.timestamp(),
+            error=error,
+        )

@@ -13,6 +13,7 @@ from attrs import field, frozen
 
 from eventrouter import CallStatus, CampaignStatus, Event, EventType
 from eventrouter_slack.mrkdwn import date, escape, link, truncate
+from eventrouter_slack.operator import OPERATOR_DESCRIBERS
 from eventrouter_slack.view import (
     call_status_label,
     campaign_label,
@@ -71,6 +72,9 @@ class Summary:
 
 def summarise(event: Event) -> Summary:
     """The default description of ``event``, chosen by its normalised type."""
+    operator = OPERATOR_DESCRIBERS.get(event.type)
+    if operator is not None:  # eventrouter's own events about its sinks (operator.py)
+        return Summary(*operator(event))
     describe = _DESCRIBERS.get(event.type, _generic)
     return describe(event)
 
