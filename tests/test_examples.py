@@ -29,7 +29,7 @@ def test_example_config_validates():
         cli, ["check", "--config", str(EXAMPLES / "eventrouter.toml")], env={}
     )
     assert result.exit_code == 0, result.output
-    assert "4 sources, 1 sinks, 1 routes, sqlite store" in result.output
+    assert "4 sources, 1 sink, 1 route, sqlite store" in result.output
 
 
 async def test_every_sample_payload_is_accepted_and_archived(make_router, tmp_path):
