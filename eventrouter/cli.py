@@ -43,6 +43,8 @@ config_option = click.option(
 
 
 def _invalid(config_path: Path, exc: ConfigError) -> click.ClickException:
+    if len(exc.problems) == 1 and exc.problems[0].startswith(f"{config_path}: "):
+        return click.ClickException(exc.problems[0])  # the file itself: missing, not TOML...
     lines = "\n".join(f"  - {problem}" for problem in exc.problems)
     return click.ClickException(f"invalid configuration in {config_path}:\n{lines}")
 

@@ -194,7 +194,11 @@ def test_store_commands_still_check_the_store_table(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "store: unknown key 'batch'" in result.output
     result = run("events", "--config", str(tmp_path / "missing.toml"))
-    assert (result.exit_code, "no such file" in result.output) == (1, True)
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: {tmp_path / 'missing.toml'}: no such file (pass --config PATH, e.g. "
+        "examples/eventrouter.toml)\n",
+    )
 
 
 async def seed_odd(db: Path) -> None:
