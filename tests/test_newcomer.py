@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packages import passed
+from tests.packages import bash, passed
 
 pytestmark = pytest.mark.slow
 
@@ -98,15 +98,7 @@ def sh(
     script: str, *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """``script`` run with bash, stopping at the first failing command."""
-    return subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env or environ(),
-        check=False,
-    )
+    return bash(script, cwd=cwd, env=env or environ(), timeout=timeout)
 
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
