@@ -77,8 +77,9 @@ def _load_store_access(config_path: Path) -> StoreAccess:
     return access
 
 
-#: what ``replay`` and ``dlq retry`` say: they only queue, and delivery needs a process running
-DELIVERED_BY = "a running `eventrouter serve` or `eventrouter worker` on this store delivers"
+#: what ``replay`` and ``dlq retry`` add (on stderr, beside the count on stdout): they only
+#: queue, and delivery needs a process running
+DELIVERED_BY = "(a running `eventrouter serve` or `eventrouter worker` on this store delivers"
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
@@ -522,8 +523,9 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
         return count, orphaned
 
     count, orphaned = _with_store(config, action)
-    queued = f"{_plural(count, 'dead letter')} queued for delivery again"
-    click.echo(f"{queued}; {DELIVERED_BY} {'it' if count == 1 else 'them'}" if count else queued)
+    click.echo(f"{_plural(count, 'dead letter')} queued for delivery again")
+    if count:
+        click.echo(f"{DELIVERED_BY} {'it' if count == 1 else 'them'})", err=True)
     if orphaned:
         click.echo(
             f"left as they are: dead letters of sinks no longer configured ({', '.join(orphaned)})",
@@ -572,7 +574,8 @@ def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
         return await store.replay(event_id, chosen)
 
     count = _with_store(config, action)
-    click.echo(f"event {event_id} queued for {_plural(count, 'sink')}; {DELIVERED_BY} it")
+    click.echo(f"event {event_id} queued for {_plural(count, 'sink')}")
+    click.echo(f"{DELIVERED_BY} it)", err=True)
 
 
 @cli.command(

@@ -85,7 +85,10 @@ def environ(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "EVENTROUTER_", "VIRTUAL_ENV", "PYTHON"))
+        # (MAKE*: `make test` runs this test, and a nested make would say "Entering directory")
+        if not key.startswith(
+            ("PYTEST_", "EVENTROUTER_", "VIRTUAL_ENV", "PYTHON", "MAKE", "MFLAGS")
+        )
     }
     env["PATH"] = os.pathsep.join(
         p for p in env.get("PATH", "").split(os.pathsep) if p and p != project_bin
