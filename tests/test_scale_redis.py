@@ -484,7 +484,7 @@ async def test_dead_letters_are_shared_and_operated_from_the_command_line(
     await settled(f"dlq:queue:{SINK}", 0)
     shown = await cli("events", chosen)
     assert shown.splitlines()[1:] == ["    out: done, 1 attempt"]
-    assert shown.splitlines()[0].split()[2:5] == [chosen, "demo", "call.ended"]
+    assert shown.splitlines()[0].split()[3:6] == [chosen, "demo", "call.ended"]
     assert sorted(receiver.ids().values()) == [2] * (count - 1) + [3]
 
 
