@@ -294,6 +294,12 @@ def test_installing_without_make_works_as_written(clone, served, tmp_path):
     result = sh("eventrouter plugins", cwd=clone, env=env)
     for plugin in ("altur", "csv", "slack"):
         assert f"\n{plugin}  [eventrouter-{plugin} 0.1.0]" in "\n" + result.stdout, result.stdout
+    # the scaffold's templates are package data: they are in the wheel, not only in the clone
+    result = sh(
+        f"eventrouter new-plugin probe --kind sink --directory {tmp_path}", cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, output(result)
+    assert (tmp_path / "eventrouter-probe" / "eventrouter_probe" / "__init__.py").is_file()
 
 
 # -- the plugin guide, with the clone's .venv activated ----------------------------------------
