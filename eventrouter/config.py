@@ -37,6 +37,8 @@ __all__ = [
     "SinkSpec",
     "StoreAccess",
     "StoreConfig",
+    "closest",
+    "default_secrets_warning",
     "load_config",
     "load_store_access",
     "parse_config",
@@ -442,7 +444,7 @@ def _structure(value: Any, cls: type, path: str, problems: list[str]) -> Any:
         value = {key: item for key, item in value.items() if key in known}
     try:
         with attrs.validators.disabled():
-            structured = converter.structure(value, cls)
+            structured: Any = converter.structure(value, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         problems.extend(_render(exc, path))
         return None
