@@ -1,19 +1,30 @@
 # The two commands a newcomer needs (see README.md):
 #   make serve   set up .venv and run eventrouter on examples/eventrouter.toml
 #   make test    set up .venv (core, every plugin, the example plugin) and run every test
+# and one to ship the packages without an index:
+#   make wheels  build a wheel of eventrouter and of every plugin into dist/
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := $(sort $(dir $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
+# pip says what goes wrong and nothing else; the step lines below say what is going on.
+# The packages are built with the setuptools the first step installs (no isolated build
+# environment to download it into for each of them).
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+BUILD := --no-build-isolation
 
-.PHONY: serve test lint bench redis-server clean
+.PHONY: serve test lint bench wheels redis-server clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[test,redis]' $(foreach p,$(PACKAGES),-e $(p))
-	touch $@
+	@echo "[1/3] creating the virtualenv $(VENV) ($$($(PYTHON) --version))"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "[2/3] upgrading pip, setuptools and wheel in it"
+	@$(PIP) install --upgrade pip setuptools wheel
+	@echo "[3/3] installing eventrouter, its plugins and the test tools (editable; about a minute)"
+	@$(PIP) install $(BUILD) -e '.[test,redis]' $(foreach p,$(PACKAGES),-e $(p))
+	@touch $@
+	@echo "ready: $(BIN)/eventrouter (or 'source $(BIN)/activate', then 'eventrouter')"
 
 serve: $(STAMP)
 	$(BIN)/eventrouter serve --config examples/eventrouter.toml
@@ -36,5 +47,12 @@ test: $(STAMP) redis-server lint
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
+# dist/ then installs anywhere without an index for eventrouter's own packages:
+#   pip install --find-links dist 'eventrouter[redis]' eventrouter-slack
+wheels: $(STAMP)
+	@echo "building wheels of eventrouter and every plugin into dist/"
+	@$(PIP) wheel $(BUILD) --no-deps --wheel-dir dist . $(PACKAGES)
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache dist

@@ -7,13 +7,21 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from eventrouter import __version__
-from eventrouter.config import Config, StoreAccess, load_config, load_store_access
+from eventrouter.config import (
+    Config,
+    StoreAccess,
+    closest,
+    default_secrets_warning,
+    load_config,
+    load_store_access,
+)
 from eventrouter.errors import ConfigError, StoreUnavailable
 from eventrouter.plugins import FAILED_PLUGINS, Registry, create_plugin_manager, plugin_infos
 from eventrouter.store import Store, StoredEvent, create_store
@@ -35,6 +43,8 @@ config_option = click.option(
 
 
 def _invalid(config_path: Path, exc: ConfigError) -> click.ClickException:
+    if len(exc.problems) == 1 and exc.problems[0].startswith(f"{config_path}: "):
+        return click.ClickException(exc.problems[0])  # the file itself: missing, not TOML...
     lines = "\n".join(f"  - {problem}" for problem in exc.problems)
     return click.ClickException(f"invalid configuration in {config_path}:\n{lines}")
 
@@ -49,11 +59,42 @@ def _load(config_path: Path) -> tuple[Config, Any]:
 
 
 def _load_store_access(config_path: Path) -> StoreAccess:
-    """The store and the sink names only: these commands need no source's or sink's secret."""
+    """The store and the sink names only: these commands need no source's or sink's secret.
+
+    They only look at what is stored, so a SQLite file that is not there is a mistake (a
+    mistyped ``[store] path``, another directory), not an empty store to create."""
     try:
-        return load_store_access(config_path)
+        access = load_store_access(config_path)
     except ConfigError as exc:
         raise _invalid(config_path, exc) from None
+    if access.store.backend == "sqlite":
+        path = (access.base_dir / access.store.path).resolve()
+        if not path.exists():
+            raise click.ClickException(
+                f"no store at {path} ([store] path in {config_path}): check the path; "
+                "`eventrouter serve` creates the store when it first starts"
+            )
+    return access
+
+
+#: what ``replay`` and ``dlq retry`` add (on stderr, beside the count on stdout): they only
+#: queue, and delivery needs a process running
+DELIVERED_BY = "(a running `eventrouter serve` or `eventrouter worker` on this store delivers"
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    """``1 sink``, ``2 sinks``."""
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
+def _utc(moment: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored time as people read it, with its zone: ``2026-12-02 04:58:53 UTC``."""
+    return f"{moment.astimezone(UTC).strftime(fmt)} UTC"
+
+
+def _examples(*lines: str) -> str:
+    """A ``--help`` epilog; ``\b`` keeps click from re-wrapping the command lines."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _with_store(config: StoreAccess, action: Callable[[Store], Awaitable[T]]) -> T:
@@ -73,7 +114,17 @@ def _with_store(config: StoreAccess, action: Callable[[Store], Awaitable[T]]) ->
     return asyncio.run(run())
 
 
-@click.group()
+EXAMPLE_CONFIG = "--config examples/eventrouter.toml"
+
+
+@click.group(
+    epilog=_examples(
+        f"eventrouter check {EXAMPLE_CONFIG}",
+        f"eventrouter serve {EXAMPLE_CONFIG}",
+        f"eventrouter events {EXAMPLE_CONFIG}",
+        "eventrouter COMMAND --help     (each command's options and examples)",
+    )
+)
 @click.version_option(__version__, prog_name="eventrouter")
 def cli() -> None:
     """Receive, verify, normalise, store and route webhooks."""
@@ -81,13 +132,18 @@ def cli() -> None:
 
 log_options = [
     click.option(
-        "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log lines as text, or one JSON object per line (for a log collector).",
     ),
     click.option(
         "--log-level",
         type=click.Choice(["debug", "info", "warning", "error"]),
         default="info",
         show_default=True,
+        help="The least severe log lines written (info: one line per accepted event).",
     ),
 ]
 
@@ -98,7 +154,13 @@ def _with_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        f"eventrouter serve {EXAMPLE_CONFIG}",
+        f"eventrouter serve {EXAMPLE_CONFIG} --port 9000 --log-format json",
+        f"eventrouter serve {EXAMPLE_CONFIG} --no-deliver     (an ingest node)",
+    )
+)
 @config_option
 @click.option("--host", help="Override [server] host.")
 @click.option("--port", type=int, help="Override [server] port.")
@@ -128,7 +190,13 @@ def serve(
     )
 
 
-@cli.command()
+@cli.command(
+    short_help="Deliver stored events to the sinks, without receiving webhooks.",
+    epilog=_examples(
+        "eventrouter worker --config eventrouter.toml --port 9100",
+        "curl http://127.0.0.1:9100/readyz",
+    ),
+)
 @config_option
 @click.option(
     "--host",
@@ -175,6 +243,9 @@ def _run_server(
     config, pm = _load(config_path)
     setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
     log = logging.getLogger("eventrouter")
+    public = default_secrets_warning(config, config_path)
+    if public:
+        log.warning("%s", public)
     host = host or config.server.host
     port = config.server.port if port is None else port
     app = create_app(config, pm=pm, ingest=ingest, deliver=deliver)
@@ -229,18 +300,31 @@ def _run_server(
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
 
 
-@cli.command()
+@cli.command(
+    short_help="Validate the configuration without serving.",
+    epilog=_examples(
+        f"eventrouter check {EXAMPLE_CONFIG}", "EVENTROUTER_CONFIG=prod.toml eventrouter check"
+    ),
+)
 @config_option
 def check(config_path: Path) -> None:
-    """Validate the configuration, plugin options included, without serving."""
+    """Validate the configuration, plugin options included, without serving: every problem is
+    reported at once, with its path."""
     config, _ = _load(config_path)
     click.echo(
-        f"{config_path}: OK — {len(config.sources)} sources, {len(config.sinks)} sinks, "
-        f"{len(config.routes)} routes, {config.store.backend} store"
+        f"{config_path}: OK — {_plural(len(config.sources), 'source')}, "
+        f"{_plural(len(config.sinks), 'sink')}, {_plural(len(config.routes), 'route')}, "
+        f"{config.store.backend} store"
     )
+    public = default_secrets_warning(config, config_path)
+    if public:
+        click.echo(f"warning: {public}", err=True)
 
 
-@cli.command()
+@cli.command(
+    short_help="List installed plugins, their versions, types and hooks.",
+    epilog=_examples("eventrouter plugins", "eventrouter plugins --json"),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
     """List installed plugins: distribution, version, source/sink types and hooks."""
@@ -266,17 +350,19 @@ def plugins(as_json: bool) -> None:
 def _event_lines(stored: StoredEvent) -> list[str]:
     event = stored.event
     lines = [
-        f"{event.received_at:%Y-%m-%d %H:%M:%S} {event.id} {event.source} {_shown(event.type)} "
+        f"{_utc(event.received_at)} {event.id} {event.source} {_shown(event.type)} "
         f"({_shown(event.provider_type)})"
     ]
     for record in stored.deliveries:
         detail = f" — {_shown(record.last_error)}" if record.last_error else ""
         due = (
-            f" next at {record.next_attempt_at:%H:%M:%S}"
+            f" next at {_utc(record.next_attempt_at, '%H:%M:%S')}"
             if record.next_attempt_at and record.state == "pending"
             else ""
         )
-        lines.append(f"    {record.sink}: {record.state}, {record.attempts} attempts{due}{detail}")
+        lines.append(
+            f"    {record.sink}: {record.state}, {_plural(record.attempts, 'attempt')}{due}{detail}"
+        )
     if not stored.deliveries:
         lines.append("    (no route matched)")
     return lines
@@ -306,7 +392,14 @@ def _stored_dict(stored: StoredEvent) -> dict[str, Any]:
     }
 
 
-@cli.command()
+@cli.command(
+    short_help="Recent events and the state of their deliveries.",
+    epilog=_examples(
+        f"eventrouter events {EXAMPLE_CONFIG}",
+        f"eventrouter events {EXAMPLE_CONFIG} --source altur --type 'call.*'",
+        f"eventrouter events {EXAMPLE_CONFIG} EVENT_ID --json",
+    ),
+)
 @config_option
 @click.argument("event_id", required=False)
 @click.option("--limit", default=20, show_default=True, help="How many recent events.")
@@ -341,15 +434,26 @@ def events(
             click.echo("\n".join(_event_lines(stored)))
 
 
-@cli.group()
+@cli.group(
+    epilog=_examples(
+        f"eventrouter dlq list {EXAMPLE_CONFIG}",
+        f"eventrouter dlq retry {EXAMPLE_CONFIG} --sink archive",
+    )
+)
 def dlq() -> None:
     """Dead letters: deliveries given up on after their last attempt."""
 
 
-@dlq.command("list")
+@dlq.command(
+    "list",
+    epilog=_examples(
+        f"eventrouter dlq list {EXAMPLE_CONFIG}",
+        f"eventrouter dlq list {EXAMPLE_CONFIG} --sink archive --json",
+    ),
+)
 @config_option
 @click.option("--sink", help="Only this sink's dead letters.")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, newest first."""
@@ -372,24 +476,33 @@ def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> 
             )
         else:
             click.echo(
-                f"{letter.dead_at:%Y-%m-%d %H:%M:%S} {letter.event_id} -> {letter.sink} "
-                f"({_shown(letter.type)}, {letter.attempts} attempts): {_shown(letter.reason)}"
+                f"{_utc(letter.dead_at)} {letter.event_id} -> {letter.sink} "
+                f"({_shown(letter.type)}, {_plural(letter.attempts, 'attempt')}): "
+                f"{_shown(letter.reason)}"
             )
     if not letters and not as_json:
         click.echo("no dead letters")
 
 
-@dlq.command("retry")
+@dlq.command(
+    "retry",
+    short_help="Queue dead letters for delivery again.",
+    epilog=_examples(
+        f"eventrouter dlq retry {EXAMPLE_CONFIG}",
+        f"eventrouter dlq retry {EXAMPLE_CONFIG} --sink archive",
+        f"eventrouter dlq retry {EXAMPLE_CONFIG} EVENT_ID EVENT_ID",
+    ),
+)
 @config_option
 @click.option("--sink", help="Only this sink's dead letters.")
 @click.argument("event_ids", nargs=-1)
 def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -> None:
-    """Queue dead letters for delivery again (all, a sink's, or the EVENT_IDS given)."""
+    """Queue dead letters for delivery again (all, a sink's, or the EVENT_IDS given). This
+    command only queues them: a running `eventrouter serve` or `eventrouter worker` on the
+    same store delivers them."""
     config = _load_store_access(config_path)
     if sink and sink not in config.sinks:
-        raise click.ClickException(
-            f"--sink: no sink named {sink!r} (configured: {', '.join(config.sinks)})"
-        )
+        raise _no_sink(sink, config)
 
     async def action(store: Store) -> tuple[int, list[str]]:
         # only to sinks that still exist: nothing would ever deliver to a removed one
@@ -410,7 +523,9 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
         return count, orphaned
 
     count, orphaned = _with_store(config, action)
-    click.echo(f"{count} dead letters queued for delivery again")
+    click.echo(f"{_plural(count, 'dead letter')} queued for delivery again")
+    if count:
+        click.echo(f"{DELIVERED_BY} {'it' if count == 1 else 'them'})", err=True)
     if orphaned:
         click.echo(
             f"left as they are: dead letters of sinks no longer configured ({', '.join(orphaned)})",
@@ -418,7 +533,21 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
         )
 
 
-@cli.command()
+def _no_sink(name: str, config: StoreAccess) -> click.ClickException:
+    match = closest(name, config.sinks)
+    hint = f"did you mean {match!r}? " if match else ""
+    return click.ClickException(
+        f"--sink: no sink named {name!r} ({hint}configured: {', '.join(config.sinks)})"
+    )
+
+
+@cli.command(
+    short_help="Queue a stored event for delivery again.",
+    epilog=_examples(
+        f"eventrouter replay EVENT_ID {EXAMPLE_CONFIG}",
+        f"eventrouter replay EVENT_ID {EXAMPLE_CONFIG} --sink archive",
+    ),
+)
 @config_option
 @click.argument("event_id")
 @click.option(
@@ -428,13 +557,12 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
     help="Deliver to this sink (repeatable); default: the event's sinks.",
 )
 def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
-    """Deliver a stored event again."""
+    """Deliver a stored event again: this command queues it, and a running `eventrouter serve`
+    or `eventrouter worker` on the same store delivers it."""
     config = _load_store_access(config_path)
     unknown = [s for s in sinks if s not in config.sinks]
     if unknown:
-        raise click.ClickException(
-            f"--sink: no sink named {unknown[0]!r} (configured: {', '.join(config.sinks)})"
-        )
+        raise _no_sink(unknown[0], config)
 
     async def action(store: Store) -> int:
         stored = await store.get_event(event_id)
@@ -446,10 +574,17 @@ def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
         return await store.replay(event_id, chosen)
 
     count = _with_store(config, action)
-    click.echo(f"event {event_id} queued for {count} sinks")
+    click.echo(f"event {event_id} queued for {_plural(count, 'sink')}")
+    click.echo(f"{DELIVERED_BY} it)", err=True)
 
 
-@cli.command()
+@cli.command(
+    short_help="Sign a sample payload as SOURCE would and post it.",
+    epilog=_examples(
+        f"eventrouter send altur examples/payloads/altur-call-ended.json {EXAMPLE_CONFIG}",
+        f"eventrouter send exotel examples/payloads/exotel-call-status.form {EXAMPLE_CONFIG}",
+    ),
+)
 @config_option
 @click.argument("source_name", metavar="SOURCE")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -466,8 +601,10 @@ def send(
     config, _ = _load(config_path)
     source = config.sources.get(source_name)
     if source is None:
+        match = closest(source_name, config.sources)
+        hint = f"did you mean {match!r}? " if match else ""
         raise click.ClickException(
-            f"no source named {source_name!r} (configured: {', '.join(config.sources)})"
+            f"no source named {source_name!r} ({hint}configured: {', '.join(config.sources)})"
         )
     body = file.read_bytes()
     content_type = content_type or (
@@ -500,7 +637,13 @@ def send(
         sys.exit(1)
 
 
-@cli.command("new-plugin")
+@cli.command(
+    "new-plugin",
+    epilog=_examples(
+        "eventrouter new-plugin mydialer --kind source",
+        "eventrouter new-plugin ticketing --kind sink --directory ~/src",
+    ),
+)
 @click.argument("name")
 @click.option(
     "--kind", type=click.Choice(["source", "sink"]), required=True, help="What the plugin provides."

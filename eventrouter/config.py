@@ -6,6 +6,7 @@ Every problem is collected and reported at once, each with its path
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 import os
@@ -40,6 +41,8 @@ __all__ = [
     "SinkSpec",
     "StoreAccess",
     "StoreConfig",
+    "closest",
+    "default_secrets_warning",
     "load_config",
     "load_store_access",
     "parse_config",
@@ -49,6 +52,7 @@ DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 """Like Svix: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SECTIONS = ("routes", "server", "sinks", "sources", "store")
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -160,6 +164,9 @@ class Config:
     base_dir: Path
     #: every secret value in the file, for the log redactor; never printed
     secrets: frozenset[str] = field(repr=False, factory=frozenset)
+    #: (entry, variable) for each secret option whose value is the ``${VARIABLE:-default}``
+    #: fallback written in the file: anyone who can read the file knows it
+    default_secrets: tuple[tuple[str, str], ...] = ()
 
     def store_path(self) -> Path:
         return (self.base_dir / self.store.path).resolve()
@@ -229,6 +236,7 @@ def load_store_access(
         "store",
         problems,
         secrets,
+        {},
     )
     store = _structure(store_table, StoreConfig, "store", problems)
     _require_redis_url(store, problems)
@@ -262,13 +270,13 @@ def parse_config(
     """Validate a config already read into a dict (as :func:`load_config` and tests do)."""
     problems: list[str] = []
     secrets: set[str] = set()
+    defaults: dict[str, str] = {}
     document = _interpolate(
-        document, os.environ if environ is None else environ, "", problems, secrets
+        document, os.environ if environ is None else environ, "", problems, secrets, defaults
     )
 
-    known = {"server", "store", "sources", "sinks", "routes"}
-    for key in sorted(set(document) - known):
-        problems.append(f"{key}: unknown section (expected one of {', '.join(sorted(known))})")
+    for key in sorted(set(document) - set(_SECTIONS), key=str):
+        problems.append(f"{key}: unknown section ({_suggestion(key, _SECTIONS)})")
 
     server = _structure(document.get("server", {}), ServerConfig, "server", problems)
     store = _structure(document.get("store", {}), StoreConfig, "store", problems)
@@ -293,6 +301,37 @@ def parse_config(
         routes=routes,
         base_dir=base_dir or Path.cwd(),
         secrets=frozenset(s for s in secrets if s),
+        default_secrets=_default_secrets(sources, {n: s.sink for n, s in sinks.items()}, defaults),
+    )
+
+
+def _default_secrets(
+    sources: Mapping[str, Source], sinks: Mapping[str, Sink], defaults: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """Each (entry, variable) whose secret option took the fallback written in the file."""
+    found: dict[tuple[str, str], None] = {}
+    for kind, entries in (("sources", sources), ("sinks", sinks)):
+        for name, entry in entries.items():
+            for option in type(entry).secret_options:
+                option_path = f"{kind}.{name}.{option}"
+                for path, variable in defaults.items():
+                    if path == option_path or path.startswith(
+                        (f"{option_path}[", f"{option_path}.")
+                    ):
+                        found[(f"{kind}.{name}", variable)] = None
+    return tuple(found)
+
+
+def default_secrets_warning(config: Config, config_path: str | os.PathLike[str]) -> str | None:
+    """One warning naming every entry whose secret is a public default from the file, or None."""
+    if not config.default_secrets:
+        return None
+    entries = ", ".join(dict.fromkeys(entry for entry, _ in config.default_secrets))
+    variables = ", ".join(dict.fromkeys(variable for _, variable in config.default_secrets))
+    return (
+        f"{entries}: using the public secret written in {config_path} ({variables} not set); "
+        "anyone who reads that file can forge webhooks with it: export real secrets before "
+        "exposing this server"
     )
 
 
@@ -300,24 +339,29 @@ _MISSING_ENV = "environment variable "
 
 
 def _root_causes(problems: list[str]) -> list[str]:
-    """Drop problems that only follow from a missing environment variable on the same key."""
-    missing = {
-        path
-        for p in problems
-        if p.split(": ", 1)[-1].startswith(_MISSING_ENV)
-        # the entry itself (now empty) and the list it is in
-        for path in (p.split(": ", 1)[0], re.sub(r"\[\d+\]$", "", p.split(": ", 1)[0]))
-    }
-    return [
-        p
-        for p in problems
-        if p.split(": ", 1)[-1].startswith(_MISSING_ENV) or p.split(": ", 1)[0] not in missing
-    ]
+    """Drop problems that only follow from a missing environment variable on the same key (the
+    empty value it left, in a list or on its own): one unset variable, one problem."""
+
+    def key(problem: str) -> str:
+        return re.sub(r"(\[\d+\])+$", "", problem.split(": ", 1)[0])
+
+    def missing_env(problem: str) -> bool:
+        return problem.split(": ", 1)[-1].startswith(_MISSING_ENV)
+
+    missing = {key(p) for p in problems if missing_env(p)}
+    return [p for p in problems if missing_env(p) or key(p) not in missing]
 
 
 def _interpolate(
-    value: Any, environ: Mapping[str, str], path: str, problems: list[str], secrets: set[str]
+    value: Any,
+    environ: Mapping[str, str],
+    path: str,
+    problems: list[str],
+    secrets: set[str],
+    defaults: dict[str, str],
 ) -> Any:
+    """``value`` with ``${VAR}`` replaced; ``defaults`` gets the path of each value that took a
+    non-empty ``${VAR:-default}`` fallback (so a secret written in the file can be warned of)."""
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -328,6 +372,8 @@ def _interpolate(
                 secrets.add(environ[name])
                 return environ[name]
             if default is not None:
+                if default:
+                    defaults[path] = name
                 return default
             problems.append(
                 f"{path}: {_MISSING_ENV}{name} is not set (export {name}=... or remove ${{{name}}})"
@@ -337,12 +383,13 @@ def _interpolate(
         return _ENV.sub(substitute, value)
     if isinstance(value, Mapping):
         return {
-            k: _interpolate(v, environ, f"{path}.{k}" if path else k, problems, secrets)
+            k: _interpolate(v, environ, f"{path}.{k}" if path else k, problems, secrets, defaults)
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _interpolate(v, environ, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)
+            _interpolate(v, environ, f"{path}[{i}]", problems, secrets, defaults)
+            for i, v in enumerate(value)
         ]
     return value
 
@@ -362,14 +409,13 @@ def _structure(value: Any, cls: type[Any], path: str, problems: list[str]) -> An
     so that one mistake does not hide the others in the same table.
     """
     if isinstance(value, Mapping) and attrs.has(cls):
-        known = {a.alias for a in attrs.fields(cls) if a.init}
+        known = _keys_of(cls)
         unknown = sorted((key for key in value if key not in known), key=str)
-        if unknown:
-            problems.append(f"{path}: {_unknown_keys(unknown)}")
-            value = {key: item for key, item in value.items() if key in known}
+        problems.extend(f"{path}: {_unknown_key(key, known)}" for key in unknown)
+        value = {key: item for key, item in value.items() if key in known}
     try:
         with attrs.validators.disabled():
-            structured = converter.structure(value, cls)
+            structured: Any = converter.structure(value, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         problems.extend(_render(exc, path))
         return None
@@ -395,9 +441,24 @@ def _validate(instance: Any, path: str) -> Iterator[str]:
             yield from _validate(value, location)
 
 
-def _unknown_keys(keys: Iterable[Any]) -> str:
-    names = ", ".join(repr(key) for key in keys)
-    return f"unknown key {names} (check the spelling; see the plugin's README for its options)"
+def _keys_of(cls: type) -> list[str]:
+    return [a.alias for a in attrs.fields(cls) if a.init]
+
+
+def closest(word: Any, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` is most likely a misspelling of, as git and cargo suggest one."""
+    found = difflib.get_close_matches(str(word), list(choices), n=1)
+    return found[0] if found else None
+
+
+def _suggestion(word: Any, choices: Iterable[str]) -> str:
+    choices = sorted(choices)
+    match = closest(word, choices)
+    return f"did you mean {match!r}?" if match else f"expected one of: {', '.join(choices)}"
+
+
+def _unknown_key(key: Any, known: Iterable[str]) -> str:
+    return f"unknown key {key!r} ({_suggestion(key, known)})"
 
 
 _VALIDATOR_MESSAGE = re.compile(r"^'(\w+)' (must .*)$")
@@ -408,9 +469,10 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return _unknown_keys(sorted(exc.extra_fields, key=str))
-    if isinstance(exc, ValueError) and type_ not in (int, float, str, bool) and str(exc):
-        return str(exc)
+        known = _keys_of(exc.cl) if attrs.has(exc.cl) else []
+        return "; ".join(_unknown_key(key, known) for key in sorted(exc.extra_fields, key=str))
+    if isinstance(exc, ValueError) and str(exc):
+        return str(exc)  # the converter's hooks name what was expected and the value they got
     return cattrs.v.format_exception(exc, type_)
 
 
@@ -465,9 +527,11 @@ def _instantiate(
     provided = registry_types.get(plugin)
     if provided is None:
         available = ", ".join(sorted(registry_types)) or "none"
+        match = closest(plugin, registry_types)
         problems.append(
             f"{path}.plugin: no installed plugin provides {kind} type {plugin!r} "
-            f"(install it with: {install_hint(plugin)}; installed {kind} types: {available})"
+            + (f"(did you mean {match!r}? " if match else "(")
+            + f"install it with: {install_hint(plugin)}; installed {kind} types: {available})"
         )
         return None
     cls = provided.cls
@@ -588,12 +652,16 @@ def _routes(value: Any, sources: set[str], sinks: set[str], problems: list[str])
             continue
         for sink in route.sinks:
             if sink not in sinks:
-                problems.append(f"{path}.sinks: no sink named {sink!r} (define [sinks.{sink}])")
+                match = closest(sink, sinks)
+                fix = f"did you mean {match!r}?" if match else f"define [sinks.{sink}]"
+                problems.append(f"{path}.sinks: no sink named {sink!r} ({fix})")
         for pattern in route.sources:
             if pattern == OPERATOR_SOURCE:  # eventrouter's own events (operator_events.py)
                 continue
             if not any(fnmatch.fnmatchcase(name, pattern) for name in sources):
-                problems.append(f"{path}.sources: {pattern!r} matches no configured source")
+                match = closest(pattern, sources)
+                hint = f" (did you mean {match!r}?)" if match else ""
+                problems.append(f"{path}.sources: {pattern!r} matches no configured source{hint}")
         if route.filter:
             try:
                 route._compiled = jmespath.compile(route.filter)

@@ -28,7 +28,7 @@ import sysconfig
 from importlib.metadata import entry_points
 from pathlib import Path
 
-__all__ = ["Venv", "passed"]
+__all__ = ["Venv", "bash", "passed"]
 
 #: console scripts the documented commands call, from distributions the project has installed
 SCRIPTS = ("pip", "pytest", "eventrouter")
@@ -92,15 +92,22 @@ class Venv:
         self, script: str, *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         """Run ``script`` with bash (``-e``: the first failing command fails it) in ``cwd``."""
-        return subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=cwd,
-            env={**self.environ(), **(env or {})},
-            check=False,
-        )
+        return bash(script, cwd=cwd, env={**self.environ(), **(env or {})}, timeout=timeout)
+
+
+def bash(
+    script: str, *, cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``script`` run with bash in ``cwd``, stopping at the first failing command."""
+    return subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
 
 
 def passed(output: str) -> int:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from eventrouter.cli import cli
-from eventrouter.config import parse_config
+from eventrouter.config import default_secrets_warning, parse_config
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import Registry, create_plugin_manager
 
@@ -94,7 +94,7 @@ def test_every_problem_reported_at_once_with_its_path(registry):
         registry,
     )
     text = "\n".join(found)
-    assert "server.port: invalid value for type, expected int" in text
+    assert "server.port: expected int, got str 'eighty'" in text
     assert "server: unknown key 'colour'" in text
     assert "sources.demo.secrets: required" in text
     assert "sinks.alerts.url: required" in text
@@ -137,7 +137,7 @@ def test_several_problems_in_one_table_are_all_reported(registry):
             "sinks.slow.delivery.concurrency: must be > 0: 0",
             "sinks.slow.delivery.jitter: must be <= 1: 5.0",
             "sinks.slow.url: expected an http:// or https:// URL, got 'ftp://x'",
-            "sinks.typo: unknown key 'bogus' (check the spelling; see the plugin's README for its options)",
+            "sinks.typo: unknown key 'bogus' (expected one of: headers, url)",
             "sinks.typo.url: expected an http:// or https:// URL, got 'gopher://y'",
         ]
     ), found
@@ -214,7 +214,7 @@ def test_check_command(tmp_path):
     good.write_text(f'[sources.demo]\nplugin = "standard-webhooks"\nsecrets = ["{WHSEC}"]\n')
     result = CliRunner().invoke(cli, ["check", "--config", str(good)])
     assert result.exit_code == 0, result.output
-    assert "OK — 1 sources" in result.output
+    assert "OK — 1 source, 0 sinks, 0 routes, sqlite store" in result.output
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[sinks.alerts]\nplugin = "http"\n[sources.x]\nplugin = "nope"\n')
@@ -278,3 +278,107 @@ def test_problems_never_quote_a_secret(registry):
     assert any(p.startswith("sinks.fwd.headers:") for p in found)
     for secret in ("TopSecretFromEnv99", "TopSecretLiteral42", "sk-live-0123456789"):
         assert secret not in text
+
+
+def test_a_misspelt_name_gets_a_did_you_mean(registry):
+    found = problems(
+        {
+            "sourcs": {},
+            "server": {"max_body_byte": 10},
+            "sinks": {
+                "archive": {
+                    "plugin": "htp",
+                    "url": "https://example.com/hook",
+                },
+                "fwd": {
+                    "plugin": "http",
+                    "url": "https://example.com/hook",
+                    "delivery": {"concurency": 2},
+                },
+            },
+            "routes": [{"sinks": ["archiv", "fwd"]}],
+        },
+        registry,
+    )
+    assert "sourcs: unknown section (did you mean 'sources'?)" in found
+    assert "server: unknown key 'max_body_byte' (did you mean 'max_body_bytes'?)" in found
+    assert "sinks.fwd.delivery: unknown key 'concurency' (did you mean 'concurrency'?)" in found
+    assert "routes[0].sinks: no sink named 'archiv' (did you mean 'archive'?)" in found
+    assert any(
+        p.startswith(
+            "sinks.archive.plugin: no installed plugin provides sink type 'htp' "
+            "(did you mean 'http'?"
+        )
+        for p in found
+    ), found
+
+
+def test_a_typo_in_a_core_section_does_not_send_the_user_to_a_plugin(registry):
+    found = problems({"store": {"pth": "x.db", "zzz": 1}, "qqq": {}}, registry)
+    assert found == [
+        "qqq: unknown section (expected one of: routes, server, sinks, sources, store)",
+        "store: unknown key 'pth' (did you mean 'path'?)",
+        "store: unknown key 'zzz' (expected one of: backend, dedupe_window, key_prefix, "
+        "max_pending_writes, operation_timeout, path, retention, sentinels, service_name, url)",
+    ]
+    assert not any("README" in p for p in found)
+
+
+def test_a_wrong_type_shows_the_value_it_got(registry):
+    found = problems({"server": {"port": "80a", "max_connections": [1]}}, registry)
+    assert found == [
+        "server.port: expected int, got str '80a'",
+        "server.max_connections: expected int, got list [1]",
+    ]
+
+
+def test_one_unset_variable_is_one_problem_per_entry():
+    """A plugin whose check() also complains about the empty value it left says nothing more."""
+    full = Registry.collect(create_plugin_manager())
+    found = problems(
+        {
+            "sources": {
+                "altur": {"plugin": "altur", "secrets": ["${ALTUR_SECRET_UNSET}"]},
+                "pelcro": {"plugin": "pelcro", "secrets": "${PELCRO_SECRET_UNSET}"},
+            }
+        },
+        full,
+    )
+    assert [p.split(": ", 1)[0] for p in found] == [
+        "sources.altur.secrets[0]",
+        "sources.pelcro.secrets",
+    ], found
+    assert all("is not set" in p for p in found)
+
+
+def test_secrets_left_to_the_default_written_in_the_file_are_named(registry):
+    document = {
+        "sources": {
+            "demo": {"plugin": "standard-webhooks", "secrets": [f"${{DEMO_SECRET:-{WHSEC}}}"]},
+            "set": {"plugin": "standard-webhooks", "secrets": [f"${{NEW_SECRET:-{WHSEC}}}"]},
+        },
+        "sinks": {
+            "fwd": {
+                # a default for an option that is not a secret is nothing to warn of
+                "url": "${FWD_URL:-https://example.com/hook}",
+                "plugin": "http",
+                "headers": {"Authorization": "${FWD_AUTH:-Bearer development-only}"},
+            },
+        },
+    }
+    config = parse_config(document, registry, environ={"NEW_SECRET": WHSEC})
+    assert config.default_secrets == (
+        ("sources.demo", "DEMO_SECRET"),
+        ("sinks.fwd", "FWD_AUTH"),
+    )
+    warning = default_secrets_warning(config, "eventrouter.toml")
+    assert warning is not None
+    assert warning.startswith(
+        "sources.demo, sinks.fwd: using the public secret written in eventrouter.toml "
+        "(DEMO_SECRET, FWD_AUTH not set)"
+    )
+    assert WHSEC not in warning
+    assert "development-only" not in warning
+    environ = {"NEW_SECRET": WHSEC, "DEMO_SECRET": WHSEC, "FWD_AUTH": "Bearer 0123456789"}
+    config = parse_config(document, registry, environ=environ)
+    assert (config.default_secrets, default_secrets_warning(config, "x.toml")) == ((), None)

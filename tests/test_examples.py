@@ -1,4 +1,6 @@
-"""The Quickstart stays true: the example config validates and every sample payload is archived."""
+"""The example config archives every sample payload, and its commented Slack and CRM tables work.
+
+(The Quickstart itself, served by `make serve` on a fresh clone, is tests/test_newcomer.py.)"""
 
 from __future__ import annotations
 
@@ -22,14 +24,6 @@ from eventrouter.store.base import DeliveryState
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SOURCE_OF = {"altur": "altur", "exotel": "exotel", "pelcro": "pelcro", "standard": "webhooks"}
-
-
-def test_example_config_validates():
-    result = CliRunner().invoke(
-        cli, ["check", "--config", str(EXAMPLES / "eventrouter.toml")], env={}
-    )
-    assert result.exit_code == 0, result.output
-    assert "4 sources, 1 sinks, 1 routes, sqlite store" in result.output
 
 
 async def test_every_sample_payload_is_accepted_and_archived(make_router, tmp_path):

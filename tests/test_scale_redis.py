@@ -477,14 +477,14 @@ async def test_dead_letters_are_shared_and_operated_from_the_command_line(
     chosen = sorted(accepted)[0]
     listed_again, replayed = await asyncio.gather(cli("dlq", "list"), cli("replay", chosen))
     assert listed_again.strip() == "no dead letters"
-    assert replayed.strip() == f"event {chosen} queued for 1 sinks"
+    assert replayed.strip() == f"event {chosen} queued for 1 sink"
     await receiver.wait_until(
         lambda: receiver.ids()[chosen] == 3, timeout=10, what="the replayed event delivered"
     )
     await settled(f"dlq:queue:{SINK}", 0)
     shown = await cli("events", chosen)
-    assert shown.splitlines()[1:] == ["    out: done, 1 attempts"]
-    assert shown.splitlines()[0].split()[2:5] == [chosen, "demo", "call.ended"]
+    assert shown.splitlines()[1:] == ["    out: done, 1 attempt"]
+    assert shown.splitlines()[0].split()[3:6] == [chosen, "demo", "call.ended"]
     assert sorted(receiver.ids().values()) == [2] * (count - 1) + [3]
 
 

@@ -281,7 +281,7 @@ sinks = ["alpha"]
     def run(*args: str) -> str:
         result = runner.invoke(cli, [*args, "--config", str(config)])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     listed = json.loads(run("events", "--json"))
     assert listed["event"]["id"] == event.id
@@ -303,10 +303,10 @@ sinks = ["alpha"]
         1,
     )
     assert (
-        run("dlq", "retry", "--sink", "alpha").strip() == "1 dead letters queued for delivery again"
+        run("dlq", "retry", "--sink", "alpha").strip() == "1 dead letter queued for delivery again"
     )
     assert run("dlq", "list").strip() == "no dead letters"
-    assert run("replay", event.id).strip() == f"event {event.id} queued for 1 sinks"
+    assert run("replay", event.id).strip() == f"event {event.id} queued for 1 sink"
     shown = run("events", event.id)
     assert "alpha: pending, 0 attempts" in shown
 

@@ -1,7 +1,7 @@
 """Altur webhook bodies to normalised event parts, sans I/O.
 
-Every shape Altur documents (PROVIDERS.md, Altur): ``on_call_end`` as it is sent now (with
-``event_type``) and as the older docs show it (``"type": "on_call_end"``), and the
+Every shape Altur documents (docs/provider-reference.md, "Altur"): ``on_call_end`` as it is
+sent now (with ``event_type``) and as the older docs show it (``"type": "on_call_end"``), and the
 ``campaign.*`` envelope (``event_id``, ``event_type``, ``occurred_at``, ``data``). Any other
 event type is kept as ``altur.<event_type>``. A body that is not what Altur sends raises
 PayloadError naming the field, never another exception.

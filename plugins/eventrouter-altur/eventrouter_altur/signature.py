@@ -1,7 +1,7 @@
 """Altur's ``X-Altur-Signature``: HMAC-SHA256 of the body, sans I/O.
 
-Altur's two documented versions disagree (PROVIDERS.md, "Signature"): the current one keys the
-HMAC with the base64-decoded secret, signs the payload serialised compactly and sends base64;
+Altur's two documented versions disagree (docs/provider-reference.md, "Signature"): the
+current one keys the HMAC with the base64-decoded secret, signs the payload serialised compactly and sends base64;
 the older one keys it with the secret's UTF-8 bytes, signs the payload string and sends hex.
 Neither says which key order or ``ensure_ascii`` the compact form uses, so a request passes
 when its digest (hex or base64) matches the raw body, or failing that the body's compact

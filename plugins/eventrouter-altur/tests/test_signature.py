@@ -134,7 +134,7 @@ def test_signature_over_compact_json_passes_for_a_pretty_body(source, secret, en
 
 
 def test_compact_json_in_another_key_order_is_refused(source, secret):
-    # PROVIDERS.md: Altur's key order is the body's; a sorted re-serialisation is not tried
+    # docs/provider-reference.md: Altur's key order is the body's; a sorted re-serialisation is not tried
     payload = json.loads(FIXTURE_CALL.read_bytes())
     pretty = json.dumps(payload, indent=2).encode()
     resorted = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()

@@ -727,7 +727,7 @@ def build_call_event(
     source: str = "altur",
     **call_changes: Any,
 ) -> Event:
-    """A ``call.ended`` event shaped like the Altur source's (PROVIDERS.md's on_call_end)."""
+    """A ``call.ended`` event shaped like the Altur source's (docs/provider-reference.md's on_call_end)."""
     call = {
         "id": key,
         "direction": CallDirection.OUTBOUND,

@@ -1,4 +1,4 @@
-"""Every fixture payload (seed, PROVIDERS.md, form variants) normalised field by field."""
+"""Every fixture payload (seed page, docs/provider-reference.md, form variants) normalised field by field."""
 
 from __future__ import annotations
 

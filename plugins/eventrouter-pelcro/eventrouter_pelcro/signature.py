@@ -1,7 +1,8 @@
 """Pelcro's ``X-Pelcro-Hmac-SHA256`` header: base64 HMAC-SHA256 of the raw body, sans I/O.
 
 Pelcro does not document the signed message; like Shopify-style senders, the signature is taken
-over the exact request body with the secret's UTF-8 bytes as the key (PROVIDERS.md decision).
+over the exact request body with the secret's UTF-8 bytes as the key (the decision in
+docs/provider-reference.md, "Pelcro").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every Pelcro payload of the seed and PROVIDERS.md, normalised field by field."""
+"""Every Pelcro payload of the seed page and of docs/provider-reference.md, normalised field by field."""
 
 from __future__ import annotations
 
