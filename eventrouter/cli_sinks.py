@@ -18,11 +18,18 @@ import attrs
 import click
 
 from eventrouter.circuit import CircuitState, ControlBusy, SinkControl, update_control
-from eventrouter.cli import _load_store_access, _shown, _with_store, config_option
+from eventrouter.cli_support import (
+    EXAMPLE_CONFIG,
+    _examples,
+    _load_store_access,
+    _shown,
+    _with_store,
+    config_option,
+)
 from eventrouter.config import StoreAccess
 from eventrouter.store import Store
 
-__all__ = ["register", "sinks"]
+__all__ = ["sinks"]
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -62,7 +69,16 @@ def _line(row: dict[str, Any]) -> str:
     )
 
 
-@click.group(invoke_without_command=True)
+@click.group(
+    invoke_without_command=True,
+    short_help="Each sink's state; pause and resume a sink.",
+    epilog=_examples(
+        f"eventrouter sinks {EXAMPLE_CONFIG}",
+        f"eventrouter sinks {EXAMPLE_CONFIG} --json",
+        f'eventrouter sinks pause crm {EXAMPLE_CONFIG} --reason "CRM upgrade"',
+        f"eventrouter sinks resume crm {EXAMPLE_CONFIG}",
+    ),
+)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
@@ -102,7 +118,10 @@ def _change(
     return _with_store(config, action)
 
 
-@sinks.command()
+@sinks.command(
+    short_help="Stop delivering to sink NAME; ingest goes on.",
+    epilog=_examples(f'eventrouter sinks pause crm {EXAMPLE_CONFIG} --reason "CRM upgrade"'),
+)
 @config_option
 @click.argument("name")
 @click.option("--reason", help="Why (shown by `eventrouter sinks` and in the operator event).")
@@ -122,7 +141,7 @@ def pause(config_path: Path, name: str, reason: str | None) -> None:
     click.echo(f"sink {name} paused" if done else f"sink {name} was paused already")
 
 
-@sinks.command()
+@sinks.command(epilog=_examples(f"eventrouter sinks resume crm {EXAMPLE_CONFIG}"))
 @config_option
 @click.argument("name")
 def resume(config_path: Path, name: str) -> None:
@@ -134,8 +153,3 @@ def resume(config_path: Path, name: str) -> None:
         lambda c: attrs.evolve(c, paused=False, paused_at=None, reason=None) if c.paused else None,
     )
     click.echo(f"sink {name} resumed" if done else f"sink {name} was not paused")
-
-
-def register(group: click.Group) -> None:
-    """Add ``sinks`` to the ``eventrouter`` command group."""
-    group.add_command(sinks)

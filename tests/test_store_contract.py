@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
+from eventrouter.circuit import SinkControl
 from eventrouter.errors import StoreUnavailable
 from eventrouter.store import LOST_WORKER, DeliveryRecord, DeliveryState, IngestResult, Store
 from eventrouter.store.redis import RedisStore
@@ -530,3 +532,44 @@ async def test_watch_wakes_the_sinks_given_work_or_returns_at_once(store_factory
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# -- sink control (circuit, pause) and rate limits: eventrouter.circuit, eventrouter.ratelimit --
+
+
+async def test_a_sink_control_record_is_written_by_compare_and_set(store_factory):
+    one, two = await store_factory(), await store_factory()
+    fresh = await one.get_control("alpha")
+    assert fresh == SinkControl()
+
+    assert await one.put_control("alpha", evolve(fresh, paused=True, reason="CRM upgrade"))
+    seen = await two.get_control("alpha")
+    assert (seen.paused, seen.reason, seen.version) == (True, "CRM upgrade", 1)
+
+    # a writer that read the record before that write is refused and changes nothing
+    assert not await two.put_control("alpha", evolve(fresh, failures=3))
+    assert (await one.get_control("alpha")).failures == 0
+    assert await two.put_control("alpha", evolve(seen, paused=False, reason=None))
+    assert (await one.get_control("alpha")).version == 2
+    assert await one.get_control("beta") == SinkControl()  # one record per sink
+
+
+async def test_release_makes_a_claim_pending_again_without_counting_the_attempt(store):
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    delivery = await claim_one(store, "alpha")
+
+    await store.release(delivery, at=datetime.now(UTC), error="not attempted: circuit open")
+
+    [stored] = (await store.get_event(event.id)).deliveries
+    assert (stored.state, stored.attempts) == (DeliveryState.PENDING, 0)
+    again = await claim_one(store, "alpha")
+    assert (again.event.id, again.attempts) == (event.id, 0)
+
+
+async def test_rate_permits_are_spaced_by_the_interval(store):
+    waits = [await store.rate_permit("alpha", interval=60.0) for _ in range(3)]
+
+    assert waits[0] == 0.0  # the first permit is free
+    assert 0.0 < waits[-1] <= 60.0  # then one a minute: the caller is told how long to wait
+    assert await store.rate_permit("beta", interval=60.0) == 0.0  # each sink has its own

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from eventrouter.events import Event
+from eventrouter import Event
 from eventrouter_slack.mrkdwn import date, escape, truncate
 
 __all__ = ["OPERATOR_DESCRIBERS", "OperatorSummary"]

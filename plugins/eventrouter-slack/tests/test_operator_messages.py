@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventrouter.events import EventData
+from eventrouter import EventData
 from eventrouter_slack.messages import default_message
 
 
