@@ -42,6 +42,7 @@ __all__ = [
     "STORE",
     "create_app",
     "error_response",
+    "http_error_response",
 ]
 
 log = logging.getLogger("eventrouter.server")
@@ -89,6 +90,21 @@ _REASONS = {
 }
 
 
+def http_error_response(
+    exc: web.HTTPException, method: str, *, error: str | None = None
+) -> web.Response:
+    """An error aiohttp raised (404, 405, 413, 417...) as a JSON body like every other error."""
+    code, message = _REASONS.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
+    if exc.text and not exc.text.startswith(f"{exc.status}: "):  # a message, not the default
+        message = exc.text
+    if exc.status == 405:
+        message = f"{method} is not allowed here (allowed: {exc.headers.get('Allow', '')})"
+    response = error_response(exc.status, error or code, message)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,14 +115,7 @@ async def json_errors(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code, message = _REASONS.get(exc.status, (exc.reason.lower().replace(" ", "_"), exc.reason))
-        if exc.status == 405:
-            allowed = exc.headers.get("Allow", "")
-            message = f"{request.method} is not allowed here (allowed: {allowed})"
-        response = error_response(exc.status, code, message)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+        return http_error_response(exc, request.method)
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(
@@ -180,6 +189,14 @@ class _Receiver:
             response = error_response(400, "invalid_payload", f"the body cannot be read: {detail}")
             response.force_close()
             return _outcome(response, "invalid")
+        except ConnectionError:
+            # the client went away mid-body (or cut a chunked body short): routine on the
+            # internet, and nobody is left to answer
+            log.info("source %s: the client disconnected before its body was received", self.name)
+            return _outcome(
+                error_response(400, "client_disconnected", "the body was not received whole"),
+                "client_disconnected",
+            )
         except TimeoutError:
             return _outcome(
                 error_response(

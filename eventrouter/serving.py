@@ -1,9 +1,8 @@
-"""Running the application: graceful shutdown, a connection cap and a header-read timeout.
+"""Running the application: bind first, serve through the connection guard, stop gracefully.
 
-aiohttp bounds request bodies but not how long a client may take to send its headers, nor how
-many connections it holds: a slow client could pin connections forever. Every connection goes
-through a guard that answers 503 beyond ``max_connections`` and 408 to a client that has not
-sent complete request headers within ``header_timeout`` seconds.
+The listening socket is bound before the app starts, so a port that is taken fails ``serve``
+before any delivery runs. Every connection goes through a :class:`ConnectionGuard` (connection
+caps, header and keep-alive timers: see :mod:`eventrouter.connections`).
 
 A graceful stop must not cut requests a client has already sent. Closing a listening socket
 resets every connection still in the kernel's accept queue, and aiohttp's shutdown closes every
@@ -18,223 +17,29 @@ in, and only then does aiohttp finish in-flight requests and close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import gc
-import json
 import logging
 import signal
 import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 
-__all__ = ["ConnectionGuard", "serve"]
+from eventrouter.config import ServerConfig
+from eventrouter.connections import ConnectionGuard
+from eventrouter.server import METRICS
+
+__all__ = ["PortUnavailable", "serve"]
 
 log = logging.getLogger("eventrouter.server")
 
 
-def _raw_response(
-    status: str, error: str, message: str, *, retry_after: int | None = None
-) -> bytes:
-    body = json.dumps({"error": error, "message": message}).encode()
-    headers = [
-        f"HTTP/1.1 {status}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
-    if retry_after is not None:
-        headers.append(f"Retry-After: {retry_after}")
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-
-
-_TOO_MANY = _raw_response(
-    "503 Service Unavailable",
-    "too_many_connections",
-    "connection limit reached; retry shortly",
-    retry_after=1,
-)
-_TOO_SLOW = _raw_response(
-    "408 Request Timeout", "request_timeout", "request headers not received in time"
-)
-
-
-class _GuardedProtocol(asyncio.Protocol):
-    """Wraps aiohttp's protocol for one connection; hands it every event once admitted."""
-
-    def __init__(self, guard: ConnectionGuard) -> None:
-        self.guard = guard
-        self.inner: Any = None
-        self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.tail = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self.guard.active >= self.guard.max_connections:
-            self.guard.refused += 1
-            transport.write(_TOO_MANY)
-            transport.close()
-            return
-        self.guard.active += 1
-        self.inner = self.guard.factory()
-        self.inner.connection_made(transport)
-        self.timer = asyncio.get_running_loop().call_later(
-            self.guard.header_timeout, self._too_slow
-        )
-        self.guard.awaiting_headers.add(self)
-
-    def _headers_done(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.guard.awaiting_headers.discard(self)
-        if not self.guard.awaiting_headers and self.guard.headers_in is not None:
-            self.guard.headers_in.set()
-
-    def _too_slow(self) -> None:
-        self._headers_done()
-        if self.transport is not None and not self.transport.is_closing():
-            self.guard.timed_out += 1
-            self.transport.write(_TOO_SLOW)
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.timer is not None:
-            # the first request's headers end at a blank line; after that aiohttp's own
-            # keep-alive and body timeouts take over
-            seen = self.tail + data[:4096]
-            if b"\r\n\r\n" in seen:
-                self._headers_done()
-            else:
-                self.tail = seen[-3:]
-        if self.inner is not None:
-            self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._headers_done()
-        if self.inner is not None:
-            self.guard.active -= 1
-            self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.inner is not None:
-            self.inner.resume_writing()
-
-
-class ConnectionGuard:
-    """A protocol factory around aiohttp's, counting and policing connections."""
-
-    def __init__(
-        self, factory: Callable[[], Any], *, max_connections: int, header_timeout: float
-    ) -> None:
-        self.factory = factory
-        self.max_connections = max_connections
-        self.header_timeout = header_timeout
-        self.active = 0
-        self.refused = 0
-        self.timed_out = 0
-        #: admitted connections whose first request's headers have not arrived yet
-        self.awaiting_headers: set[_GuardedProtocol] = set()
-        self.headers_in: asyncio.Event | None = None
-
-    def __call__(self) -> _GuardedProtocol:
-        return _GuardedProtocol(self)
-
-    async def wait_for_headers(self, grace: float) -> int:
-        """Wait until every admitted connection has sent its first request's headers (or gone).
-
-        Returns how many still had not when ``grace`` ran out; the header timer answers those
-        408 as it would anyway.
-        """
-        if self.awaiting_headers:
-            self.headers_in = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self.headers_in.wait()
-            self.headers_in = None
-        return len(self.awaiting_headers)
-
-
-class _JSONErrorsHandler(RequestHandler):
-    """aiohttp's connection handler, answering protocol-level errors (a malformed request line,
-    oversized headers) as JSON like every other error, instead of plain text."""
-
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status >= 500:
-            super().handle_error(request, status, exc, message)  # logs the traceback
-        else:
-            # the client's mistake (a malformed request line, oversized headers, an encoding
-            # that cannot be decoded): one line at INFO, not a traceback at ERROR per request
-            log.info(
-                "refused a malformed request from %s: %s",
-                request.remote,
-                (message or str(exc) or str(status)).strip().split("\n")[-1].strip()[:300],
-            )
-            if request.writer.output_size > 0:
-                raise ConnectionError("a response was sent already; the connection is broken")
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        if status >= 500:
-            body = {
-                "error": "internal_error",
-                "message": "the request could not be processed; retry later",
-            }
-        else:
-            detail = (message or phrase).split("\n", 1)[0][:300]
-            body = {"error": phrase.lower().replace(" ", "_"), "message": detail}
-        response = web.json_response(body, status=status)
-        response.force_close()
-        return response
-
-
-def _json_errors_factory(server: web.Server) -> Callable[[], RequestHandler]:
-    # web.Server.__call__ builds RequestHandler(server, loop=..., **handler_kwargs); build ours
-    # the same way (its _loop and _kwargs are what run_app passes through)
-    return lambda: _JSONErrorsHandler(server, loop=server._loop, **server._kwargs)
-
-
-class _GuardedRunner(web.AppRunner):
-    """An AppRunner whose sites accept connections through a :class:`ConnectionGuard`."""
-
-    def __init__(
-        self, app: web.Application, *, guard_options: dict[str, Any], **kwargs: Any
-    ) -> None:
-        super().__init__(app, **kwargs)
-        self._guard_options = guard_options
-        self.guard: ConnectionGuard | None = None
-
-    @property
-    def server(self) -> Any:  # what TCPSite passes to loop.create_server
-        inner = super().server
-        if inner is None:
-            return None
-        if self.guard is None:
-            self.guard = ConnectionGuard(_json_errors_factory(inner), **self._guard_options)
-        return self.guard
+class PortUnavailable(OSError):
+    """The address to listen on cannot be bound (taken, or not this machine's)."""
 
 
 #: SO_ATTACH_FILTER (Linux, <asm-generic/socket.h>); not exported by the socket module
@@ -317,56 +122,67 @@ async def serve(
     *,
     host: str,
     port: int,
-    shutdown_timeout: float,
-    header_timeout: float,
-    max_connections: int,
+    options: ServerConfig,
     on_started: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
 
-    On the signal: stop accepting, let in-flight requests finish (up to ``shutdown_timeout``),
-    then run the app's cleanup (the dispatcher lets running delivery attempts finish).
+    ``host`` and ``port`` may override ``options`` (``[server]``), which gives every limit. On the
+    signal: stop accepting, let in-flight requests finish (up to ``shutdown_timeout``), then run
+    the app's cleanup (the dispatcher lets running delivery attempts finish).
     """
-    runner = _GuardedRunner(
-        app,
-        guard_options={"max_connections": max_connections, "header_timeout": header_timeout},
-        shutdown_timeout=shutdown_timeout,
-        access_log=logging.getLogger("aiohttp.access"),
-        handle_signals=False,
-    )
-    await runner.setup()
-    # what exists once the app has started (modules, plugins, routes, the store's connections)
-    # lives as long as the process: freezing it spares every later full collection a walk
-    # through all of it
-    gc.collect()
-    gc.freeze()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    guard = ConnectionGuard(options, metrics=app[METRICS])
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        bound = (
-            site._server.sockets[0].getsockname()[1]
-            if site._server and site._server.sockets
-            else port
-        )
-        if on_started is not None:
-            on_started(bound)
-        await stop.wait()
-        log.info("shutting down: no new connections; finishing in-flight requests and deliveries")
-        await stop_accepting(site._server)
-        if runner.guard is not None:
-            late = await runner.guard.wait_for_headers(min(header_timeout, shutdown_timeout))
+        listener = await loop.create_server(guard, host, port, backlog=1024, start_serving=False)
+    except OSError as exc:
+        raise PortUnavailable(exc.errno, exc.strerror or str(exc)) from None
+    app.middlewares.insert(0, guard.middleware)
+    handler_options: dict[str, Any] = {
+        "access_log": logging.getLogger("aiohttp.access"),
+        # the guard closes idle connections after keepalive_timeout and times every request's
+        # headers; aiohttp's own keep-alive timer (an hour by default) is only a backstop behind it
+        "keepalive_timeout": float(options.keepalive_timeout + options.header_timeout) + 1,
+    }
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=float(options.shutdown_timeout),
+        handle_signals=False,
+        **handler_options,
+    )
+    try:
+        await runner.setup()
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        assert runner.server is not None
+        guard.serve(runner.server, **handler_options)
+        # what exists once the app has started (modules, plugins, routes, the store's
+        # connections) lives as long as the process: freezing it spares every later full
+        # collection a walk through all of it
+        gc.collect()
+        gc.freeze()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await listener.start_serving()
+            if on_started is not None:
+                on_started(listener.sockets[0].getsockname()[1] if listener.sockets else port)
+            await stop.wait()
+            log.info(
+                "shutting down: no new connections; finishing in-flight requests and deliveries"
+            )
+            await stop_accepting(listener)
+            grace = min(float(options.header_timeout), float(options.shutdown_timeout))
+            late = await guard.wait_for_headers(grace)
             if late:
                 log.info("closing %d connections that sent no request headers in time", late)
-        # let requests whose headers just arrived reach their handlers, which aiohttp's shutdown
-        # then waits for; only connections idle between requests are closed
-        for _ in range(3):
-            await asyncio.sleep(0)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        listener.close()
         await runner.cleanup()
         log.info("stopped")
