@@ -7,6 +7,7 @@ source; the provider's own payload stays available, untouched, in :attr:`Event.r
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import random
@@ -222,8 +223,13 @@ class Event:
 
         A payload can parse and still not be storable: NaN or Infinity (not JSON, though
         Python's parser accepts them), a lone UTF-16 surrogate escape (``"\\ud800"``: no UTF-8
-        for it), nesting deeper than the encoder's recursion limit.
+        for it), nesting deeper than the encoder's recursion limit. Written once per event
+        (it is frozen): ingest checks it before the store writes it.
         """
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> str:
         campaign = self.data.campaign
         # orjson would write them as null: look for them where cattrs does not (the JSON parts)
         if _holds_non_finite(self.raw, self.data.attributes, campaign.stats if campaign else None):

@@ -1,11 +1,11 @@
-"""The aiohttp application: receive, authenticate, normalise, de-duplicate, store, acknowledge.
+"""The aiohttp application: a route per source, ``/healthz``, ``/readyz``, ``/metrics``.
 
-Per request: body size limit (413) -> source authenticates (401/403) -> parse (400) ->
-``event_normalised`` hooks -> route -> store durably, de-duplicating (200 duplicate) -> 200.
-The 2xx is sent only once the event is durable; if it cannot be stored the answer is 503 with
-``Retry-After`` so the provider retries. Ingest, ``/readyz`` and ``/metrics`` wait for the store
-at most ``[store] operation_timeout``: a store that hangs (a paused Redis) gets a 503 in time,
-before the provider gives up on the request.
+A source's handler reads the body (413 beyond ``max_body_bytes``, 408 past ``read_timeout``),
+feeds it to the source's ingest pipeline (:mod:`eventrouter.ingest`: authenticate, parse,
+transform, route, store) and answers its outcome. The 2xx is sent only once the event is
+durable; if it cannot be stored the answer is 503 with ``Retry-After`` so the provider retries.
+Ingest, ``/readyz`` and ``/metrics`` wait for the store at most ``[store] operation_timeout``: a
+store that hangs (a paused Redis) gets a 503 in time, before the provider gives up on the request.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pluggy
@@ -24,15 +24,14 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from eventrouter import __version__
-from eventrouter.config import Config
-from eventrouter.dispatch import Dispatcher, cancel_and_wait, event_for_log, notify_observers
-from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailable
-from eventrouter.events import Event
+from eventrouter.config import Config, ServerConfig
+from eventrouter.dispatch import Dispatcher, cancel_and_wait
+from eventrouter.errors import StoreUnavailable
+from eventrouter.ingest import Ingest, Outcome, within_deadline
 from eventrouter.metrics import Metrics
-from eventrouter.normalise import MAX_NESTING, nesting_exceeds
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
-from eventrouter.sources import Source, WebhookRequest
+from eventrouter.sources import WebhookRequest
 from eventrouter.store import Store, create_store
 
 __all__ = [
@@ -54,23 +53,6 @@ METRICS = web.AppKey("metrics", Metrics)
 PLUGIN_MANAGER = web.AppKey("plugin_manager", pluggy.PluginManager)
 REDACTOR = web.AppKey("redactor", Redactor)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-OUTCOME = web.ResponseKey("outcome", str)
-
-T = TypeVar("T")
-
-
-async def within_deadline(config: Config, operation: Awaitable[T], what: str) -> T:
-    """``await operation``, or StoreUnavailable once ``[store] operation_timeout`` has passed.
-
-    The operation is cancelled then; a write may still land (Redis may be executing it), so a
-    503 after a timeout does not prove that nothing was stored.
-    """
-    seconds = float(config.store.operation_timeout)
-    try:
-        async with asyncio.timeout(seconds):
-            return await operation
-    except TimeoutError:
-        raise StoreUnavailable(f"the store did not answer within {seconds:g}s ({what})") from None
 
 
 def error_response(status: int, error: str, message: str, **extra: Any) -> web.Response:
@@ -126,9 +108,10 @@ async def json_errors(
 class _Receiver:
     """The handler of one source's path."""
 
-    def __init__(self, name: str, source: Source, metrics: Metrics) -> None:
-        self.name = name
-        self.source = source
+    def __init__(self, ingest: Ingest, *, limits: ServerConfig, metrics: Metrics) -> None:
+        self.name = name = ingest.name
+        self.ingest = ingest
+        self.limits = limits
         # labelled metric children are looked up once, not on every request
         self._ack_latency = metrics.ack_latency.labels(name)
         self._requests = metrics.requests
@@ -142,189 +125,65 @@ class _Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
-        app = request.app
         try:
-            response = await self._receive(request, app, app[CONFIG])
+            body = await self._read(request)
+            if isinstance(body, bytes):
+                webhook = WebhookRequest(
+                    body=body,
+                    headers=request.headers,
+                    query=request.query,
+                    method=request.method,
+                    path=request.path,
+                    remote=request.remote,
+                )
+                outcome = await self.ingest(webhook)
+            else:
+                outcome = body
         except Exception:
             self._count("error")  # answered 503 by the json_errors middleware, which logs it
             raise
-        self._count(response.get(OUTCOME, "error"))
-        if response.status < 300:
+        self._count(outcome.label)
+        response = web.json_response(outcome.body, status=outcome.status)
+        if outcome.retry_after is not None:
+            response.headers["Retry-After"] = str(outcome.retry_after)
+        if outcome.status < 300:
             self._ack_latency.observe(time.monotonic() - started)
+        elif body is outcome and outcome.label == "invalid":
+            response.force_close()  # the body's framing cannot be trusted (see _read)
         return response
 
-    async def _receive(
-        self, request: web.Request, app: web.Application, config: Config
-    ) -> web.Response:
-        limit = config.server.max_body_bytes
+    async def _read(self, request: web.Request) -> bytes | Outcome:
+        """The whole body, or the outcome of a body that cannot be had."""
+        limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return _outcome(
-                error_response(
-                    413,
-                    "payload_too_large",
-                    f"body of {request.content_length} bytes exceeds the limit of {limit}",
-                ),
-                "too_large",
-            )
+            message = f"body of {request.content_length} bytes exceeds the limit of {limit}"
+            return Outcome.refusal("too_large", 413, "payload_too_large", message)
         try:
             if request.content.is_eof():  # the whole body arrived with the headers: no timer
-                body = await request.read()
-            else:
-                async with asyncio.timeout(config.server.read_timeout):
-                    body = await request.read()
+                return await request.read()
+            async with asyncio.timeout(float(self.limits.read_timeout)):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _outcome(
-                error_response(
-                    413, "payload_too_large", f"body exceeds the limit of {limit} bytes"
-                ),
-                "too_large",
-            )
+            message = f"body exceeds the limit of {limit} bytes"
+            return Outcome.refusal("too_large", 413, "payload_too_large", message)
         except RequestPayloadError as exc:
             # a body that does not decode as its Content-Encoding says (or a broken chunked
             # framing): the sender's mistake, and sending it again will not mend it
             detail = str(exc.args[0] if exc.args else exc).split("\n")[-1].strip()
-            # the connection's framing cannot be trusted any more: answer, then close it
-            # (marking the body read spares aiohttp draining a stream that only raises again)
+            message = f"the body cannot be read: {detail}"
+            # the connection is closed after the answer; marking the body read spares aiohttp
+            # draining a stream that only raises again
             request.content.feed_eof()
-            response = error_response(400, "invalid_payload", f"the body cannot be read: {detail}")
-            response.force_close()
-            return _outcome(response, "invalid")
+            return Outcome.refusal("invalid", 400, "invalid_payload", message)
         except ConnectionError:
             # the client went away mid-body (or cut a chunked body short): routine on the
             # internet, and nobody is left to answer
             log.info("source %s: the client disconnected before its body was received", self.name)
-            return _outcome(
-                error_response(400, "client_disconnected", "the body was not received whole"),
-                "client_disconnected",
-            )
+            message = "the body was not received whole"
+            return Outcome.refusal("client_disconnected", 400, "client_disconnected", message)
         except TimeoutError:
-            return _outcome(
-                error_response(
-                    408,
-                    "request_timeout",
-                    f"body not received within {config.server.read_timeout:g}s",
-                ),
-                "timeout",
-            )
-        webhook = WebhookRequest(
-            body=body,
-            headers=request.headers,
-            query=request.query,
-            method=request.method,
-            path=request.path,
-            remote=request.remote,
-        )
-        try:
-            self.source.authenticate(webhook)
-        except AuthenticationError as exc:
-            log.info("source %s: request refused: %s", self.name, exc.message)
-            code = "forbidden" if exc.status == 403 else "unauthorized"
-            return _outcome(error_response(exc.status, code, exc.message), "unauthorized")
-        pm = app[PLUGIN_MANAGER]
-        if pm.hook.event_received.get_hookimpls():
-            await notify_observers(pm, "event_received", source=self.source, request=webhook)
-        try:
-            event = self.source.parse(webhook)
-        except PayloadError as exc:
-            log.info("source %s: invalid payload: %s", self.name, exc)
-            extra = {"field": exc.field} if exc.field else {}
-            return _outcome(error_response(400, "invalid_payload", exc.message, **extra), "invalid")
-        except Exception:
-            # authenticated, so genuine: answer 503 so the provider retries once the plugin is fixed
-            log.exception(
-                "source %s: the %s plugin failed to parse a request",
-                self.name,
-                self.source.type_name,
-            )
-            return _outcome(
-                error_response(
-                    503,
-                    "parser_failed",
-                    "the event could not be parsed; retry later",
-                    retry_after=60,
-                ),
-                "unavailable",
-            )
-        if nesting_exceeds(event.raw):
-            return _outcome(
-                error_response(
-                    400, "invalid_payload", f"the payload nests deeper than {MAX_NESTING} levels"
-                ),
-                "invalid",
-            )
-        event = await _transform(pm, event, self.source)
-        if event is None:
-            return _outcome(web.json_response({"status": "dropped"}), "dropped")
-        event_dict = event.to_dict() if config.needs_event_dict else None
-        sinks = config.sinks_for(event.source, event.type, event_dict)
-        if event.sensitive and not any(config.sinks[s].delivery.include_sensitive for s in sinks):
-            # a credential (a Pelcro magic-link token) is stored only for a sink that asks for
-            # it; otherwise it never reaches the disk
-            event = event.redacted()
-        store = app[STORE]
-        try:
-            result = await within_deadline(config, store.ingest(event, sinks), "ingest")
-        except PayloadError as exc:  # parsed, but not storable as JSON (see Event.to_json)
-            log.info("source %s: payload cannot be stored: %s", self.name, exc)
-            return _outcome(error_response(400, "invalid_payload", exc.message), "invalid")
-        except StoreUnavailable as exc:
-            log.error("source %s: cannot store event %s: %s", self.name, event.id, exc)
-            return _outcome(
-                error_response(
-                    503,
-                    "unavailable",
-                    "the event could not be stored; retry later",
-                    retry_after=exc.retry_after,
-                ),
-                "unavailable",
-            )
-        if not result.accepted:
-            log.info(
-                "source %s: duplicate of %s (key %s)",
-                self.name,
-                result.event_id,
-                event.idempotency_key,
-            )
-            return _outcome(
-                web.json_response({"status": "duplicate", "event_id": result.event_id}), "duplicate"
-            )
-        app[DISPATCHER].notify(sinks)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "source %s: accepted %s %s for %s",
-                self.name,
-                event.type,
-                event.id,
-                ", ".join(sinks) or "no sink",
-                extra=event_for_log(event),
-            )
-        return _outcome(
-            web.json_response({"status": "accepted", "event_id": event.id, "sinks": sinks}),
-            "accepted",
-        )
-
-
-def _outcome(response: web.Response, outcome: str) -> web.Response:
-    response[OUTCOME] = outcome
-    return response
-
-
-async def _transform(pm: pluggy.PluginManager, event: Event, source: Source) -> Event | None:
-    """Run ``event_normalised`` implementations in turn, each seeing the previous one's event."""
-    impls = pm.hook.event_normalised.get_hookimpls()
-    if not impls:
-        return event
-    for impl in reversed(impls):
-        kwargs = {"event": event, "source": source}
-        result = impl.function(**{name: kwargs[name] for name in impl.argnames})
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is False:
-            log.info("event %s dropped by plugin %s", event.id, impl.plugin_name)
-            return None
-        if isinstance(result, Event):
-            event = result
-    return event
+            message = f"body not received within {float(self.limits.read_timeout):g}s"
+            return Outcome.refusal("timeout", 408, "request_timeout", message)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -388,9 +247,16 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_ctx)
     if ingest:
         for name, source in config.sources.items():
-            app.router.add_post(
-                config.source_paths[name], _Receiver(name, source, app[METRICS]).handle
+            pipeline = Ingest(
+                name,
+                source,
+                config=config,
+                pm=pm,
+                store=app[STORE],
+                notify=app[DISPATCHER].notify,
             )
+            receiver = _Receiver(pipeline, limits=config.server, metrics=app[METRICS])
+            app.router.add_post(config.source_paths[name], receiver.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
