@@ -29,7 +29,7 @@ import enum
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -187,18 +187,20 @@ class GuardedConnection(web.RequestHandler):
         self._headers_in()
         self.phase = _Phase.BUSY
 
-    async def finish_response(
+    def request_finished(self) -> None:
+        """Its handler has answered: the connection waits for the next request, or is idle."""
+        if self.admitted:
+            self._wait(_Phase.IDLE, self.guard.keepalive_timeout)
+
+    def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         # an HTTP error aiohttp raised outside the app's middlewares (an Expect header it cannot
         # meet) is answered as JSON like every other error
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = http_error_response(resp, request.method)
             resp.force_close()
-        answered = await super().finish_response(request, resp, start_time)
-        if self.admitted:
-            self._wait(_Phase.IDLE, self.guard.keepalive_timeout)
-        return answered
+        return super().finish_response(request, resp, start_time)
 
     def handle_error(
         self,
@@ -352,7 +354,10 @@ class ConnectionGuard:
             return await handler(request)
         connection.request_started()
         if connection.client is not None or connection.peer is None:
-            return await handler(request)
+            try:
+                return await handler(request)
+            finally:
+                connection.request_finished()
         client = client_address(
             connection.peer, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
         )
@@ -363,6 +368,7 @@ class ConnectionGuard:
         held = self.per_client.get(key, 0)
         if held >= self.max_per_client:
             self._refused.labels("max_connections_per_client").inc()
+            connection.request_finished()
             response = http_error_response(
                 web.HTTPServiceUnavailable(
                     text="too many connections from your address; retry shortly"
@@ -377,6 +383,7 @@ class ConnectionGuard:
             return await handler(request.clone(remote=str(client)))
         finally:
             self._forget(key)
+            connection.request_finished()
 
     async def wait_for_headers(self, grace: float) -> int:
         """Wait until every admitted connection that owes request headers has sent them (or

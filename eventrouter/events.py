@@ -7,7 +7,6 @@ source; the provider's own payload stays available, untouched, in :attr:`Event.r
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import math
 import random
@@ -197,6 +196,8 @@ class Event:
     subject: str | None = field(default=None, converter=lambda value: value or None)
     specversion: str = "1.0"
     sensitive: tuple[str, ...] = ()
+    #: what :meth:`to_json` wrote (not a field of the event: not compared, copied or written)
+    _json: str | None = field(default=None, init=False, eq=False, repr=False)
 
     def evolve(self, **changes: Any) -> Event:
         """A copy with some fields changed (events are frozen)."""
@@ -226,10 +227,11 @@ class Event:
         for it), nesting deeper than the encoder's recursion limit. Written once per event
         (it is frozen): ingest checks it before the store writes it.
         """
-        return self._json
+        if self._json is None:
+            object.__setattr__(self, "_json", self._write_json())
+        return self._json  # type: ignore[return-value]
 
-    @functools.cached_property
-    def _json(self) -> str:
+    def _write_json(self) -> str:
         campaign = self.data.campaign
         # orjson would write them as null: look for them where cattrs does not (the JSON parts)
         if _holds_non_finite(self.raw, self.data.attributes, campaign.stats if campaign else None):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pluggy
-from attrs import frozen
 
 from eventrouter.config import Config
 from eventrouter.dispatch import event_for_log, notify_observers
@@ -26,7 +25,7 @@ from eventrouter.errors import AuthenticationError, PayloadError, StoreUnavailab
 from eventrouter.events import Event
 from eventrouter.normalise import MAX_NESTING, nesting_exceeds
 from eventrouter.sources import Source, WebhookRequest
-from eventrouter.store import Store
+from eventrouter.store import IngestResult, Store
 
 __all__ = ["Ingest", "Outcome", "within_deadline"]
 
@@ -35,9 +34,11 @@ log = logging.getLogger("eventrouter.server")
 T = TypeVar("T")
 
 
-@frozen
-class Outcome:
-    """What became of a request: its metrics label, and the status and JSON body to answer."""
+class Outcome(NamedTuple):
+    """What became of a request: its metrics label, and the status and JSON body to answer.
+
+    (A named tuple rather than an attrs class: one is made per request, three times faster.)
+    """
 
     label: str
     status: int
@@ -95,27 +96,41 @@ class Ingest:
         self.notify = notify
 
     async def __call__(self, webhook: WebhookRequest) -> Outcome:
+        """What becomes of one request (the steps are in the module's docstring)."""
+        pm, source = self.pm, self.source
         try:
-            event = await self._event(webhook)
+            self._authenticate(webhook)
+            if pm.hook.event_received.get_hookimpls():
+                await notify_observers(pm, "event_received", source=source, request=webhook)
+            event = await _transform(pm, self._parse(webhook), source)
             if event is None:
                 return Outcome("dropped", 200, {"status": "dropped"})
             event, sinks = self._route(event)
-            return await self._store(event, sinks)
+            try:
+                stored = await within_deadline(
+                    self.config, self.store.ingest(event, sinks), "ingest"
+                )
+            except StoreUnavailable as exc:
+                log.error("source %s: cannot store event %s: %s", self.name, event.id, exc)
+                message = "the event could not be stored; retry later"
+                return Outcome.refusal(
+                    "unavailable", 503, "unavailable", message, retry_after=exc.retry_after
+                )
         except _Refused as refused:
             return refused.outcome
+        return self._stored(event, sinks, stored)
 
-    async def _event(self, webhook: WebhookRequest) -> Event | None:
-        """The request as an event once it is genuine and well-formed; None if a hook drops it."""
-        source = self.source
+    def _authenticate(self, webhook: WebhookRequest) -> None:
         try:
-            source.authenticate(webhook)
+            self.source.authenticate(webhook)
         except AuthenticationError as exc:
             log.info("source %s: request refused: %s", self.name, exc.message)
             code = "forbidden" if exc.status == 403 else "unauthorized"
             raise _Refused(Outcome.refusal("unauthorized", exc.status, code, exc.message)) from None
-        pm = self.pm
-        if pm.hook.event_received.get_hookimpls():
-            await notify_observers(pm, "event_received", source=source, request=webhook)
+
+    def _parse(self, webhook: WebhookRequest) -> Event:
+        """The request as an event, once it is well-formed."""
+        source = self.source
         try:
             event = source.parse(webhook)
         except PayloadError as exc:
@@ -134,7 +149,7 @@ class Ingest:
         if nesting_exceeds(event.raw):
             message = f"the payload nests deeper than {MAX_NESTING} levels"
             raise _Refused(Outcome.refusal("invalid", 400, "invalid_payload", message))
-        return await _transform(pm, event, source)
+        return event
 
     def _route(self, event: Event) -> tuple[Event, list[str]]:
         """The sinks the event goes to, and the event as stored (redacted unless a sink needs
@@ -156,23 +171,16 @@ class Ingest:
             ) from None
         return event, sinks
 
-    async def _store(self, event: Event, sinks: list[str]) -> Outcome:
-        try:
-            result = await within_deadline(self.config, self.store.ingest(event, sinks), "ingest")
-        except StoreUnavailable as exc:
-            log.error("source %s: cannot store event %s: %s", self.name, event.id, exc)
-            message = "the event could not be stored; retry later"
-            return Outcome.refusal(
-                "unavailable", 503, "unavailable", message, retry_after=exc.retry_after
-            )
-        if not result.accepted:
+    def _stored(self, event: Event, sinks: list[str], stored: IngestResult) -> Outcome:
+        """Accepted, or a duplicate of an event stored before."""
+        if not stored.accepted:
             log.info(
                 "source %s: duplicate of %s (key %s)",
                 self.name,
-                result.event_id,
+                stored.event_id,
                 event.idempotency_key,
             )
-            return Outcome("duplicate", 200, {"status": "duplicate", "event_id": result.event_id})
+            return Outcome("duplicate", 200, {"status": "duplicate", "event_id": stored.event_id})
         self.notify(sinks)
         if log.isEnabledFor(logging.INFO):
             log.info(

@@ -125,9 +125,13 @@ class _Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
+        body: bytes | None = None
         try:
-            body = await self._read(request)
-            if isinstance(body, bytes):
+            try:
+                body = await self._read(request)
+            except (web.HTTPException, RequestPayloadError, ConnectionError, TimeoutError) as exc:
+                outcome = self._unreadable(request, exc)
+            else:
                 webhook = WebhookRequest(
                     body=body,
                     headers=request.headers,
@@ -137,8 +141,6 @@ class _Receiver:
                     remote=request.remote,
                 )
                 outcome = await self.ingest(webhook)
-            else:
-                outcome = body
         except Exception:
             self._count("error")  # answered 503 by the json_errors middleware, which logs it
             raise
@@ -148,42 +150,52 @@ class _Receiver:
             response.headers["Retry-After"] = str(outcome.retry_after)
         if outcome.status < 300:
             self._ack_latency.observe(time.monotonic() - started)
-        elif body is outcome and outcome.label == "invalid":
-            response.force_close()  # the body's framing cannot be trusted (see _read)
+        elif body is None and outcome.label == "invalid":
+            response.force_close()  # the body's framing cannot be trusted (see _unreadable)
         return response
 
-    async def _read(self, request: web.Request) -> bytes | Outcome:
-        """The whole body, or the outcome of a body that cannot be had."""
+    def _read(self, request: web.Request) -> Awaitable[bytes]:
+        """The whole body: at once if it arrived with the headers, else within read_timeout."""
         limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            message = f"body of {request.content_length} bytes exceeds the limit of {limit}"
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        if request.content.is_eof():  # the whole body arrived with the headers: no timer
+            return request.read()
+        return self._read_within(request, float(self.limits.read_timeout))
+
+    @staticmethod
+    async def _read_within(request: web.Request, seconds: float) -> bytes:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+
+    def _unreadable(self, request: web.Request, exc: Exception) -> Outcome:
+        """The outcome of a body that cannot be had."""
+        limit = self.limits.max_body_bytes
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            if request.content_length is not None and request.content_length > limit:
+                message = f"body of {request.content_length} bytes exceeds the limit of {limit}"
+            else:
+                message = f"body exceeds the limit of {limit} bytes"
             return Outcome.refusal("too_large", 413, "payload_too_large", message)
-        try:
-            if request.content.is_eof():  # the whole body arrived with the headers: no timer
-                return await request.read()
-            async with asyncio.timeout(float(self.limits.read_timeout)):
-                return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            message = f"body exceeds the limit of {limit} bytes"
-            return Outcome.refusal("too_large", 413, "payload_too_large", message)
-        except RequestPayloadError as exc:
+        if isinstance(exc, RequestPayloadError):
             # a body that does not decode as its Content-Encoding says (or a broken chunked
             # framing): the sender's mistake, and sending it again will not mend it
             detail = str(exc.args[0] if exc.args else exc).split("\n")[-1].strip()
-            message = f"the body cannot be read: {detail}"
             # the connection is closed after the answer; marking the body read spares aiohttp
             # draining a stream that only raises again
             request.content.feed_eof()
+            message = f"the body cannot be read: {detail}"
             return Outcome.refusal("invalid", 400, "invalid_payload", message)
-        except ConnectionError:
+        if isinstance(exc, ConnectionError):
             # the client went away mid-body (or cut a chunked body short): routine on the
             # internet, and nobody is left to answer
             log.info("source %s: the client disconnected before its body was received", self.name)
             message = "the body was not received whole"
             return Outcome.refusal("client_disconnected", 400, "client_disconnected", message)
-        except TimeoutError:
+        if isinstance(exc, TimeoutError):
             message = f"body not received within {float(self.limits.read_timeout):g}s"
             return Outcome.refusal("timeout", 408, "request_timeout", message)
+        raise exc  # another HTTP error: the json_errors middleware answers it
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -213,8 +225,9 @@ async def metrics_view(request: web.Request) -> web.Response:
     # (a backlog or dead-letter alert must not clear during an outage); store_up says why
     metrics.store_up.set(0 if depth is None else 1)
     for sink in config.sinks if depth is not None else ():
+        counts = depth.get(sink, {}) if depth is not None else {}
         for state in ("pending", "inflight", "dead"):
-            metrics.queue_depth.labels(sink, state).set(depth.get(sink, {}).get(state, 0))
+            metrics.queue_depth.labels(sink, state).set(counts.get(state, 0))
     metrics.pending_writes.set(store.pending_writes)
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 

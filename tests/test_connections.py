@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import resource
 import time
@@ -24,7 +25,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import WHSEC, EventRouterProcess, signed_requests
+from eventrouter.connections import client_address, client_key, parse_address
+from tests.processes import WHSEC, EventRouterProcess, signed_requests, write_demo_config
 
 HEADER_TIMEOUT = 1.0
 KEEPALIVE_TIMEOUT = 0.5
@@ -181,6 +183,7 @@ async def test_an_idle_kept_alive_connection_is_closed_after_keepalive_timeout(l
 
 
 async def test_the_second_request_on_a_connection_has_its_headers_timed(limited):
+    timed_out = await metric(limited, "eventrouter_connections_timed_out_total")
     conn = await Connection.open(limited)
     try:
         await conn.send(request("GET", "/healthz"))
@@ -207,6 +210,7 @@ async def test_the_second_request_on_a_connection_has_its_headers_timed(limited)
         assert HEADER_TIMEOUT - 0.1 <= time.monotonic() - started <= HEADER_TIMEOUT + 2
     finally:
         conn.close()
+    assert await metric(limited, "eventrouter_connections_timed_out_total") == timed_out + 1
 
 
 async def test_a_kept_alive_connection_serves_requests_slower_than_the_keepalive_timeout(limited):
@@ -230,6 +234,39 @@ async def test_a_kept_alive_connection_serves_requests_slower_than_the_keepalive
 
 
 # -- the per-client cap ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4 on a dual-stack socket
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),  # one host has a whole /64
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+    ],
+)
+def test_clients_are_counted_by_ipv4_address_or_ipv6_64(peer, key):
+    address = parse_address(peer)
+    assert address is not None
+    assert client_key(address) == key
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        ([], "10.0.0.2"),  # the proxy's own request
+        (["198.51.100.7"], "198.51.100.7"),
+        (["1.2.3.4, 198.51.100.7"], "198.51.100.7"),  # the left hop is whatever the client wrote
+        (["198.51.100.7, 10.0.0.9"], "198.51.100.7"),  # through two trusted proxies
+        (["198.51.100.7", "10.0.0.9"], "198.51.100.7"),  # the header sent twice
+        (["not-an-address"], None),
+    ],
+)
+def test_the_client_behind_a_trusted_proxy_is_the_right_most_untrusted_hop(forwarded_for, client):
+    trusted = (ipaddress.ip_network("10.0.0.0/8"),)
+    peer = ipaddress.ip_address("10.0.0.2")
+    found = client_address(peer, forwarded_for, trusted)
+    assert (str(found) if found else None) == client
 
 
 async def test_one_address_cannot_take_every_connection(limited):
@@ -445,21 +482,8 @@ async def test_expect_100_continue_still_works(limited):
 
 @pytest.fixture
 def defaults(tmp_path: Path) -> Iterator[EventRouterProcess]:
-    config = tmp_path / "eventrouter.toml"
-    config.write_text(
-        f"""
-[server]
-host = "127.0.0.1"
-
-[store]
-path = "eventrouter.db"
-
-[sources.demo]
-plugin = "standard-webhooks"
-secrets = ["{WHSEC}"]
-"""
-    )
-    process = EventRouterProcess(config=config).start()
+    """A server with nothing set in ``[server]`` but its host."""
+    process = EventRouterProcess(config=write_demo_config(tmp_path)).start()
     yield process
     process.stop()
 
