@@ -140,6 +140,7 @@ class GuardedConnection(web.RequestHandler):
 
     def __init__(self, guard: ConnectionGuard, server: web.Server, **options: Any) -> None:
         super().__init__(server, **options)
+        self.event_loop = asyncio.get_running_loop()
         self.guard = guard
         self.admitted = False
         #: what the per-client limit counts this connection as; None for a trusted proxy
@@ -177,6 +178,9 @@ class GuardedConnection(web.RequestHandler):
         self.admitted = False
         self._headers_in()
         self.phase = _Phase.BUSY  # nothing more to time
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.guard.release(self)
         super().connection_lost(exc)
 
@@ -246,7 +250,7 @@ class GuardedConnection(web.RequestHandler):
             self.guard.awaiting_headers.add(self)
         else:
             self._headers_in()
-        loop = self._loop
+        loop = self.event_loop
         self.deadline = loop.time() + seconds
         timer = self.timer
         if timer is not None:
@@ -259,8 +263,8 @@ class GuardedConnection(web.RequestHandler):
         self.timer = None
         if self.phase is _Phase.BUSY or not self.admitted:
             return
-        if self._loop.time() < self.deadline:
-            self.timer = self._loop.call_at(self.deadline, self._expired)
+        if self.event_loop.time() < self.deadline:
+            self.timer = self.event_loop.call_at(self.deadline, self._expired)
             return
         transport = self.transport
         if transport is None or transport.is_closing():
