@@ -167,11 +167,11 @@ def _run_server(
     ingest: bool,
     deliver: bool,
 ) -> None:
+    from eventrouter.app import create_app
     from eventrouter.logs import setup_logging
     from eventrouter.redact import Redactor
-    from eventrouter.server import create_app
-    from eventrouter.serving import PortUnavailable
-    from eventrouter.serving import serve as serve_app
+    from eventrouter.runner import PortUnavailable
+    from eventrouter.runner import serve as serve_app
 
     config, pm = _load(config_path)
     setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))

@@ -35,9 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
+from eventrouter.app import http_error_response
 from eventrouter.config import ServerConfig
 from eventrouter.metrics import Metrics
-from eventrouter.server import http_error_response
 
 __all__ = ["ConnectionGuard", "GuardedConnection", "client_address", "client_key"]
 

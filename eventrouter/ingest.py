@@ -2,7 +2,7 @@
 
 The shape of gidgethub's ``Event.from_http``: :class:`Ingest` takes a :class:`WebhookRequest`
 (the raw body, headers, query, client address) and knows nothing of aiohttp; the HTTP handler
-(``eventrouter.server``) reads the body, feeds it in and turns the :class:`Outcome` into the
+(``eventrouter.app``) reads the body, feeds it in and turns the :class:`Outcome` into the
 response. Each step below either passes the event on or refuses it with an outcome:
 
 authenticate (401/403) -> ``event_received`` observers -> parse (400; 503 if the plugin fails)
@@ -29,7 +29,7 @@ from eventrouter.store import IngestResult, Store
 
 __all__ = ["Ingest", "Outcome", "within_deadline"]
 
-log = logging.getLogger("eventrouter.server")
+log = logging.getLogger("eventrouter.ingest")
 
 T = TypeVar("T")
 

@@ -24,13 +24,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field, frozen
 
+from eventrouter.app import STORE, create_app
 from eventrouter.config import Config, parse_config
 from eventrouter.converter import Duration
 from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import Event
 from eventrouter.hookspecs import hookimpl
 from eventrouter.plugins import Registry, create_plugin_manager
-from eventrouter.server import STORE, create_app
 from eventrouter.sinks import Sink
 from eventrouter.sources import SignedRequest, Source
 from eventrouter.store import Store

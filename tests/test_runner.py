@@ -1,4 +1,4 @@
-"""The pieces of a graceful stop (eventrouter.serving): what SIGTERM does to connections that
+"""The pieces of a graceful stop (eventrouter.runner): what SIGTERM does to connections that
 were already on their way when it arrived. ``tests/test_crash.py`` checks the whole of it on a
 real process under a burst; these check each piece on its own. And a busy port fails ``serve``
 before anything is delivered."""
@@ -18,7 +18,7 @@ from eventrouter.connections import ConnectionGuard
 from eventrouter.converter import Duration
 from eventrouter.events import Event, EventData, utcnow
 from eventrouter.metrics import Metrics
-from eventrouter.serving import refuse_new_connections
+from eventrouter.runner import refuse_new_connections
 from eventrouter.store.sqlite import SQLiteStore
 from tests.processes import wait_until, write_demo_config
 

@@ -44,7 +44,7 @@ __all__ = [
     "http_error_response",
 ]
 
-log = logging.getLogger("eventrouter.server")
+log = logging.getLogger("eventrouter.app")
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)

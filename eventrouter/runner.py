@@ -29,13 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
+from eventrouter.app import METRICS
 from eventrouter.config import ServerConfig
 from eventrouter.connections import ConnectionGuard
-from eventrouter.server import METRICS
 
 __all__ = ["PortUnavailable", "serve"]
 
-log = logging.getLogger("eventrouter.server")
+log = logging.getLogger("eventrouter.runner")
 
 
 class PortUnavailable(OSError):
