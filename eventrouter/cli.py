@@ -156,10 +156,11 @@ def _run_server(
     ingest: bool,
     deliver: bool,
 ) -> None:
+    from eventrouter.app import create_app
     from eventrouter.logs import setup_logging
     from eventrouter.redact import Redactor
-    from eventrouter.server import create_app
-    from eventrouter.serving import serve as serve_app
+    from eventrouter.runner import PortUnavailable
+    from eventrouter.runner import serve as serve_app
 
     config, pm = _load(config_path)
     setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
@@ -207,13 +208,11 @@ def _run_server(
                 app,
                 host=host,
                 port=port,
-                shutdown_timeout=float(config.server.shutdown_timeout),
-                header_timeout=float(config.server.header_timeout),
-                max_connections=config.server.max_connections,
+                options=config.server,
                 on_started=started,
             )
         )
-    except OSError as exc:
+    except PortUnavailable as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (change [server] port or pass --port)"
         ) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import ipaddress
 import os
 import re
 import tomllib
@@ -66,11 +67,39 @@ class ServerConfig:
     max_body_bytes: int = field(default=1024 * 1024, validator=attrs.validators.gt(0))
     shutdown_timeout: Duration = Duration(30)
     #: seconds a client may take to send its request headers before it gets a 408
-    header_timeout: Duration = Duration(10)
+    header_timeout: Duration = field(default=Duration(10))
     #: seconds a client may take to send its body before it gets a 408
-    read_timeout: Duration = Duration(15)
+    read_timeout: Duration = field(default=Duration(15))
     #: open connections at most; a client beyond it gets a 503 with Retry-After
     max_connections: int = field(default=1024, validator=attrs.validators.gt(0))
+    #: open connections from one client (an IPv4 address, an IPv6 /64) at most; beyond: 503
+    max_connections_per_client: int = field(default=128, validator=attrs.validators.gt(0))
+    #: seconds a kept-alive connection may wait for its next request before it is closed
+    keepalive_timeout: Duration = field(default=Duration(5))
+    #: reverse proxies (CIDRs) whose X-Forwarded-For names the client; nobody else's is read
+    trusted_proxies: tuple[str, ...] = field(default=())
+
+    @header_timeout.validator
+    @read_timeout.validator
+    @keepalive_timeout.validator
+    def _positive(self, attribute: attrs.Attribute[Any], value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"must be more than 0 seconds, got {value!r}")
+
+    @trusted_proxies.validator
+    def _networks(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        for entry in value:
+            try:
+                ipaddress.ip_network(str(entry).strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected addresses or CIDRs such as '10.0.0.0/8', got {entry!r}"
+                ) from None
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed (a bare address is a /32 or /128)."""
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies)
 
 
 @frozen

@@ -200,6 +200,8 @@ class Event:
     subject: str | None = field(default=None, converter=_none_if_empty)
     specversion: str = "1.0"
     sensitive: tuple[str, ...] = ()
+    #: what :meth:`to_json` wrote (not a field of the event: not compared, copied or written)
+    _json: str | None = field(default=None, init=False, eq=False, repr=False)
 
     def evolve(self, **changes: Any) -> Event:
         """A copy with some fields changed (events are frozen)."""
@@ -227,8 +229,14 @@ class Event:
 
         A payload can parse and still not be storable: NaN or Infinity (not JSON, though
         Python's parser accepts them), a lone UTF-16 surrogate escape (``"\\ud800"``: no UTF-8
-        for it), nesting deeper than the encoder's recursion limit.
+        for it), nesting deeper than the encoder's recursion limit. Written once per event
+        (it is frozen): ingest checks it before the store writes it.
         """
+        if self._json is None:
+            object.__setattr__(self, "_json", self._write_json())
+        return self._json  # type: ignore[return-value]
+
+    def _write_json(self) -> str:
         campaign = self.data.campaign
         # orjson would write them as null: look for them where cattrs does not (the JSON parts)
         if _holds_non_finite(self.raw, self.data.attributes, campaign.stats if campaign else None):

@@ -14,7 +14,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "eventrouter_requests",
-            "Webhook requests by source and outcome (accepted, duplicate, dropped, unauthorized, invalid, too_large, unavailable)",
+            "Webhook requests by source and outcome (accepted, duplicate, dropped, unauthorized, invalid, too_large, timeout, client_disconnected, unavailable, error)",
             ["source", "outcome"],
             registry=self.registry,
         )
@@ -65,6 +65,22 @@ class Metrics:
             "eventrouter_sink_paused_seconds",
             "How long each sink has been paused (eventrouter sinks pause), 0 when it is not",
             ["sink"],
+            registry=self.registry,
+        )
+        self.connections_open = Gauge(
+            "eventrouter_connections_open",
+            "Connections admitted and not yet closed",
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "eventrouter_connections_refused",
+            "Connections answered 503 at once, by the limit they met (max_connections, max_connections_per_client)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.connections_timed_out = Counter(
+            "eventrouter_connections_timed_out",
+            "Connections answered 408 and closed: request headers not received within header_timeout",
             registry=self.registry,
         )
 

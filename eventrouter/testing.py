@@ -29,13 +29,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from attrs import define, field, frozen
 
+from eventrouter.app import STORE, create_app
 from eventrouter.config import Config, parse_config
 from eventrouter.converter import EMPTY_SECRET, Duration, converter
 from eventrouter.errors import PermanentError, RetryableError
 from eventrouter.events import Event, new_event_id
 from eventrouter.hookspecs import hookimpl
 from eventrouter.plugins import PluginInfo, Registry, create_plugin_manager, plugin_infos
-from eventrouter.server import STORE, create_app
 from eventrouter.sinks import Sink
 from eventrouter.sources import SignedRequest, Source
 from eventrouter.store import Store

@@ -295,7 +295,7 @@ async def test_sigterm_mid_burst_answers_in_flight_requests_and_resumes(
 ) -> None:
     # Each request opens its own connection, as most webhook senders do, so some are always
     # queued in the kernel or accepted and not yet read when the signal arrives: the graceful
-    # drain (eventrouter.serving) must answer those, not reset them.
+    # drain (eventrouter.runner) must answer those, not reset them.
     started = time.monotonic()
     config = write_config(tmp_path, redis_url=_store_args(backend, request))
     first = router(config)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from eventrouter import hookimpl
+from eventrouter.app import DISPATCHER
 from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
-from eventrouter.server import DISPATCHER
 from eventrouter.sinks import error_for_status, retry_after_seconds
 from eventrouter.testing import Recorder
 

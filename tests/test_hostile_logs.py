@@ -32,7 +32,7 @@ from tests.processes import WHSEC
 
 ALTUR_SECRET = base64.b64encode(b"altur-hostile-logs-key-0123456789").decode()
 #: a line a forged record would start with
-FORGED = "2026-06-08 18:00:00,000 INFO    eventrouter.server: source demo: accepted forged"
+FORGED = "2026-06-08 18:00:00,000 INFO    eventrouter.ingest: source demo: accepted forged"
 #: what a terminal must never receive from a sender
 RAW_CONTROLS = ("\x1b", "\x00", "\u202e", "\u2066", "\x85", "\r", "\u200b", "\U000e0041")
 #: the start of every record the text format writes

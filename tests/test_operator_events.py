@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from eventrouter.app import DISPATCHER
 from eventrouter.cli import cli
-from eventrouter.server import DISPATCHER
 from eventrouter.testing import Recorder
 from tests.outage_kit import Switch, SwitchPlugin, post_many, wait_until
 from tests.redis_server import (  # noqa: F401 - redis_server_fixture registers the fixture

@@ -152,7 +152,13 @@ def _query(value: Query) -> MultiDictProxy[str]:
 
 
 def check_network(policy: AccessPolicy, *, headers: Headers, remote: str | None) -> None:
-    """ForbiddenError unless the client address is in ``allowed_networks`` (empty: any)."""
+    """ForbiddenError unless the client address is in ``allowed_networks`` (empty: any).
+
+    ``remote`` is the client as eventrouter tells it: behind a proxy in ``[server]
+    trusted_proxies``, the address its ``X-Forwarded-For`` names (the one the per-client
+    connection cap counts). The source's own ``trusted_proxies`` is applied on top, for proxies
+    listed only there.
+    """
     if not policy.allowed_networks:
         return
     forwarded_for = _headers(headers).getall("X-Forwarded-For", [])

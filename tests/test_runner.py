@@ -1,16 +1,26 @@
-"""The pieces of a graceful stop (eventrouter.serving): what SIGTERM does to connections that
+"""The pieces of a graceful stop (eventrouter.runner): what SIGTERM does to connections that
 were already on their way when it arrived. ``tests/test_crash.py`` checks the whole of it on a
-real process under a burst; these check each piece on its own."""
+real process under a burst; these check each piece on its own. And a busy port fails ``serve``
+before anything is delivered."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 
 import pytest
+from aiohttp import web
 
-from eventrouter.serving import ConnectionGuard, refuse_new_connections
+from eventrouter.config import ServerConfig
+from eventrouter.connections import ConnectionGuard
+from eventrouter.converter import Duration
+from eventrouter.events import Event, EventData, utcnow
+from eventrouter.metrics import Metrics
+from eventrouter.runner import refuse_new_connections
+from eventrouter.store.sqlite import SQLiteStore
+from tests.processes import wait_until, write_demo_config
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket filters")
 
@@ -81,16 +91,19 @@ def test_refused_listener_on_a_dual_stack_socket_handles_ipv4_mapped_attempts():
             late.connect(("127.0.0.1", sock.getsockname()[1]))
 
 
-class _Inner(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.received = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.received += data
-
-
 async def test_wait_for_headers_waits_for_accepted_connections_that_have_not_sent_them():
-    guard = ConnectionGuard(_Inner, max_connections=10, header_timeout=5)
+    app = web.Application()
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app.router.add_post("/hooks/demo", answer)
+    guard = ConnectionGuard(ServerConfig(header_timeout=Duration(5)), metrics=Metrics())
+    app.middlewares.insert(0, guard.middleware)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    guard.serve(runner.server)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(guard, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -98,32 +111,84 @@ async def test_wait_for_headers_waits_for_accepted_connections_that_have_not_sen
         # nothing accepted: nothing to wait for
         assert await guard.wait_for_headers(1) == 0
 
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(100):
-            if guard.awaiting_headers:
-                break
-            await asyncio.sleep(0.01)
-        assert len(guard.awaiting_headers) == 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await wait_until(lambda: guard.awaiting_headers, timeout=2, what="the connection")
         waiting = asyncio.create_task(guard.wait_for_headers(5))
         await asyncio.sleep(0.05)
         assert not waiting.done()  # half the headers are not enough
-        writer.write(b"POST /hooks/demo HTTP/1.1\r\nHost: x\r\n")
+        writer.write(b"POST /hooks/demo HTTP/1.1\r\nHost: x\r\n" + b"X-Large: " + b"a" * 5000)
         await writer.drain()
         await asyncio.sleep(0.05)
         assert not waiting.done()
-        writer.write(b"Content-Length: 0\r\n\r\n")
+        writer.write(b"\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         assert await asyncio.wait_for(waiting, 2) == 0
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
 
         # a client that never sends its headers is waited for no longer than the grace
         _, silent = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(100):
-            if guard.awaiting_headers:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: guard.awaiting_headers, timeout=2, what="the silent connection")
         assert await guard.wait_for_headers(0.1) == 1
         silent.close()
         writer.close()
     finally:
         server.close()
         await server.wait_closed()
+        await runner.cleanup()
+
+
+def test_serve_on_a_busy_port_fails_before_any_delivery_runs(tmp_path):
+    """The port is bound before the app starts: no pending delivery is attempted first."""
+    hits = socket.socket()
+    hits.bind(("127.0.0.1", 0))
+    hits.listen(8)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(8)
+    config = write_demo_config(
+        tmp_path,
+        f"""
+[sinks.out]
+plugin = "http"
+url = "http://127.0.0.1:{hits.getsockname()[1]}/hook"
+
+[[routes]]
+sinks = ["out"]
+""",
+    )
+
+    async def seed() -> None:
+        store = SQLiteStore(tmp_path / "eventrouter.db")
+        await store.open()
+        now = utcnow()
+        pending = Event(
+            id="evt_pending",
+            source="demo",
+            type="order.paid",
+            time=now,
+            provider="standard-webhooks",
+            provider_type="order.paid",
+            idempotency_key="msg_pending",
+            received_at=now,
+            data=EventData(),
+            raw={},
+        )
+        await store.ingest(pending, ["out"])
+        await store.close()
+
+    asyncio.run(seed())
+    with hits, busy:
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "eventrouter", "serve", f"--config={config}", f"--port={port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+        assert "change [server] port or pass --port" in result.stderr
+        assert "Traceback" not in result.stderr
+        hits.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody tried to deliver
+            hits.accept()

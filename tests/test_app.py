@@ -5,9 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from eventrouter import hookimpl
+from eventrouter.config import parse_config
 from eventrouter.errors import Overloaded, StoreUnavailable
+from eventrouter.events import Event
+from eventrouter.ingest import Ingest, Outcome
+from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.sources import WebhookRequest
+from eventrouter.store import IngestResult
+from eventrouter.store.sqlite import SQLiteStore
+from eventrouter.testing import sign_request
+from tests.processes import WHSEC
 
 EVENT = {
     "type": "invoice.paid",
@@ -281,3 +292,62 @@ async def test_a_body_that_does_not_decode_gets_400(make_router, basic_config, c
     assert "Traceback" not in caplog.text
     status, _ = await router.post("demo", EVENT)
     assert status == 200
+
+
+# -- the ingest pipeline without aiohttp ------------------------------------------------------
+
+
+class _CountingStore(SQLiteStore):
+    """A real SQLite store that remembers which events it was asked to store."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.asked: list[str] = []
+
+    async def ingest(self, event: Event, sinks: Sequence[str]) -> IngestResult:
+        self.asked.append(event.id)
+        return await super().ingest(event, sinks)
+
+
+async def test_ingest_is_fed_a_webhook_request_and_returns_an_outcome(tmp_path):
+    """No aiohttp in sight; a payload JSON cannot hold is refused before the store is called."""
+    pm = create_plugin_manager()
+    config = parse_config(
+        {"sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}}},
+        Registry.collect(pm),
+    )
+    store = _CountingStore(tmp_path / "events.db")
+    await store.open()
+    notified: list[list[str]] = []
+    ingest = Ingest(
+        "demo", config.sources["demo"], config=config, pm=pm, store=store, notify=notified.append
+    )
+    try:
+
+        def webhook(body: bytes) -> WebhookRequest:
+            body, signed = sign_request(config.sources["demo"], body)
+            return WebhookRequest(body=body, headers=signed.headers, query=signed.query)
+
+        good = await ingest(webhook(b'{"type": "order.paid", "data": {"n": 1}}'))
+        assert good.label == "accepted"
+        assert good.status == 200
+        assert notified == [[]]
+        assert store.asked == [good.body["event_id"]]
+
+        lone = await ingest(webhook(b'{"type": "order.paid", "data": {"name": "\\ud800"}}'))
+        assert lone == Outcome(
+            "invalid",
+            400,
+            {
+                "error": "invalid_payload",
+                "message": "the payload holds a lone UTF-16 surrogate escape, which is not valid"
+                " Unicode",
+            },
+        )
+        assert store.asked == [good.body["event_id"]]  # the store never saw it
+
+        forged = await ingest(WebhookRequest(body=b"{}", headers={"webhook-id": "x"}))
+        assert forged.label == "unauthorized"
+        assert forged.status == 401
+    finally:
+        await store.close()
