@@ -186,8 +186,12 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
     # the backlog drains oldest first after the successful probe
     successes = [a.event_id for a in switch.seen("crm") if a.ok]
     order = {event_id: index for index, event_id in enumerate(ids)}
-    late = sum(1 for a, b in itertools.pairwise(successes) if order[b] < order[a])
-    assert late <= workers * CONCURRENCY * 4, late
+    # parallel slots finish out of step, so count inverted pairs among all pairs: a few percent
+    # when claims go oldest first (random order would invert half of them, newest first all)
+    ranks = [order[event_id] for event_id in successes]
+    inverted = sum(1 for i, rank in enumerate(ranks) for later in ranks[i + 1 :] if later < rank)
+    pairs = len(ranks) * (len(ranks) - 1) // 2
+    assert inverted <= 0.1 * pairs, (inverted, pairs)
     after = await store.get_control("crm")
     assert (after.state, after.failures) == ("closed", 0), after
     return {

@@ -109,13 +109,23 @@ async def play(routers: list[Any], switch: Switch, recorded: Recorder, cli_toml:
         what="dead_lettered at ops",
     )
     await asyncio.sleep(0.6)  # another window: nothing more to say
-    assert types_at(recorded, "ops") == {
+    seen = types_at(recorded, "ops")
+    # each process summarises the dead letters it made: one summary per process at most
+    summaries = seen.pop("eventrouter.delivery.dead_lettered")
+    assert 1 <= summaries <= len(routers), summaries
+    assert seen == {
         "eventrouter.sink.circuit_opened": 1,
         "eventrouter.sink.circuit_closed": 1,
         "eventrouter.sink.paused": 1,
         "eventrouter.sink.resumed": 1,
-        "eventrouter.delivery.dead_lettered": 1,
     }
+    summarised = [
+        event.data.attributes
+        for event in recorded.events["ops"]
+        if event.type == "eventrouter.delivery.dead_lettered"
+    ]
+    assert {dead["sink"] for dead in summarised} == {"strict"}
+    assert sum(dead["dead_lettered"] for dead in summarised) == 3
     by_type = {event.type: event for event in recorded.events["ops"]}
     opened = by_type["eventrouter.sink.circuit_opened"]
     assert (opened.source, opened.subject) == ("eventrouter", "crm")
@@ -128,7 +138,6 @@ async def play(routers: list[Any], switch: Switch, recorded: Recorder, cli_toml:
     assert attributes["pending"] >= 1
     assert by_type["eventrouter.sink.paused"].data.attributes["reason"] == "CRM upgrade"
     dead = by_type["eventrouter.delivery.dead_lettered"].data.attributes
-    assert (dead["sink"], dead["dead_lettered"]) == ("strict", 3)
     assert dead["reason"].startswith("recording sink refused attempt")
     # the events about crm never went to crm; the one about strict did
     assert len(switch.received("crm")) == 12 + 1
