@@ -49,6 +49,9 @@ class WebhookRequest:
     query: MultiDictProxy[str] = field(factory=dict, converter=_query)
     method: str = "POST"
     path: str = "/"
+    #: the client's IP address as ``[server] trusted_proxies`` resolves it: the peer's own, or,
+    #: when the peer is a trusted proxy, the client its ``X-Forwarded-For`` names; a bare
+    #: address (no port or brackets), so ``ipaddress.ip_address`` reads it; None when unknown
     remote: str | None = None
 
     @property

@@ -339,6 +339,8 @@ async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(limited):
     [
         (PROXY, "198.51.100.7", 200),  # the proxy names a client in allowed_networks
         (PROXY, "198.51.100.7, 203.0.113.5", 403),  # the right-most hop is the client
+        (PROXY, f"198.51.100.7, {PROXY}", 200),  # through a chain of trusted proxies
+        (PROXY, "unknown", 403),  # a hop that is not an address: the proxy's own, not allowed
         ("127.0.0.1", "198.51.100.7", 403),  # not a trusted proxy: its header is not read
     ],
 )

@@ -4,6 +4,9 @@ Exotel signs nothing, so the only secret a callback can carry is one the user pu
 callback URL: ``?token=...`` or ``https://user:password@host/...`` (sent as
 ``Authorization: Basic``). Secrets are compared as SHA-256 digests in constant time, so
 neither their content nor their length leaks through timing.
+
+The network is checked against :attr:`WebhookRequest.remote`, the client the core resolved
+through ``[server] trusted_proxies``: this module reads no ``X-Forwarded-For`` of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from attrs import frozen
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -21,18 +24,14 @@ from eventrouter import AuthenticationError, ForbiddenError, any_digest_matches
 
 __all__ = [
     "AccessPolicy",
-    "IPAddress",
     "IPNetwork",
     "authenticate",
     "basic_authorization",
     "check_credentials",
     "check_network",
-    "client_address",
-    "parse_address",
     "parse_networks",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -54,7 +53,6 @@ class AccessPolicy:
     token_digests: tuple[bytes, ...] = ()
     basic_digests: tuple[bytes, ...] = ()
     allowed_networks: tuple[IPNetwork, ...] = ()
-    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def build(
@@ -63,14 +61,12 @@ class AccessPolicy:
         tokens: Iterable[str] = (),
         basic_auth: Iterable[str] = (),
         allowed_networks: Iterable[IPNetwork] = (),
-        trusted_proxies: Iterable[IPNetwork] = (),
     ) -> AccessPolicy:
         """A policy from the secrets in clear (only their digests are kept)."""
         return cls(
             token_digests=tuple(_digest(token) for token in tokens),
             basic_digests=tuple(_digest(credential) for credential in basic_auth),
             allowed_networks=tuple(allowed_networks),
-            trusted_proxies=tuple(trusted_proxies),
         )
 
     @property
@@ -90,55 +86,6 @@ def parse_networks(values: Iterable[str]) -> tuple[tuple[IPNetwork, ...], tuple[
     return tuple(networks), tuple(invalid)
 
 
-def parse_address(value: str | None) -> IPAddress | None:
-    """An IP address as peers and proxies write it (``[::1]:80``, ``1.2.3.4:80`` too), or None.
-
-    IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) are read as the IPv4 address.
-    """
-    if not value:
-        return None
-    text = value.strip()
-    if text.startswith("["):
-        text = text[1:].split("]", 1)[0]
-    elif text.count(":") == 1:
-        text = text.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
-    return any(address in network for network in networks)
-
-
-def client_address(
-    remote: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[IPNetwork]
-) -> IPAddress | None:
-    """The address of the client, or None when it cannot be told.
-
-    ``X-Forwarded-For`` is believed only when the peer is a trusted proxy; then the right-most
-    hop that is not a trusted proxy is the client (hops further left can be forged by it).
-    """
-    peer = parse_address(remote)
-    if peer is None or not _within(peer, trusted_proxies):
-        return peer
-    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
-    hops = [hop for hop in hops if hop]
-    if not hops:
-        return peer
-    for hop in reversed(hops):
-        address = parse_address(hop)
-        if address is None:
-            return None
-        if not _within(address, trusted_proxies):
-            return address
-    return parse_address(hops[0])
-
-
 def _headers(value: Headers) -> CIMultiDictProxy[str]:
     if isinstance(value, CIMultiDictProxy):
         return value
@@ -151,21 +98,20 @@ def _query(value: Query) -> MultiDictProxy[str]:
     return MultiDictProxy(MultiDict(value))
 
 
-def check_network(policy: AccessPolicy, *, headers: Headers, remote: str | None) -> None:
+def check_network(policy: AccessPolicy, *, remote: str | None) -> None:
     """ForbiddenError unless the client address is in ``allowed_networks`` (empty: any).
 
-    ``remote`` is the client as eventrouter tells it: behind a proxy in ``[server]
-    trusted_proxies``, the address its ``X-Forwarded-For`` names (the one the per-client
-    connection cap counts). The source's own ``trusted_proxies`` is applied on top, for proxies
-    listed only there.
+    ``remote`` is the client as the core tells it: a bare IPv4 or IPv6 address, behind a proxy
+    in ``[server] trusted_proxies`` the one its ``X-Forwarded-For`` names. It is already in
+    its final form, so the standard library's parser is all it takes.
     """
     if not policy.allowed_networks:
         return
-    forwarded_for = _headers(headers).getall("X-Forwarded-For", [])
-    address = client_address(remote, forwarded_for, policy.trusted_proxies)
-    if address is None:
-        raise ForbiddenError("the client address cannot be determined")
-    if not _within(address, policy.allowed_networks):
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        raise ForbiddenError("the client address cannot be determined") from None
+    if not any(address in network for network in policy.allowed_networks):
         raise ForbiddenError(f"client address {address} is not in allowed_networks")
 
 
@@ -210,7 +156,7 @@ def authenticate(
     policy: AccessPolicy, *, headers: Headers, query: Query, remote: str | None
 ) -> None:
     """Network first (403), then credentials (401): an outsider learns nothing about tokens."""
-    check_network(policy, headers=headers, remote=remote)
+    check_network(policy, remote=remote)
     check_credentials(policy, headers=headers, query=query)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC
+from typing import Any
 
 import phonenumbers
 from attrs import field, frozen
@@ -32,8 +33,8 @@ class ExotelOptions:
     basic_auth: list[Secret] = field(factory=list, repr=False)
     #: CIDRs callbacks may come from; empty: anywhere
     allowed_networks: list[str] = field(factory=list)
-    #: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed
-    trusted_proxies: list[str] = field(factory=list)
+    #: retired (the proxies are ``[server] trusted_proxies``); kept so check() can say where it went
+    trusted_proxies: Any = None  # any value: it is refused whatever it is
     #: accept callbacks without any credential (only when neither tokens nor basic_auth is set)
     insecure: bool = False
     #: force every callback on this path to one kind instead of telling them apart by shape
@@ -71,12 +72,8 @@ class ExotelSource(Source):
     def __init__(self, name: str, options: ExotelOptions) -> None:
         super().__init__(name, options)
         allowed, self._bad_allowed = parse_networks(options.allowed_networks)
-        trusted, self._bad_trusted = parse_networks(options.trusted_proxies)
         self.policy = AccessPolicy.build(
-            tokens=options.tokens,
-            basic_auth=options.basic_auth,
-            allowed_networks=allowed,
-            trusted_proxies=trusted,
+            tokens=options.tokens, basic_auth=options.basic_auth, allowed_networks=allowed
         )
         self.kind = Kind(options.kind) if options.kind in tuple(Kind) else None
         try:
@@ -103,13 +100,16 @@ class ExotelSource(Source):
             user, colon, password = credential.partition(":")
             if not (colon and user and password):
                 yield f"basic_auth[{index}]: expected 'user:password' with both parts non-empty"
-        for name, invalid in (
-            ("allowed_networks", self._bad_allowed),
-            ("trusted_proxies", self._bad_trusted),
-        ):
-            values = getattr(options, name)
-            for index in invalid:
-                yield f"{name}[{index}]: {values[index]!r} is not an IP network such as '10.0.0.0/8'"
+        for index in self._bad_allowed:
+            yield (
+                f"allowed_networks[{index}]: {options.allowed_networks[index]!r} is not an IP "
+                "network such as '10.0.0.0/8'"
+            )
+        if options.trusted_proxies is not None:
+            yield (
+                "trusted_proxies: moved to [server] trusted_proxies, which the connection limits "
+                "and every source share; list the reverse proxies there and delete this key"
+            )
         if options.kind is not None and self.kind is None:
             yield f"kind: expected one of {_KINDS}, got {options.kind!r}"
         if options.phone_region.upper() not in phonenumbers.SUPPORTED_REGIONS:

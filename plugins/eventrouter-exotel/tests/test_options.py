@@ -57,7 +57,6 @@ def test_defaults(registry):
     assert options.tokens == [TOKEN]
     assert options.basic_auth == []
     assert options.allowed_networks == []
-    assert options.trusted_proxies == []
     assert options.insecure is False
     assert options.kind is None
     assert options.phone_region == "IN"
@@ -76,7 +75,6 @@ def test_all_options(registry):
         tokens=[TOKEN],
         basic_auth=["exotel:pa55word-long"],
         allowed_networks=["203.0.113.0/24"],
-        trusted_proxies=["10.0.0.0/8"],
         kind="call_schedule",
         phone_region="us",
         time_zone="Europe/London",
@@ -85,7 +83,6 @@ def test_all_options(registry):
     assert configured.settings.phone_region == "US"
     assert str(configured.settings.naive_tz) == "Europe/London"
     assert [str(n) for n in configured.policy.allowed_networks] == ["203.0.113.0/24"]
-    assert [str(n) for n in configured.policy.trusted_proxies] == ["10.0.0.0/8"]
 
 
 @pytest.mark.parametrize(
@@ -102,9 +99,14 @@ def test_all_options(registry):
             {"tokens": [TOKEN], "allowed_networks": ["10.0.0.0/8", "office"]},
             "sources.exotel.allowed_networks[1]: 'office' is not an IP network",
         ),
+        (  # retired: one list of proxies, in [server], for the connection limits and sources
+            {"tokens": [TOKEN], "trusted_proxies": ["10.0.0.0/8"]},
+            "sources.exotel.trusted_proxies: moved to [server] trusted_proxies, which the "
+            "connection limits and every source share",
+        ),
         (
-            {"tokens": [TOKEN], "trusted_proxies": ["300.1.1.1"]},
-            "sources.exotel.trusted_proxies[0]: '300.1.1.1' is not an IP network",
+            {"tokens": [TOKEN], "trusted_proxies": []},
+            "sources.exotel.trusted_proxies: moved to [server] trusted_proxies",
         ),
         ({"tokens": [TOKEN], "kind": "sms"}, "sources.exotel.kind: expected one of 'call_status'"),
         (
