@@ -57,9 +57,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_command(config: Path) -> list[str]:
-    """``eventrouter serve`` on ``config``, as every benchmark runs it (warnings only)."""
-    config_args = ["--config", str(config), "--log-level", "warning"]
+def serve_command(config: Path, *, log_level: str = "warning") -> list[str]:
+    """``eventrouter serve`` on ``config``, as every benchmark runs it (warnings only unless
+    ``log_level`` says otherwise)."""
+    config_args = ["--config", str(config), "--log-level", log_level]
     return [sys.executable, "-m", "eventrouter", "serve", *config_args]
 
 

@@ -1,0 +1,409 @@
+"""Sustained end-to-end throughput: ingest AND deliver, against the Flask receiver it replaces.
+
+An open-loop client sends distinct signed Altur ``on_call_end`` webhooks at fixed, rising rates
+(each request's latency is measured from the time it was *scheduled* to be sent, so a server that
+stalls is charged for the requests queued behind the stall: no coordinated omission). Targets,
+one after the other, each on 127.0.0.1 in its own temporary directory:
+
+- ``eventrouter csv``: the altur source routed to the CSV sink, SQLite store;
+- ``eventrouter http``: the same, routed to the http sink posting to a bare aiohttp endpoint;
+- ``flask baseline``: ``bench/flask_receiver.py`` under ``gunicorn -w 2`` (verify the HMAC,
+  append a CSV row, fsync, answer 200): everything is delivered when it answers.
+
+For each rate: ack p50/p99, non-200 answers, the client's own lateness (how far behind its
+schedule it started requests: if that is large the client, not the server, was the limit), and
+the backlog (pending + in-flight deliveries, from ``/metrics``) when the load stops. Before the
+next rate the backlog must drain (at most ``--settle`` seconds), or the run stops rising. A rate
+is *sustained* when its backlog at the end is under one second's worth of events and its p99 ack
+is under 50 ms; each target's sustained rate is the highest such rate.
+
+Then the drain: a store is filled with ``--backlog`` pending CSV deliveries through the store's
+own ``ingest`` (as the server writes them), ``eventrouter serve`` is started on it, and the time
+until the backlog is empty gives the drain rate.
+
+    python bench/endtoend.py [--rates 250,500,1000,1500,2000,3000] [--seconds 5]
+                             [--log-level info] [--backlog 100000] [--skip-drain]
+
+About four to five minutes with the defaults on an idle 2-core machine. Needs the ``bench``
+extra (``make bench`` installs it). The server's log goes to a file, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+from ingest import BARE_APP, free_port, serve_command, start, stop, wait_ready
+from prometheus_client.parser import text_string_to_metric_families
+
+from eventrouter.config import Config, load_config
+from eventrouter.sources import WebhookRequest
+from eventrouter.store import create_store
+from eventrouter.testing import installed_types, sign_request
+
+SECRET = base64.b64encode(b"endtoend-bench-secret-of-32bytes").decode()
+P99_LIMIT_MS = 50.0
+FIXTURE = (
+    Path(__file__).resolve().parent.parent
+    / "plugins/eventrouter-altur/tests/fixtures/on_call_end.json"
+)
+#: a connection pool this large never limits the open-loop client at the rates measured
+CONNECTIONS = 256
+
+
+@attrs.frozen
+class Step:
+    """One rate's result on one target."""
+
+    rate: int
+    sent: int
+    p50: float
+    p99: float
+    failed: int
+    late_p99: float
+    backlog: int | None
+
+    @property
+    def sustained(self) -> bool:
+        backlog_ok = self.backlog is None or self.backlog < self.rate
+        return not self.failed and self.p99 < P99_LIMIT_MS and backlog_ok
+
+
+def write_config(directory: Path, port: int, *, sink: str, endpoint: str = "") -> Path:
+    """eventrouter.toml: the altur source on a SQLite store, routed to one ``csv`` or ``http``
+    sink (with default delivery options: what an operator gets without tuning)."""
+    sink_table = (
+        'plugin = "csv"\ndirectory = "archive"'
+        if sink == "csv"
+        else f'plugin = "http"\nurl = "{endpoint}"'
+    )
+    config = directory / "eventrouter.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [server]
+            port = {port}
+            [store]
+            path = "eventrouter.db"
+            [sources.altur]
+            plugin = "altur"
+            secrets = ["{SECRET}"]
+            [sinks.out]
+            """
+        )
+        + sink_table
+        + '\n[[routes]]\nsinks = ["out"]\n'
+    )
+    return config
+
+
+def bodies(count: int, tag: str) -> Iterator[bytes]:
+    """Distinct on_call_end payloads (each call id new), as Altur signs them: compact JSON."""
+    payload = json.loads(FIXTURE.read_text())
+    for n in range(count):
+        payload["id"] = f"cll_{tag}_{n}"
+        yield json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def signed_requests(config: Config, count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
+    """``count`` requests signed by the configured altur source itself."""
+    source = config.sources["altur"]
+    signed = []
+    for body in bodies(count, tag):
+        data, signature = sign_request(source, body)
+        signed.append((data, dict(signature.headers)))
+    return signed
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
+
+
+async def open_loop(
+    url: str, requests: list[tuple[bytes, dict[str, str]]], rate: int
+) -> tuple[list[float], list[float], int]:
+    """Send request *i* at ``start + i / rate`` whatever the answers so far; return latencies
+    from the scheduled time (s), how late each request started (s) and the non-200 count."""
+    latencies: list[float] = []
+    lateness: list[float] = []
+    failed = 0
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(body: bytes, headers: dict[str, str], scheduled: float) -> None:
+            nonlocal failed
+            lateness.append(time.perf_counter() - scheduled)
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    failed += response.status != 200
+            except (aiohttp.ClientError, TimeoutError):
+                failed += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        tasks = []
+        begin = time.perf_counter() + 0.05
+        for n, (body, headers) in enumerate(requests):
+            scheduled = begin + n / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body, headers, scheduled)))
+        await asyncio.gather(*tasks)
+    return latencies, lateness, failed
+
+
+async def backlog(base: str) -> int:
+    """Pending and in-flight deliveries of every sink, as ``/metrics`` reports them."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        text = await response.text()
+    total = 0
+    for family in text_string_to_metric_families(text):
+        if family.name == "eventrouter_queue_depth":
+            total += sum(
+                int(s.value) for s in family.samples if s.labels["state"] in ("pending", "inflight")
+            )
+    return total
+
+
+async def wait_drained(base: str, timeout: float) -> float | None:
+    """Seconds until the backlog is empty, or None if it is not within ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if await backlog(base) == 0:
+            return time.monotonic() - started
+        await asyncio.sleep(0.25)
+    return None
+
+
+def run_rates(
+    name: str,
+    base: str,
+    path: str,
+    config: Config,
+    args: argparse.Namespace,
+    *,
+    has_queue: bool,
+) -> list[Step]:
+    """Every rate of ``args.rates`` in turn, until one is not sustained or does not drain."""
+    steps: list[Step] = []
+    asyncio.run(wait_ready(f"{base}/healthz" if has_queue else base, timeout=60))
+    for rate in args.rates:
+        requests = signed_requests(config, int(rate * args.seconds), f"{name[:3]}{rate}")
+        latencies, lateness, failed = asyncio.run(open_loop(base + path, requests, rate))
+        left = asyncio.run(backlog(base)) if has_queue else None
+        latencies.sort()
+        lateness.sort()
+        step = Step(
+            rate=rate,
+            sent=len(requests),
+            p50=percentile(latencies, 0.5) * 1000,
+            p99=percentile(latencies, 0.99) * 1000,
+            failed=failed,
+            late_p99=percentile(lateness, 0.99) * 1000,
+            backlog=left,
+        )
+        steps.append(step)
+        print(f"  {name} {rate}/s: {step}", file=sys.stderr)
+        if not step.sustained:
+            break
+        if has_queue and asyncio.run(wait_drained(base, args.settle)) is None:
+            print(f"  {name}: the backlog did not drain in {args.settle}s", file=sys.stderr)
+            break
+    return steps
+
+
+@contextmanager
+def eventrouter(
+    directory: Path, args: argparse.Namespace, *, sink: str, endpoint: str = ""
+) -> Iterator[tuple[str, Config]]:
+    """``eventrouter serve`` running in ``directory``: its base URL and its parsed config."""
+    port = free_port()
+    config_path = write_config(directory, port, sink=sink, endpoint=endpoint)
+    config = load_config(config_path, installed_types())
+    with (directory / "server.log").open("wb") as log:
+        process = start(serve_command(config_path, log_level=args.log_level), stderr=log)
+    try:
+        yield f"http://127.0.0.1:{port}", config
+    finally:
+        stop(process)
+
+
+def measure_eventrouter(tmp: Path, args: argparse.Namespace, sink: str) -> list[Step]:
+    directory = tmp / sink
+    directory.mkdir()
+    endpoint_port = free_port()
+    endpoint = None
+    if sink == "http":
+        endpoint = start([sys.executable, "-c", BARE_APP, str(endpoint_port)])
+    try:
+        url = f"http://127.0.0.1:{endpoint_port}/deliveries"
+        if endpoint is not None:
+            asyncio.run(wait_ready(f"http://127.0.0.1:{endpoint_port}/"))
+        with eventrouter(directory, args, sink=sink, endpoint=url) as (base, config):
+            return run_rates(
+                f"eventrouter {sink}", base, "/hooks/altur", config, args, has_queue=True
+            )
+    finally:
+        if endpoint is not None:
+            stop(endpoint)
+
+
+def measure_flask(tmp: Path, args: argparse.Namespace, config: Config) -> list[Step]:
+    port = free_port()
+    bench_dir = Path(__file__).resolve().parent
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    if not gunicorn.exists():
+        sys.exit("gunicorn is not installed: 'make bench' installs the bench extra")
+    env = {**os.environ, "ALTUR_SECRET": SECRET, "RECEIVER_CSV": str(tmp / "flask.csv")}
+    command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(bench_dir)]
+    with (tmp / "gunicorn.log").open("wb") as log:
+        process = start([*command, "flask_receiver:app"], stderr=log, env=env)
+    try:
+        return run_rates(
+            "flask baseline",
+            f"http://127.0.0.1:{port}",
+            "/webhooks/altur",
+            config,
+            args,
+            has_queue=False,
+        )
+    finally:
+        stop(process)
+
+
+async def fill(config: Config, count: int) -> float:
+    """``count`` events, each with a pending delivery to ``out``, written by the store's own
+    ``ingest`` (concurrent calls share commits, as under load); seconds taken."""
+    source = config.sources["altur"]
+    store = create_store(config.store, base_dir=config.base_dir)
+    await store.open()
+    started = time.monotonic()
+    try:
+        chunk: list[Any] = []
+        for body in bodies(count, "drain"):
+            chunk.append(store.ingest(source.parse(WebhookRequest(body=body)), ["out"]))
+            if len(chunk) == 1000:
+                await asyncio.gather(*chunk)
+                chunk = []
+        await asyncio.gather(*chunk)
+    finally:
+        await store.close()
+    return time.monotonic() - started
+
+
+def measure_drain(tmp: Path, args: argparse.Namespace) -> tuple[float, float | None]:
+    """Seconds to fill the store with ``args.backlog`` deliveries, and to drain them."""
+    directory = tmp / "drain"
+    directory.mkdir()
+    port = free_port()
+    config_path = write_config(directory, port, sink="csv")
+    config = load_config(config_path, installed_types())
+    print(f"  filling a store with {args.backlog:,} pending CSV deliveries", file=sys.stderr)
+    filled = asyncio.run(fill(config, args.backlog))
+    with eventrouter(directory, args, sink="csv") as (base, _):
+        asyncio.run(wait_ready(f"{base}/healthz", timeout=60))
+        drained = asyncio.run(wait_drained(base, args.drain_timeout))
+    return filled, drained
+
+
+def print_table(results: dict[str, list[Step]]) -> dict[str, int]:
+    """The per-rate table; returns each target's sustained rate (0: none)."""
+    print(
+        f"{'target':<18}{'rate/s':>8}{'sent':>7}{'ack p50 ms':>12}{'ack p99 ms':>12}"
+        f"{'non-200':>9}{'client late p99 ms':>20}{'backlog':>9}  sustained"
+    )
+    sustained: dict[str, int] = {}
+    for name, steps in results.items():
+        sustained[name] = max((s.rate for s in steps if s.sustained), default=0)
+        for s in steps:
+            left = "-" if s.backlog is None else str(s.backlog)
+            print(
+                f"{name:<18}{s.rate:>8}{s.sent:>7}{s.p50:>12.1f}{s.p99:>12.1f}{s.failed:>9}"
+                f"{s.late_p99:>20.1f}{left:>9}  {'yes' if s.sustained else 'no'}"
+            )
+    return sustained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=[250, 500, 1000, 1500, 2000, 3000],
+        help="rising request rates, comma-separated",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="load time per rate")
+    parser.add_argument("--settle", type=float, default=30.0, help="max wait for a drain")
+    parser.add_argument(
+        "--log-level", default="info", help="eventrouter's --log-level (its default: info)"
+    )
+    parser.add_argument("--backlog", type=int, default=100_000, help="deliveries to drain")
+    parser.add_argument("--drain-timeout", type=float, default=150.0)
+    parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument(
+        "--targets", default="csv,http,flask", help="which of csv, http, flask to load"
+    )
+    args = parser.parse_args()
+    targets = args.targets.split(",")
+
+    results: dict[str, list[Step]] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for sink in ("csv", "http"):
+            if sink in targets:
+                print(f"eventrouter, {sink} sink", file=sys.stderr)
+                results[f"eventrouter {sink}"] = measure_eventrouter(tmp, args, sink)
+        if "flask" in targets:
+            print("flask baseline (gunicorn -w 2)", file=sys.stderr)
+            (tmp / "signer").mkdir()
+            signer = load_config(write_config(tmp / "signer", 0, sink="csv"), installed_types())
+            results["flask baseline"] = measure_flask(tmp, args, signer)
+        drain = None if args.skip_drain else measure_drain(tmp, args)
+
+    print(
+        f"\nend-to-end benchmark: open-loop load, {args.seconds:.0f}s per rate, distinct signed"
+        f" Altur on_call_end events; eventrouter --log-level {args.log_level}, SQLite store,"
+        " default delivery options"
+    )
+    print(f"machine: {os.cpu_count()} cores shared by the load client and the servers")
+    sustained = print_table(results)
+    print(f"sustained rate (backlog < 1 s of events, p99 ack < {P99_LIMIT_MS:.0f} ms):")
+    for name, rate in sustained.items():
+        print(f"  {name:<18}{rate:>6}/s")
+    baseline = sustained.get("flask baseline")
+    for sink in ("csv", "http"):
+        mine = sustained.get(f"eventrouter {sink}")
+        if baseline and mine is not None:
+            print(f"eventrouter {sink} / flask baseline: {mine / baseline:.2f}x (target >= 2x)")
+    if drain is not None:
+        filled, drained = drain
+        if drained is None:
+            print(
+                f"drain: {args.backlog:,} pending CSV deliveries not drained in {args.drain_timeout:.0f}s"
+            )
+        else:
+            print(
+                f"drain: {args.backlog:,} pending CSV deliveries (filled in {filled:.0f}s) drained in"
+                f" {drained:.1f}s: {args.backlog / drained:,.0f} events/s (target >= 20,000)"
+            )
+
+
+if __name__ == "__main__":
+    main()
