@@ -44,10 +44,10 @@ lint: $(STAMP)
 test: $(STAMP) redis-server lint
 	$(BIN)/python -m pytest
 
-# the benchmarks' own extra (Flask and gunicorn, for the baseline receiver of bench/endtoend.py)
+# the benchmarks' own extra (Flask and gunicorn for bench/endtoend.py's baseline, py-spy)
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP) setup.cfg
-	@echo "installing the benchmarks' extra (Flask, gunicorn) into $(VENV)"
+	@echo "installing the benchmarks' extra (Flask, gunicorn, py-spy) into $(VENV)"
 	@$(PIP) install $(BUILD) -e '.[bench]'
 	@touch $@
 
