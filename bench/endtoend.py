@@ -39,7 +39,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+import ingest
 from ingest import BARE_APP, cpu_seconds, free_port, serve_command, start, stop, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -88,31 +88,15 @@ class Step:
 
 
 def write_config(directory: Path, port: int, *, sink: str, endpoint: str = "") -> Path:
-    """eventrouter.toml: the altur source on a SQLite store, routed to one ``csv`` or ``http``
-    sink (with default delivery options: what an operator gets without tuning)."""
-    sink_table = (
+    """bench/ingest.py's config with the altur source, routed to one ``csv`` or ``http`` sink
+    (default delivery options: what an operator gets without tuning)."""
+    source = f'plugin = "altur"\nsecrets = ["{SECRET}"]'
+    table = (
         'plugin = "csv"\ndirectory = "archive"'
         if sink == "csv"
         else f'plugin = "http"\nurl = "{endpoint}"'
     )
-    config = directory / "eventrouter.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            [server]
-            port = {port}
-            [store]
-            path = "eventrouter.db"
-            [sources.altur]
-            plugin = "altur"
-            secrets = ["{SECRET}"]
-            [sinks.out]
-            """
-        )
-        + sink_table
-        + '\n[[routes]]\nsinks = ["out"]\n'
-    )
-    return config
+    return ingest.write_config(directory, port, source=source, sink=table)
 
 
 def bodies(count: int, tag: str) -> Iterator[bytes]:
@@ -125,7 +109,7 @@ def bodies(count: int, tag: str) -> Iterator[bytes]:
 
 def signed_requests(config: Config, count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
     """``count`` requests signed by the configured altur source itself."""
-    source = config.sources["altur"]
+    source = config.sources["bench"]
     signed = []
     for body in bodies(count, tag):
         data, signature = sign_request(source, body)
@@ -267,7 +251,7 @@ def measure_eventrouter(tmp: Path, args: argparse.Namespace, sink: str) -> list[
             asyncio.run(wait_ready(f"http://127.0.0.1:{endpoint_port}/"))
         with eventrouter(directory, args, sink=sink, endpoint=url) as (base, config, _):
             return run_rates(
-                f"eventrouter {sink}", base, "/hooks/altur", config, args, has_queue=True
+                f"eventrouter {sink}", base, "/hooks/bench", config, args, has_queue=True
             )
     finally:
         if endpoint is not None:
@@ -300,14 +284,14 @@ def measure_flask(tmp: Path, args: argparse.Namespace, config: Config) -> list[S
 async def fill(config: Config, count: int) -> float:
     """``count`` events, each with a pending delivery to ``out``, written by the store's own
     ``ingest`` (concurrent calls share commits, as under load); seconds taken."""
-    source = config.sources["altur"]
+    source = config.sources["bench"]
     store = create_store(config.store, base_dir=config.base_dir)
     await store.open()
     started = time.monotonic()
     try:
         chunk: list[Any] = []
         for body in bodies(count, "drain"):
-            chunk.append(store.ingest(source.parse(WebhookRequest(body=body)), ["out"]))
+            chunk.append(store.ingest(source.parse(WebhookRequest(body=body)), ["forward"]))
             if len(chunk) == 1000:
                 await asyncio.gather(*chunk)
                 chunk = []
