@@ -13,16 +13,20 @@ one after the other, each on 127.0.0.1 in its own temporary directory:
 For each rate: ack p50/p99, non-200 answers, the client's own lateness (how far behind its
 schedule it started requests: if that is large the client, not the server, was the limit), and
 the backlog (pending + in-flight deliveries, from ``/metrics``) when the load stops. Before the
-next rate the backlog must drain (at most ``--settle`` seconds), or the run stops rising. A rate
-is *sustained* when its backlog at the end is under one second's worth of events and its p99 ack
+next rate the backlog must drain (at most ``--settle`` seconds), or the run stops rising; two
+rates missed in a row stop it too. A second at the lowest rate warms each target up. A rate is
+*sustained* when its backlog at the end is under one second's worth of events and its p99 ack
 is under 50 ms; each target's sustained rate is the highest such rate.
 
 Then the drain: a store is filled with ``--backlog`` pending CSV deliveries through the store's
 own ``ingest`` (as the server writes them), ``eventrouter serve`` is started on it, and the time
-until the backlog is empty gives the drain rate.
+until the backlog is empty (or what was delivered by ``--drain-timeout``) gives the drain rate.
+With ``--profile FILE``, py-spy samples the draining server: how busy each thread was, and where
+the event loop's busy time went.
 
     python bench/endtoend.py [--rates 100,200,300,500,750,1000,1500,2000] [--seconds 5]
                              [--log-level info] [--backlog 100000] [--skip-drain]
+                             [--targets csv,http,flask] [--profile FILE]
 
 About four to five minutes with the defaults on an idle 2-core machine. Needs the ``bench``
 extra (``make bench`` installs it). The server's log goes to a file, as in production.
@@ -196,7 +200,8 @@ def run_rates(
     *,
     has_queue: bool,
 ) -> list[Step]:
-    """Every rate of ``args.rates`` in turn, until one is not sustained or does not drain."""
+    """Every rate of ``args.rates`` in turn, until two in a row are not sustained or one does
+    not drain."""
     steps: list[Step] = []
     asyncio.run(wait_ready(f"{base}/healthz" if has_queue else base, timeout=60))
     # a second at the lowest rate first, not counted: connections, caches and files warm up
@@ -290,7 +295,7 @@ def measure_flask(tmp: Path, args: argparse.Namespace, config: Config) -> list[S
 
 
 async def fill(config: Config, count: int) -> float:
-    """``count`` events, each with a pending delivery to ``out``, written by the store's own
+    """``count`` events, each with a pending delivery to ``forward``, written by the store's own
     ``ingest`` (concurrent calls share commits, as under load); seconds taken."""
     source = config.sources["bench"]
     store = create_store(config.store, base_dir=config.base_dir)
