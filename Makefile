@@ -44,8 +44,16 @@ lint: $(STAMP)
 test: $(STAMP) redis-server lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+# the benchmarks' own extra (Flask and gunicorn for bench/endtoend.py's baseline, py-spy)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) setup.cfg
+	@echo "installing the benchmarks' extra (Flask, gunicorn, py-spy) into $(VENV)"
+	@$(PIP) install $(BUILD) -e '.[bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/endtoend.py
 
 # dist/ then installs anywhere without an index for eventrouter's own packages:
 #   pip install --find-links dist 'eventrouter[redis]' eventrouter-slack

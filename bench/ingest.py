@@ -57,38 +57,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_command(config: Path) -> list[str]:
-    """``eventrouter serve`` on ``config``, as every benchmark runs it (warnings only)."""
-    config_args = ["--config", str(config), "--log-level", "warning"]
+def serve_command(config: Path, *, log_level: str = "warning") -> list[str]:
+    """``eventrouter serve`` on ``config``, as every benchmark runs it (warnings only unless
+    ``log_level`` says otherwise)."""
+    config_args = ["--config", str(config), "--log-level", log_level]
     return [sys.executable, "-m", "eventrouter", "serve", *config_args]
 
 
-def write_config(directory: Path, port: int, bare_port: int, *, deliver: bool) -> Path:
-    """The benchmark's eventrouter.toml: one Standard Webhooks source on a SQLite store, and
-    with ``deliver`` an ``http`` sink posting every event to the bare app on ``bare_port``."""
+def write_config(
+    directory: Path,
+    port: int,
+    bare_port: int = 0,
+    *,
+    deliver: bool = False,
+    source: str | None = None,
+    sink: str | None = None,
+) -> Path:
+    """The benchmark's eventrouter.toml: one source ``bench`` on a SQLite store, a Standard
+    Webhooks source unless ``source`` gives the table's lines; with ``deliver`` an ``http`` sink
+    posting every event to the bare app on ``bare_port``, or the sink whose lines ``sink`` gives."""
+    source = source or f'plugin = "standard-webhooks"\nsecrets = ["{SECRET}"]'
+    if deliver and sink is None:
+        url = f"http://127.0.0.1:{bare_port}/deliveries"
+        sink = f'plugin = "http"\nurl = "{url}"\ndelivery = {{ concurrency = 16 }}'
+    text = f'[server]\nport = {port}\n[store]\npath = "bench.db"\n[sources.bench]\n{source}\n'
+    if sink is not None:
+        text += f'[sinks.forward]\n{sink}\n[[routes]]\nsinks = ["forward"]\n'
     config = directory / "bench.toml"
-    text = textwrap.dedent(
-        f"""
-        [server]
-        port = {port}
-        [store]
-        path = "bench.db"
-        [sources.bench]
-        plugin = "standard-webhooks"
-        secrets = ["{SECRET}"]
-        """
-    )
-    if deliver:
-        text += textwrap.dedent(
-            f"""
-            [sinks.forward]
-            plugin = "http"
-            url = "http://127.0.0.1:{bare_port}/deliveries"
-            delivery = {{ concurrency = 16 }}
-            [[routes]]
-            sinks = ["forward"]
-            """
-        )
     config.write_text(text)
     return config
 

@@ -9,7 +9,7 @@ costs, start-up and shutdown cancelling out. Same requests, same client code as
 ``bench/ingest.py``; about two minutes in all (everything runs some 50 times slower under
 valgrind). Needs valgrind (Debian: ``apt-get install valgrind``).
 
-    python bench/instructions.py [--small 300] [--large 1300]
+    python bench/instructions.py [--small 300] [--large 1300] [--log-level warning]
 
 Two counts per server: every thread, and the event loop's thread alone. The bare app has one
 thread; eventrouter's store commits (the fsync) and checkpoints on helper threads, which run
@@ -104,6 +104,9 @@ def main() -> None:
     )
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--large", type=int, default=1300)
+    parser.add_argument(
+        "--log-level", default="warning", help="eventrouter's --log-level (serve's default: info)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -115,11 +118,12 @@ def main() -> None:
         bare = [sys.executable, "-c", BARE_APP, str(bare_port)]
         bare_cost = per_request(bare, bare_port, args.small, args.large, workdir, "bare")
         config = write_config(workdir, er_port, bare_port, deliver=False)
-        er_cost = per_request(serve_command(config), er_port, args.small, args.large, workdir, "er")
+        command = serve_command(config, log_level=args.log_level)
+        er_cost = per_request(command, er_port, args.small, args.large, workdir, "er")
 
     print(
         f"\ninstructions per request (callgrind; {args.large} minus {args.small} requests,"
-        " concurrency 16)"
+        f" concurrency 16; eventrouter --log-level {args.log_level})"
     )
     print(f"{'server':<14}{'every thread':>16}{'event loop thread':>20}")
     for name, (every, main_thread) in (("bare aiohttp", bare_cost), ("eventrouter", er_cost)):

@@ -22,8 +22,13 @@ _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s+(\S.*?)\s*$", re.S)
 #: the end of a text that starts a secret this long is a secret cut short (an answer a sink
 #: shortened to 200 characters before raising): masked too
 CUT_LENGTH = 8
-#: what only an encoded form of a secret holds: the literal pattern is enough without them
-_ENCODING_MARKS = ("%", "+", "\\")
+#: LogRecord attributes the filter's field walk skips: ``msg`` (rendered and masked first) and
+#: those logging fills in from the code (logger name, file, function, thread, level), never a
+#: sender's text. A traceback or stack and every ``extra`` field are still searched.
+_SKIPPED_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) - {
+    "exc_text",
+    "stack_info",
+}
 
 
 def secret_forms(value: str) -> Iterator[str]:
@@ -112,6 +117,8 @@ class Redactor:
             reverse=True,
         )
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+        #: a text shorter than every secret form holds none (an encoded form is never shorter)
+        self._shortest = len(values[-1]) if values else 0
         self._encoded = (
             re.compile("|".join("".join(map(_encoded_char, value)) for value in values))
             if values
@@ -132,7 +139,10 @@ class Redactor:
         """
         if self._pattern is None or self._encoded is None or not text:
             return text
-        if any(mark in text for mark in _ENCODING_MARKS):
+        if len(text) < self._shortest and not cut:
+            return text
+        # what only an encoded form of a secret holds: the literal pattern is enough without them
+        if "%" in text or "+" in text or "\\" in text:
             text = self._encoded.sub(MASK, text)
         else:
             text = self._pattern.sub(MASK, text)
@@ -168,9 +178,12 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             text = self.format_exception(record.exc_info)
             record.exc_text = self.redactor(text)
-        # every string field: extras such as aiohttp's access-log ``first_request_line`` carry
-        # the query string, where a token may be (Exotel's ?token=)
-        for key, value in list(record.__dict__.items()):
-            if isinstance(value, str) and key != "msg":
-                setattr(record, key, self.redactor(value))
+        # every string field but those logging takes from the code: extras such as aiohttp's
+        # access-log ``first_request_line`` carry the query string, where a token may be
+        # (Exotel's ?token=)
+        fields = record.__dict__
+        for key in fields.keys() - _SKIPPED_FIELDS:
+            value = fields[key]
+            if isinstance(value, str):
+                fields[key] = self.redactor(value)
         return True
