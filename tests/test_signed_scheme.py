@@ -50,7 +50,7 @@ def secrets_for(draw: st.DrawFn, encoding: str) -> str:
         return draw(
             st.text(
                 st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=20
-            )
+            ).filter(str.strip)  # a blank secret is refused (eventrouter.Secret)
         )
     key = draw(st.binary(min_size=1, max_size=64))
     if encoding == "hex":

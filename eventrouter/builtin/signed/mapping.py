@@ -29,7 +29,7 @@ from eventrouter.events import (
     CampaignStatus,
     Contact,
 )
-from eventrouter.payload import Payload, email_address, parse_timestamp, phone_e164
+from eventrouter.payload import Payload, email_address
 
 __all__ = [
     "CallMapping",
@@ -121,43 +121,42 @@ def header_only(expression: Expression) -> str | None:
 
 @frozen
 class Values:
-    """Mapped values of one request, read as the normalised model's types (PayloadError naming
-    ``prefix.name`` when a value cannot be one)."""
+    """Mapped values of one request, read as the normalised model's types through the core's
+    :class:`Payload` (PayloadError naming ``prefix.name`` when a value cannot be one)."""
 
     found: Mapping[str, Any]
     prefix: str
     naive_tz: tzinfo
     phone_region: str | None
 
+    @property
+    def _payload(self) -> Payload:
+        # text_values: a form body's numbers arrive as text, and JMESPath passes them on
+        return Payload(
+            self.found,
+            path=self.prefix,
+            naive_tz=self.naive_tz,
+            phone_region=self.phone_region,
+            text_values=True,
+        )
+
     def text(self, name: str) -> str | None:
-        return Payload(self.found, path=self.prefix).text(name, numbers=True)
+        return self._payload.text(name, numbers=True)
 
     def phone(self, name: str) -> str | None:
-        return phone_e164(self.found.get(name), default_region=self.phone_region)
+        return self._payload.phone(name)
 
     def time(self, name: str) -> datetime | None:
-        value = self.found.get(name)
         try:
-            return parse_timestamp(value, field=f"{self.prefix}.{name}", naive_tz=self.naive_tz)
+            return self._payload.timestamp(name)
         except PayloadError:
-            rfc2822 = _rfc2822(value)
+            rfc2822 = _rfc2822(self.found.get(name))
             if rfc2822 is None:
                 raise
             return rfc2822
 
     def integer(self, name: str) -> int | None:
-        value = self.found.get(name)
-        if value is None or value == "":
-            return None
-        try:
-            number = float(value)
-            if isinstance(value, bool) or number != int(number):
-                raise ValueError
-            return int(number)
-        except (TypeError, ValueError, OverflowError):
-            raise PayloadError(
-                f"expected a whole number, got {value!r}", field=f"{self.prefix}.{name}"
-            ) from None
+        return self._payload.integer(name)
 
     def choice(self, name: str, vocabulary: type[E]) -> E | None:
         """The vocabulary's member the provider's word names (``no-answer`` is ``no_answer``)."""
