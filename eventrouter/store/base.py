@@ -14,7 +14,6 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from datetime import datetime
-
 from typing import TYPE_CHECKING, ClassVar
 
 from attrs import frozen

@@ -34,7 +34,6 @@ from eventrouter.store.base import (
     StoredEvent,
     Trigger,
 )
-from eventrouter.store.sqlite_schema import migrate
 from eventrouter.store.sqlite_query import (
     attempt_row,
     count_deliveries,
@@ -43,6 +42,7 @@ from eventrouter.store.sqlite_query import (
     index_values,
     list_attempts,
 )
+from eventrouter.store.sqlite_schema import migrate
 
 if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter

@@ -123,7 +123,7 @@ def find_events(
     source, condition, params = _clauses(where, after)
     received, key = _keys(where)
     rows = conn.execute(
-        f"SELECT DISTINCT {received}, {key}, e.body {source} {condition}"  # noqa: S608 - constants
+        f"SELECT DISTINCT {received}, {key}, e.body {source} {condition}"
         f" ORDER BY {received} DESC, {key} DESC LIMIT ?",
         (*params, limit),
     ).fetchall()
@@ -137,7 +137,7 @@ def find_deliveries(
     source, condition, params = _clauses(where, after)
     received, key = _keys(where)
     events = conn.execute(
-        f"SELECT DISTINCT {received}, {key} {source} {condition}"  # noqa: S608 - constants
+        f"SELECT DISTINCT {received}, {key} {source} {condition}"
         f" ORDER BY {received} DESC, {key} DESC LIMIT ?",
         (*params, limit),
     ).fetchall()
@@ -162,7 +162,7 @@ def count_deliveries(conn: sqlite3.Connection, where: EventFilter) -> dict[str, 
     if not _by_delivery(where):
         source = f"{source} JOIN deliveries d ON d.event_id = e.id"
     rows = conn.execute(
-        f"SELECT d.sink, COUNT(*) {source} {condition} GROUP BY d.sink",  # noqa: S608 - constants
+        f"SELECT d.sink, COUNT(*) {source} {condition} GROUP BY d.sink",
         params,
     ).fetchall()
     return {sink: count for sink, count in rows}
