@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter
 
 __all__ = [
-    "EXCERPT_LIMIT",
     "LOST_WORKER",
     "Attempt",
     "AttemptOutcome",
@@ -61,10 +60,6 @@ class AttemptOutcome(enum.StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     LOST = "lost"
-
-
-#: the longest response excerpt an attempt keeps (characters)
-EXCERPT_LIMIT = 2048
 
 
 @frozen(kw_only=True)
