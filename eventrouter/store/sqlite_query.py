@@ -12,7 +12,6 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eventrouter.events import Event
 from eventrouter.query import Cursor
 from eventrouter.store.base import Attempt, AttemptOutcome, Trigger
 
@@ -24,23 +23,8 @@ __all__ = [
     "count_deliveries",
     "find_deliveries",
     "find_events",
-    "index_values",
     "list_attempts",
 ]
-
-
-def index_values(event: Event) -> tuple[str | None, ...]:
-    """The indexed columns of ``event``: idempotency key, contact phone, contact email
-    (lowercased), call id, campaign id."""
-    data = event.data
-    contact, call, campaign = data.contact, data.call, data.campaign
-    return (
-        event.idempotency_key,
-        contact.phone if contact else None,
-        contact.email.lower() if contact and contact.email else None,
-        call.id if call else None,
-        campaign.id if campaign else None,
-    )
 
 
 def attempt_row(event_id: str, attempt: Attempt) -> tuple[Any, ...]:
