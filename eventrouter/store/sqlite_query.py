@@ -156,7 +156,7 @@ def list_attempts(conn: sqlite3.Connection, event_id: str) -> list[Attempt]:
     """Every attempt of the event's deliveries, oldest first."""
     rows = conn.execute(
         "SELECT sink, number, started_at, duration, outcome, trigger, status, error,"
-        " response_excerpt FROM attempts WHERE event_id = ? ORDER BY started_at, rowid",
+        " response_excerpt FROM attempts WHERE event_id = ? ORDER BY rowid",
         (event_id,),
     ).fetchall()
     return [
