@@ -61,7 +61,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -340,12 +340,13 @@ class RedisStore(Store):
     async def _check_layout(self, client: Redis) -> None:
         """Refuse keys written by a newer release; index the events of an older one (layout 0)."""
         with _unavailable(f"layout check at {self.where}"):
-            raw = await client.get(self.keys.layout)
-            if raw is None:
+            stored = await client.get(self.keys.layout)
+            if stored is None:
                 if await client.exists(self.keys.events_log):
                     await self._index_existing(client)
                 await client.set(self.keys.layout, LAYOUT_VERSION, nx=True)
                 return
+        raw = _text(stored)
         try:
             version = int(raw)
         except ValueError:
@@ -812,15 +813,18 @@ class RedisStore(Store):
         low = number(where.since.timestamp()) if where.since is not None else "-inf"
         while True:
             with _unavailable("read"):
-                rows = await client.zrange(
+                reply = await client.zrange(
                     index, high, low, desc=True, byscore=True, offset=0, num=PAGE, withscores=True
                 )
+            # the client's annotations cover every reply shape: this one is (member, score) pairs
+            pairs = cast("list[tuple[bytes | str, float]]", reply)
+            rows = [(_text(eid), float(score)) for eid, score in pairs]
             fresh = [
-                (str(eid), float(score))
+                (eid, score)
                 for eid, score in rows
                 if last is None
                 or score < last.received_at
-                or (score == last.received_at and str(eid) < last.event_id)
+                or (score == last.received_at and eid < last.event_id)
             ]
             if fresh:
                 with _unavailable("read"):
@@ -836,7 +840,7 @@ class RedisStore(Store):
                 last = Cursor(score, eid)
                 high = number(score)
             elif rows:  # a page of ties at the cursor's time, all seen: step below that time
-                high = f"({number(float(rows[-1][1]))}"
+                high = f"({number(rows[-1][1])}"
             if len(rows) < PAGE:
                 return
 
@@ -888,7 +892,8 @@ class RedisStore(Store):
     async def last_heartbeat(self) -> datetime | None:
         with _unavailable("read"):
             client = await self._connected()
-            alive = await client.zrangebyscore(self.keys.heartbeats, number(time.time()), "+inf")
+            reply = await client.zrangebyscore(self.keys.heartbeats, number(time.time()), "+inf")
+            alive = [_text(worker) for worker in cast("list[bytes | str]", reply)]
             if not alive:
                 return None
             seen = await client.hmget(self.keys.heartbeats_seen, alive)
