@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from eventrouter.events import Event
     from eventrouter.metrics import Metrics
     from eventrouter.operator_events import OperatorEvents
-    from eventrouter.store.base import Delivery, Store
+    from eventrouter.store.base import Attempt, Delivery, Store
 
 __all__ = [
     "DEFAULT_CIRCUIT_FAILURES",
@@ -356,14 +356,21 @@ class SinkGate:
         return False
 
     async def requeue(
-        self, delivery: Delivery, *, at: datetime, error: str, held_back: bool
+        self,
+        delivery: Delivery,
+        *,
+        at: datetime,
+        error: str,
+        held_back: bool,
+        attempt: Attempt | None = None,
     ) -> None:
         """Make a failed delivery pending again at ``at``: counted, or, while the circuit is not
-        closed (``held_back``: ``at`` is now), not counted (claimed when the circuit closes)."""
+        closed (``held_back``: ``at`` is now), not counted (claimed when the circuit closes).
+        Either way ``attempt`` joins the delivery's history."""
         if held_back:
-            await self.store.release(delivery, at=at, error=error)
+            await self.store.release(delivery, at=at, error=error, attempt=attempt)
         else:
-            await self.store.retry_later(delivery, at=at, error=error)
+            await self.store.retry_later(delivery, at=at, error=error, attempt=attempt)
 
     # -- shared state ----------------------------------------------------------------------
 

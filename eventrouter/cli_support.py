@@ -14,6 +14,7 @@ import click
 from eventrouter.config import Config, StoreAccess, load_config, load_store_access
 from eventrouter.errors import ConfigError, StoreUnavailable
 from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.query import QueryError
 from eventrouter.store import Store, create_store
 
 # the underscore names are the CLI modules' own, not API: they keep the names cli.py had
@@ -112,6 +113,8 @@ def _with_store(config: StoreAccess, action: Callable[[Store], Awaitable[T]]) ->
             ) from None
         try:
             return await action(store)
+        except QueryError as exc:  # a filter this store cannot answer, named as its option
+            raise click.ClickException(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
         finally:
             await store.close()
 

@@ -160,7 +160,7 @@ sinks = ["fwd"]
     assert "evt_1 -> fwd (invoice.paid, 1 attempt): HTTP 410: gone" in result.output
     result = run("replay", "evt_2", "--config", str(config), "--sink", "other")
     assert (result.exit_code, result.stdout.strip()) == (0, "event evt_2 queued for 1 sink")
-    result = run("dlq", "retry", "--config", str(config))
+    result = run("dlq", "retry", "--config", str(config), "--yes")
     assert (result.exit_code, result.stdout.strip()) == (
         0,
         "1 dead letter queued for delivery again",
@@ -219,7 +219,7 @@ def test_dlq_retry_leaves_removed_sinks_and_listings_escape_control_characters(t
         assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in result.output
         assert "HTTP 500: \\x1b[31mred\\x1b[0m" in result.output
 
-    result = CliRunner().invoke(cli, ["dlq", "retry", "--config", str(config)])
+    result = CliRunner().invoke(cli, ["dlq", "retry", "--config", str(config), "--yes"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "1 dead letter queued for delivery again"
     assert "dead letters of sinks no longer configured (removed)" in result.stderr
