@@ -178,6 +178,11 @@ def _run_server(
     host = host or config.server.host
     port = config.server.port if port is None else port
     app = create_app(config, pm=pm, ingest=ingest, deliver=deliver)
+    if ingest and config.console.enabled:
+        from eventrouter.console import console_listener
+        from eventrouter.server import METRICS, STORE
+
+        app.cleanup_ctx.append(console_listener(config, store=app[STORE], metrics=app[METRICS]))
     role = (
         "receiving and delivering"
         if ingest and deliver
@@ -222,11 +227,62 @@ def _run_server(
             )
         )
     except OSError as exc:
+        from eventrouter.console import ConsoleListenError
+
+        if isinstance(exc, ConsoleListenError):
+            raise click.ClickException(str(exc)) from None
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (change [server] port or pass --port)"
         ) from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@_with_log_options
+@click.pass_context
+def console(ctx: click.Context, config_path: Path, log_format: str, log_level: str) -> None:
+    """Run the operator console alone (next to Redis workers); see README "Console"."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from eventrouter.console import create_console_app
+    from eventrouter.logs import setup_logging
+    from eventrouter.redact import Redactor
+    from eventrouter.serving import serve as serve_app
+
+    config, _ = _load(config_path)
+    setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
+    host, port = config.console.host, config.console.port
+
+    def started(bound: int) -> None:
+        logging.getLogger("eventrouter").info("console at http://%s:%d", host, bound)
+
+    try:
+        asyncio.run(
+            serve_app(
+                create_console_app(config),
+                host=host,
+                port=port,
+                shutdown_timeout=2.0,
+                header_timeout=float(config.server.header_timeout),
+                max_connections=config.server.max_connections,
+                on_started=started,
+            )
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"console: cannot listen on {host}:{port}: {exc.strerror or exc} (change [console] port)"
+        ) from None
+
+
+@console.command("hash-password")
+@click.password_option("--password", help="The password (asked for when not given).")
+def hash_password(password: str) -> None:
+    """Print a hash of a password for [console.users.NAME] password_hash."""
+    from eventrouter.console import hash_password as make_hash
+
+    click.echo(make_hash(password))
 
 
 @cli.command()

@@ -1,0 +1,234 @@
+"""The console's JSON API: every endpoint, filter, role and refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.console_harness import (
+    OPERATOR_TOKEN,
+    VIEWER_TOKEN,
+    Console,
+    console_document,
+    start_console,
+)
+
+
+@pytest.fixture
+async def console(make_router):
+    console = await start_console(make_router, console_document())
+    yield console
+    await console.client.close()
+
+
+async def test_events_list_filters_and_detail(console: Console):
+    paid = await console.ingest("invoice.paid", id=1, amount=1200)
+    order = await console.ingest("order.created", id=2)
+    status, body = await console.get_json("/api/events")
+    assert status == 200
+    assert [e["id"] for e in body["events"]] == [order, paid]
+    status, body = await console.get_json("/api/events", type="invoice.*")
+    assert [e["id"] for e in body["events"]] == [paid]
+    assert body["filters"] == {"type": "invoice.*"}
+    status, body = await console.get_json("/api/events", source="nope")
+    assert body["events"] == []
+    await console.settled(paid)
+    status, body = await console.get_json(f"/api/events/{paid}")
+    assert status == 200
+    assert body["raw"]["data"] == {"id": 1, "amount": 1200}
+    assert [(d["sink"], d["state"], d["attempts"]) for d in body["deliveries"]] == [
+        ("good", "done", 1)
+    ]
+
+
+async def test_bad_parameters_and_unknown_ids_are_json_4xx(console: Console):
+    status, body = await console.get_json("/api/events", limit="0")
+    assert (status, body["error"], body["parameter"]) == (400, "invalid_parameter", "limit")
+    status, body = await console.get_json("/api/events", colour="red")
+    assert (status, body["parameter"]) == (400, "colour")
+    status, body = await console.get_json("/api/events/evt_missing")
+    assert (status, body["error"]) == (404, "not_found")
+    status, body = await console.get_json("/api/nothing-here")
+    assert (status, body["error"]) == (404, "not_found")
+    status, body = await console.post_json("/api/events/evt_missing/replay")
+    assert status == 404
+    async with console.client.post(
+        "/api/dead-letters/retry", data="{not json", headers=console.bearer()
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["parameter"] == "body"
+
+
+async def test_replay_queues_the_event_again_for_its_sinks_or_one(console: Console):
+    paid = await console.ingest("invoice.paid", id=1)
+    await console.settled(paid)
+    status, body = await console.post_json(f"/api/events/{paid}/replay")
+    assert (status, body) == (200, {"event_id": paid, "sinks": ["good"], "queued": 1})
+    status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": ["flaky"]})
+    assert (status, body["sinks"]) == (200, ["flaky"])
+    status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": ["gone"]})
+    assert (status, body["parameter"]) == (400, "sink")
+    status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": "good"})
+    assert (status, body["parameter"]) == (400, "sinks")
+
+
+async def test_dead_letters_grouped_then_retry_plan_then_run(console: Console):
+    orders = [await console.ingest("order.created", id=n) for n in range(3)]
+    for event_id in orders:
+        await console.settled(event_id)
+    status, body = await console.get_json("/api/dead-letters")
+    assert status == 200
+    [group] = body["groups"]
+    assert (group["sink"], group["count"]) == ("flaky", 3)
+    assert group["reason"] == "recording sink refused attempt #"
+    status, body = await console.post_json("/api/dead-letters/retry", {"sink": "flaky"})
+    assert (status, body) == (200, {"plan": {"by_sink": {"flaky": 3}, "total": 3}})
+    status, body = await console.get_json("/api/dead-letters")
+    assert body["total"] == 3, "a plan changes nothing"
+    status, body = await console.post_json(
+        "/api/dead-letters/retry", {"sink": "flaky", "confirm": True}
+    )
+    assert (status, body) == (200, {"retried": {"by_sink": {"flaky": 3}, "total": 3}})
+    status, body = await console.post_json("/api/dead-letters/retry", {"sink": "nope"})
+    assert (status, body["parameter"]) == (400, "sink")
+    status, body = await console.post_json("/api/dead-letters/retry", {"confirm": "yes"})
+    assert (status, body["parameter"]) == (400, "confirm")
+
+
+async def test_sources_sinks_and_routes_never_show_a_secret(console: Console):
+    _, body = await console.get_json("/api/sources")
+    assert body == {
+        "sources": [
+            {
+                "name": "demo",
+                "type": "standard-webhooks",
+                "path": "/hooks/demo",
+                "url": "http://127.0.0.1:8080/hooks/demo",
+            }
+        ]
+    }
+    _status, body = await console.get_json("/api/sinks")
+    assert [s["name"] for s in body["sinks"]] == ["good", "flaky"]
+    assert body["sinks"][0]["max_attempts"] == 1
+    _, body = await console.get_json("/api/routes")
+    assert body["routes"][0] == {
+        "sources": ["*"],
+        "types": ["invoice.*"],
+        "filter": None,
+        "sinks": ["good"],
+    }
+    for path in ("/api/sources", "/api/sinks", "/api/routes", "/api/overview", "/config"):
+        async with console.client.get(path, headers=console.bearer()) as response:
+            text = await response.text()
+            assert response.status == 200
+            for secret in (
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                OPERATOR_TOKEN,
+                VIEWER_TOKEN,
+                "scrypt$",
+            ):
+                assert secret not in text, (path, secret)
+
+
+async def test_overview_counts_queues_and_requests(console: Console):
+    paid = await console.ingest("invoice.paid", id=1)
+    order = await console.ingest("order.created", id=2)
+    await console.settled(paid)
+    await console.settled(order)
+    status, body = await console.get_json("/api/overview")
+    assert status == 200
+    assert body["sinks"] == [
+        {"name": "good", "pending": 0, "inflight": 0, "dead": 0},
+        {"name": "flaky", "pending": 0, "inflight": 0, "dead": 1},
+    ]
+    assert body["sources"][0]["requests"] == {"accepted": 2.0}
+
+
+async def test_nobody_gets_401_and_a_wrong_token_too(console: Console):
+    async with console.client.get("/api/events") as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == "unauthorized"
+    status, _ = await console.get_json("/api/events", token="wrong-token-0123456789")
+    assert status == 401
+    async with console.client.get("/events", allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/login?next=/events"
+
+
+async def test_a_viewer_reads_but_may_not_act(console: Console):
+    paid = await console.ingest("invoice.paid", id=1)
+    status, _ = await console.get_json(f"/api/events/{paid}", token=VIEWER_TOKEN)
+    assert status == 200
+    status, body = await console.post_json(f"/api/events/{paid}/replay", token=VIEWER_TOKEN)
+    assert (status, body["error"]) == (403, "forbidden")
+    status, body = await console.post_json(
+        "/api/dead-letters/retry", {"confirm": True}, token=VIEWER_TOKEN
+    )
+    assert status == 403
+
+
+async def _login(console: Console, name: str, password: str) -> int:
+    async with console.client.post(
+        "/login",
+        data={"name": name, "password": password, "next": "/events"},
+        allow_redirects=False,
+    ) as response:
+        return response.status
+
+
+async def test_login_sets_a_strict_httponly_cookie_and_refuses_a_wrong_password(console: Console):
+    assert await _login(console, "alice", "wrong") == 401
+    assert await _login(console, "nobody", "alice-password") == 401
+    async with console.client.post(
+        "/login",
+        data={"name": "alice", "password": "alice-password", "next": "//evil.example/"},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/"
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Secure" not in cookie
+    async with console.client.get("/api/events") as response:
+        assert response.status == 200
+
+
+async def test_actions_with_a_session_need_the_csrf_token(console: Console):
+    paid = await console.ingest("invoice.paid", id=1)
+    assert await _login(console, "alice", "alice-password") == 303
+    status, body = await console.post_json(f"/api/events/{paid}/replay", token=None)
+    assert (status, body["error"]) == (403, "csrf")
+    async with console.client.post(
+        f"/events/{paid}/replay", data={"sink": "good"}, allow_redirects=False
+    ) as response:
+        assert response.status == 403
+    async with console.client.get(f"/events/{paid}") as response:
+        page = await response.text()
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    status, body = await console.post_json(
+        f"/api/events/{paid}/replay", token=None, headers={"X-CSRF-Token": token}
+    )
+    assert (status, body["queued"]) == (200, 1)
+    async with console.client.post(
+        f"/events/{paid}/replay", data={"sink": "good", "csrf_token": token}, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == f"/events/{paid}?replayed=good"
+
+
+async def test_every_answer_has_a_strict_content_security_policy(console: Console):
+    async with console.client.get("/login") as response:
+        csp = response.headers["Content-Security-Policy"]
+        page = await response.text()
+    assert "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert "<script>" not in page, "no inline script"
+    async with console.client.get("/api/events", headers=console.bearer()) as response:
+        assert "Content-Security-Policy" in response.headers
+
+
+async def test_actions_are_logged_with_who_did_them(console: Console, caplog):
+    paid = await console.ingest("invoice.paid", id=1)
+    caplog.set_level("INFO", logger="eventrouter.console")
+    await console.post_json(f"/api/events/{paid}/replay")
+    assert f"console:token-1 replayed event {paid} to good" in caplog.text
