@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(sort $(dir $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench redis-server clean
+.PHONY: serve test lint bench redis-server chromium clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,19 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# The console's browser tests drive Debian's chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package) for the console's browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) redis-server lint
+test: $(STAMP) redis-server chromium lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -91,24 +91,16 @@ async def overview(request: web.Request) -> dict[str, Any]:
     return await data.overview(app[STORE], app[CONFIG], app.get(METRICS))
 
 
-async def events(request: web.Request) -> web.StreamResponse:
+async def events(request: web.Request) -> web.Response:
     app = request.app
+    common = {"sources": sorted(app[CONFIG].sources), "problem": None}
     try:
         query = data.EventQuery.from_params(request.query)
     except data.QueryProblem as exc:
-        context: dict[str, Any] = {
-            "filters": dict(request.query),
-            "events": [],
-            "problem": str(exc),
-        }
-        return render(request, "events.html", context, status=400)
+        context = {**common, "filters": dict(request.query), "events": [], "problem": str(exc)}
+        return render(request, "events.html", {**context, "stream_query": ""}, status=400)
     page = await data.events_page(app[STORE], query, app[REDACTOR])
-    context = {
-        **page,
-        "problem": None,
-        "sources": sorted(app[CONFIG].sources),
-        "stream_query": urlencode(query.as_params()),
-    }
+    context = {**common, **page, "stream_query": urlencode(query.as_params())}
     return render(request, "events.html", context)
 
 
