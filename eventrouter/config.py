@@ -631,6 +631,9 @@ def _console(table: Any, problems: list[str], secrets: set[str]) -> ConsoleConfi
     if console is None:
         return ConsoleConfig(enabled=False)
     for name, user in console.users.items():
+        # a table's values are not walked by _structure's validation: each user is checked here
+        found = list(_validate(user, f"console.users.{name}"))
+        problems.extend(found)
         if not _NAME.match(name):
             problems.append(
                 f"console.users.{name}: names may hold letters, digits, '_', '.' and '-' only"
