@@ -232,3 +232,23 @@ async def test_actions_are_logged_with_who_did_them(console: Console, caplog):
     caplog.set_level("INFO", logger="eventrouter.console")
     await console.post_json(f"/api/events/{paid}/replay")
     assert f"console:token-1 replayed event {paid} to good" in caplog.text
+
+
+def test_every_endpoint_is_documented_in_docs_api_md():
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from eventrouter.console import api
+
+    router = web.UrlDispatcher()
+    api.add_routes(router)
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    endpoints = [
+        f"{route.method} {route.resource.canonical}"
+        for route in router.routes()
+        if route.method not in ("*", "HEAD") and route.resource is not None
+    ]
+    assert len(endpoints) == 9
+    for endpoint in endpoints:
+        assert endpoint in docs, f"docs/api.md has no {endpoint}"
