@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -18,13 +20,19 @@ from typing import Any
 import pluggy
 
 from eventrouter.config import SinkSpec
-from eventrouter.errors import PermanentError, RetryableError, StoreUnavailable
+from eventrouter.errors import (
+    EXCERPT_LIMIT,
+    DeliveryError,
+    PermanentError,
+    RetryableError,
+    StoreUnavailable,
+)
 from eventrouter.events import Event
 from eventrouter.hooks import notify_observers
 from eventrouter.metrics import Metrics
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
-from eventrouter.store.base import Delivery, Store
+from eventrouter.store.base import Attempt, AttemptOutcome, Delivery, Store
 
 __all__ = ["Dispatcher", "cancel_and_wait"]
 
@@ -44,6 +52,8 @@ OUTCOME_WRITE_BACKOFF = (0.05, 1.0)
 OUTCOME_WRITE_MARGIN = 1.0
 #: default of [sinks.NAME.delivery] lease_margin (see DeliveryPolicy)
 LEASE_MARGIN = 30.0
+#: a delivering process says it is alive this often (``replay`` / ``dlq retry`` look for it)
+HEARTBEAT_INTERVAL = 10.0
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: float = 0.25) -> None:
@@ -63,6 +73,37 @@ async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 20, wait: flo
         log.error("task %s did not stop when cancelled", task.get_name())
     elif not task.cancelled():
         task.exception()  # retrieved, so asyncio does not report it as never retrieved
+
+
+class _AttemptNote:
+    """What the attempt history keeps of one attempt while it runs (issue 13)."""
+
+    def __init__(self, sink: str, delivery: Delivery, started_at: datetime, started: float) -> None:
+        self.sink = sink
+        self.delivery = delivery
+        self.started_at = started_at
+        self.started = started
+        self.status: int | None = None
+        self.excerpt: str | None = None
+
+    def answered(self, exc: DeliveryError, redactor: Redactor) -> None:
+        """Keep the status and the start of the answer the sink reported, masked."""
+        self.status = exc.status
+        if exc.response_excerpt:
+            self.excerpt = redactor(exc.response_excerpt, cut=True)[:EXCERPT_LIMIT]
+
+    def ended(self, outcome: AttemptOutcome, *, error: str | None = None) -> Attempt:
+        return Attempt(
+            sink=self.sink,
+            number=self.delivery.attempts + 1,
+            started_at=self.started_at,
+            duration=time.monotonic() - self.started,
+            outcome=outcome,
+            trigger=self.delivery.trigger,
+            status=self.status,
+            error=error,
+            response_excerpt=self.excerpt,
+        )
 
 
 class _SinkWorker:
@@ -161,6 +202,9 @@ class _SinkWorker:
         event = delivery.event
         number = delivery.attempts + 1
         started = time.monotonic()
+        # -- issue 13: attempt history
+        history = _AttemptNote(self.name, delivery, datetime.now(UTC), started)
+        # --
         store = dispatcher.store
         record_by = claimed_at + self.lease - OUTCOME_WRITE_MARGIN
         retry_after: float | None = None
@@ -178,7 +222,7 @@ class _SinkWorker:
                 lambda: store.dead_letter(delivery, error=reason, count_attempt=False),
                 delivery,
                 record_by,
-            )
+            )  # no attempt made: nothing joins the history
             await notify_observers(
                 dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
             )
@@ -190,8 +234,10 @@ class _SinkWorker:
                 await sink.deliver(event)
         except PermanentError as exc:
             error, permanent = exc.message, True
+            history.answered(exc, dispatcher.redactor)
         except RetryableError as exc:
             error, retry_after = exc.message, exc.retry_after
+            history.answered(exc, dispatcher.redactor)
         except TimeoutError:
             error = f"timed out after {policy.timeout:g}s"
         except asyncio.CancelledError:
@@ -203,7 +249,10 @@ class _SinkWorker:
             elapsed = time.monotonic() - started
             dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
-            await self._record_outcome(lambda: store.ack(delivery), delivery, record_by)
+            done = history.ended(AttemptOutcome.DONE)
+            await self._record_outcome(
+                lambda: store.ack(delivery, attempt=done), delivery, record_by
+            )
             await notify_observers(
                 dispatcher.pm,
                 "delivery_succeeded",
@@ -219,8 +268,11 @@ class _SinkWorker:
             reason = error if permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
+            dead = history.ended(AttemptOutcome.DEAD, error=error)
             await self._record_outcome(
-                lambda: store.dead_letter(delivery, error=reason), delivery, record_by
+                lambda: store.dead_letter(delivery, error=reason, attempt=dead),
+                delivery,
+                record_by,
             )
             await notify_observers(
                 dispatcher.pm,
@@ -246,8 +298,11 @@ class _SinkWorker:
             delay,
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
+        failed = history.ended(AttemptOutcome.RETRY, error=error)
         await self._record_outcome(
-            lambda: store.retry_later(delivery, at=retry_at, error=error), delivery, record_by
+            lambda: store.retry_later(delivery, at=retry_at, error=error, attempt=failed),
+            delivery,
+            record_by,
         )
         await notify_observers(
             dispatcher.pm,
@@ -335,6 +390,8 @@ class Dispatcher:
         self.watcher: asyncio.Task[None] | None = None
         #: the grace period of ``stop`` has run out: outcomes are no longer retried
         self.stopped = False
+        #: says in the store that this process delivers (issue 13)
+        self.heartbeat: asyncio.Task[None] | None = None
 
     async def start(self, context: SinkContext) -> None:
         for worker in self.workers.values():
@@ -343,6 +400,19 @@ class Dispatcher:
             worker.task = asyncio.create_task(worker.run(), name=f"sink-worker-{name}")
         if self.workers:
             self.watcher = asyncio.create_task(self._watch(), name="sink-worker-wakeups")
+            self.heartbeat = asyncio.create_task(self._beat(), name="sink-worker-heartbeat")
+
+    async def _beat(self) -> None:
+        """Leave a heartbeat in the store every HEARTBEAT_INTERVAL while delivering."""
+        me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        while True:
+            try:
+                await self.store.heartbeat(me, ttl=HEARTBEAT_INTERVAL * 3)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
+                log.debug("could not leave a heartbeat: %s", exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _watch(self) -> None:
         try:
@@ -365,6 +435,8 @@ class Dispatcher:
             worker.wakeup.set()
         if self.watcher is not None:
             await cancel_and_wait(self.watcher)
+        if self.heartbeat is not None:
+            await cancel_and_wait(self.heartbeat)
         loops = [w.task for w in self.workers.values() if w.task is not None]
         await asyncio.gather(*loops, return_exceptions=True)
         running = [task for worker in self.workers.values() for task in worker.inflight]

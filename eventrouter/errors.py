@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "EXCERPT_LIMIT",
     "AuthenticationError",
     "ConfigError",
     "DeliveryError",
@@ -58,11 +59,29 @@ class ForbiddenError(AuthenticationError):
     status = 403
 
 
-class DeliveryError(EventRouterError):
-    """Base class of the errors a sink raises from ``deliver``."""
+#: the longest response excerpt an attempt keeps (characters)
+EXCERPT_LIMIT = 2048
 
-    def __init__(self, message: str) -> None:
+
+class DeliveryError(EventRouterError):
+    """Base class of the errors a sink raises from ``deliver``.
+
+    ``status`` (the HTTP status the remote end answered) and ``response_excerpt`` (the start of
+    its answer) go into the attempt history when the sink knows them; the core masks secrets in
+    the excerpt and keeps its first 2 KiB.
+    """
+
+    status: int | None = None
+    response_excerpt: str | None = None
+
+    def __init__(
+        self, message: str, *, status: int | None = None, response_excerpt: str | None = None
+    ) -> None:
         self.message = message
+        if status is not None:
+            self.status = status
+        if response_excerpt is not None:
+            self.response_excerpt = response_excerpt
         super().__init__(message)
 
 
@@ -73,8 +92,15 @@ class RetryableError(DeliveryError):
     as a ``Retry-After`` header from the remote end would.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        response_excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, response_excerpt=response_excerpt)
         self.retry_after = retry_after
 
 

@@ -92,13 +92,26 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_for_status(status: int, *, detail: str, retry_after: str | None = None) -> DeliveryError:
+def error_for_status(
+    status: int,
+    *,
+    detail: str,
+    retry_after: str | None = None,
+    response_excerpt: str | None = None,
+) -> DeliveryError:
     """The error a sink should raise for an unsuccessful HTTP answer.
 
     408, 409, 425, 429 and 5xx are retryable (honouring ``Retry-After``); other statuses are
-    permanent: sending the same request again would fail the same way.
+    permanent: sending the same request again would fail the same way. The error carries
+    ``status`` and ``response_excerpt`` (default: ``detail``) for the attempt history.
     """
     message = f"HTTP {status}: {detail}"[:500]
+    excerpt = detail if response_excerpt is None else response_excerpt
     if status in RETRYABLE_STATUSES or status >= 500:
-        return RetryableError(message, retry_after=retry_after_seconds(retry_after))
-    return PermanentError(message)
+        return RetryableError(
+            message,
+            retry_after=retry_after_seconds(retry_after),
+            status=status,
+            response_excerpt=excerpt,
+        )
+    return PermanentError(message, status=status, response_excerpt=excerpt)

@@ -373,12 +373,12 @@ async def test_a_failed_outcome_write_is_retried_before_the_lease_ends(
     real_ack = store.ack
     failures = 3
 
-    async def flaky_ack(delivery):
+    async def flaky_ack(delivery, **kwargs):
         nonlocal failures
         if failures:
             failures -= 1
             raise StoreUnavailable("Redis ack failed: Connection reset by peer")
-        await real_ack(delivery)
+        await real_ack(delivery, **kwargs)
 
     monkeypatch.setattr(store, "ack", flaky_ack)
     _, body = await router.post("demo", {"type": "x"})
@@ -399,7 +399,7 @@ async def test_an_outcome_that_cannot_be_written_is_given_up_before_the_lease_en
     )
     tries: list[float] = []
 
-    async def broken_ack(delivery):
+    async def broken_ack(delivery, **kwargs):
         tries.append(time.monotonic())
         raise StoreUnavailable("Redis ack failed")
 

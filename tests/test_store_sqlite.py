@@ -9,7 +9,8 @@ import pytest
 
 from eventrouter.errors import StoreUnavailable
 from eventrouter.events import Event, utcnow
-from eventrouter.store.sqlite import SCHEMA, SQLiteStore
+from eventrouter.store.sqlite import SQLiteStore
+from eventrouter.store.sqlite_schema import BASE_SCHEMA
 
 
 def event(n: int) -> Event:
@@ -117,7 +118,7 @@ async def test_disk_full_is_store_unavailable_and_nothing_half_written(tmp_path)
 
 async def test_a_store_written_before_lost_attempts_were_counted_opens_and_counts_them(tmp_path):
     path = tmp_path / "events.db"
-    old_schema = SCHEMA.replace(
+    old_schema = BASE_SCHEMA.replace(
         "    -- how many of the attempts ended with their worker lost (taken over after the lease)\n"
         "    lost INTEGER NOT NULL DEFAULT 0,\n",
         "",

@@ -10,7 +10,7 @@ from attrs import field, frozen
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.exceptions import BaseCloudEventException
 
-from eventrouter.errors import PermanentError, RetryableError
+from eventrouter.errors import EXCERPT_LIMIT, PermanentError, RetryableError
 from eventrouter.events import Event
 from eventrouter.hookspecs import hookimpl
 from eventrouter.redact import Redactor
@@ -58,9 +58,13 @@ class HTTPForwardSink(Sink):
             ) as response:
                 if response.status < 300:
                     return
-                detail = self._mask(await response.text(errors="replace"))[:200]
+                # the start of the answer, masked here too (the headers hold this sink's secrets)
+                excerpt = self._mask(await response.text(errors="replace"))[:EXCERPT_LIMIT]
                 raise error_for_status(
-                    response.status, detail=detail, retry_after=response.headers.get("Retry-After")
+                    response.status,
+                    detail=excerpt[:200],
+                    retry_after=response.headers.get("Retry-After"),
+                    response_excerpt=excerpt,
                 )
         except aiohttp.ClientError as exc:
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None

@@ -14,13 +14,19 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from attrs import frozen
 
 from eventrouter.events import Event
 
+if TYPE_CHECKING:
+    from eventrouter.query import Cursor, EventFilter
+
 __all__ = [
     "LOST_WORKER",
+    "Attempt",
+    "AttemptOutcome",
     "DeadLetter",
     "Delivery",
     "DeliveryRecord",
@@ -28,6 +34,7 @@ __all__ = [
     "IngestResult",
     "Store",
     "StoredEvent",
+    "Trigger",
 ]
 
 
@@ -36,6 +43,42 @@ class DeliveryState(enum.StrEnum):
     INFLIGHT = "inflight"
     DONE = "done"
     DEAD = "dead"
+
+
+class Trigger(enum.StrEnum):
+    """What made a delivery due: what its next attempt is recorded as."""
+
+    FIRST = "first"
+    RETRY = "retry"
+    REPLAY = "replay"
+    DLQ_RETRY = "dlq_retry"
+    CONSOLE = "console"
+
+
+class AttemptOutcome(enum.StrEnum):
+    DONE = "done"
+    RETRY = "retry"
+    DEAD = "dead"
+    LOST = "lost"
+
+
+@frozen(kw_only=True)
+class Attempt:
+    """One delivery attempt, as the attempt history keeps it.
+
+    ``status`` and ``response_excerpt`` are what the sink reported (an HTTP answer), masked
+    like every stored text; ``duration`` is in seconds.
+    """
+
+    sink: str
+    number: int
+    started_at: datetime
+    duration: float
+    outcome: AttemptOutcome
+    trigger: Trigger
+    status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
 
 
 @frozen
@@ -61,6 +104,8 @@ class Delivery:
     token: str
     #: how many of ``attempts`` ended with their worker lost (taken over after the lease)
     lost: int = 0
+    #: what made this attempt due (recorded with it)
+    trigger: Trigger = Trigger.FIRST
 
 
 @frozen
@@ -130,16 +175,23 @@ class Store(abc.ABC):
         """When the next delivery for ``sink`` becomes due (None when there is none)."""
 
     @abc.abstractmethod
-    async def ack(self, delivery: Delivery) -> None:
-        """Mark a claimed delivery done."""
+    async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
+        """Mark a claimed delivery done; ``attempt`` joins its history in the same write."""
 
     @abc.abstractmethod
-    async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+    async def retry_later(
+        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
+    ) -> None:
         """Count a failed attempt and make the delivery due again at ``at``."""
 
     @abc.abstractmethod
     async def dead_letter(
-        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+        self,
+        delivery: Delivery,
+        *,
+        error: str,
+        count_attempt: bool = True,
+        attempt: Attempt | None = None,
     ) -> None:
         """Count a failed attempt and give up on the delivery, keeping ``error`` as the reason.
 
@@ -164,13 +216,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def retry_dead_letters(
-        self, *, sink: str | None = None, event_ids: Sequence[str] = ()
+        self, *, sink: str | None = None, event_ids: Sequence[str] = (), action: str | None = None
     ) -> int:
-        """Make dead letters pending again (attempts reset); returns how many."""
+        """Make dead letters pending again (attempts reset); returns how many.
+
+        ``action``: a bulk action's id, remembered on each delivery revived; a delivery that
+        action revived already is left alone (running the action again never does it twice)."""
 
     @abc.abstractmethod
-    async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
-        """Deliver a stored event again to ``sinks``; returns how many deliveries were queued."""
+    async def replay(
+        self, event_id: str, sinks: Sequence[str], *, action: str | None = None
+    ) -> int:
+        """Deliver a stored event again to ``sinks``; returns how many deliveries were queued.
+
+        ``action``: as for :meth:`retry_dead_letters`."""
 
     @abc.abstractmethod
     async def queue_depth(self) -> dict[str, dict[str, int]]:
@@ -194,3 +253,41 @@ class Store(abc.ABC):
     def watching(self) -> bool:
         """Whether :meth:`watch` is listening now (workers may then poll less often)."""
         return False
+
+    # -- queries (eventrouter.query), attempt history, heartbeats (issue 13) ---------------
+
+    #: the store's name in messages ("sqlite", "redis")
+    backend_name: ClassVar[str] = "store"
+    #: the EventFilter fields this backend can answer (eventrouter.query.FILTER_NAMES)
+    supported_filters: ClassVar[frozenset[str]] = frozenset()
+
+    @abc.abstractmethod
+    async def find_events(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events matching ``where``, newest first (received time, then id),
+        strictly older than ``after``. Only ``supported_filters`` are used."""
+
+    @abc.abstractmethod
+    async def find_deliveries(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[tuple[Cursor, str]]:
+        """The deliveries of the events matching ``where`` (only those to ``where.sink``, in
+        ``where.state``, when given), newest event first: (the event's cursor, sink) pairs. Bulk
+        actions walk them in batches."""
+
+    @abc.abstractmethod
+    async def count_deliveries(self, where: EventFilter) -> dict[str, int]:
+        """How many deliveries :meth:`find_deliveries` would yield, by sink."""
+
+    @abc.abstractmethod
+    async def list_attempts(self, event_id: str) -> list[Attempt]:
+        """Every recorded attempt of ``event_id``'s deliveries, oldest first."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, worker: str, *, ttl: float) -> None:
+        """Say that ``worker`` (a process delivering) is alive, for ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    async def last_heartbeat(self) -> datetime | None:
+        """When a delivering process last said it was alive (None: none within its ttl)."""

@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.store.base import (
     LOST_WORKER,
+    Attempt,
+    AttemptOutcome,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -30,7 +32,20 @@ from eventrouter.store.base import (
     IngestResult,
     Store,
     StoredEvent,
+    Trigger,
 )
+from eventrouter.store.sqlite_query import (
+    attempt_row,
+    count_deliveries,
+    find_deliveries,
+    find_events,
+    index_values,
+    list_attempts,
+)
+from eventrouter.store.sqlite_schema import migrate
+
+if TYPE_CHECKING:
+    from eventrouter.query import Cursor, EventFilter
 
 __all__ = ["SQLiteStore"]
 
@@ -38,57 +53,12 @@ log = logging.getLogger("eventrouter.store")
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    type TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
-CREATE TABLE IF NOT EXISTS dedupe (
-    key TEXT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dedupe_expires ON dedupe (expires_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    sink TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    -- how many of the attempts ended with their worker lost (taken over after the lease)
-    lost INTEGER NOT NULL DEFAULT 0,
-    -- pending: when it is due; inflight: when its lease ends (the claim's token)
-    next_attempt_at REAL NOT NULL,
-    last_error TEXT,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (event_id, sink)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_attempt_at)
-    WHERE state IN ('pending', 'inflight');
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE state = 'dead';
-"""
-
-
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
 
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an earlier version up to :data:`SCHEMA`."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
-    if "lost" not in columns:
-        try:
-            conn.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
-        except sqlite3.OperationalError as exc:  # another process added it meanwhile
-            if "duplicate column" not in str(exc):
-                raise
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -289,11 +259,10 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             try:
-                conn.executescript(SCHEMA)
-                _migrate(conn)
+                migrate(conn)
             finally:
                 conn.close()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
         writer = _connect(self.path)
         # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
@@ -365,6 +334,7 @@ class SQLiteStore(Store):
         key = f"{event.source}\x1f{event.idempotency_key}"
         body = event.to_json()
         received = event.received_at.timestamp()
+        indexed = index_values(event)
         window = self.dedupe_window
 
         def write(conn: sqlite3.Connection) -> IngestResult:
@@ -379,41 +349,59 @@ class SQLiteStore(Store):
                 row = conn.execute("SELECT event_id FROM dedupe WHERE key = ?", (key,)).fetchone()
                 return IngestResult(accepted=False, event_id=row[0])
             conn.execute(
-                "INSERT INTO events (id, source, type, received_at, body) VALUES (?, ?, ?, ?, ?)",
-                (event.id, event.source, event.type, received, body),
+                "INSERT INTO events (id, source, type, received_at, body, idempotency_key,"
+                " contact_phone, contact_email, call_id, campaign_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event.id, event.source, event.type, received, body, *indexed),
             )
             if sinks:
                 conn.executemany(
-                    "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
-                    " VALUES (?, ?, 'pending', 0, ?, ?)",
-                    [(event.id, sink, now, now) for sink in sinks],
+                    "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at,"
+                    " updated_at, received_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+                    [(event.id, sink, now, now, received) for sink in sinks],
                 )
             return IngestResult(accepted=True, event_id=event.id)
 
         return await self._write(write)
 
     async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
-        def write(conn: sqlite3.Connection) -> tuple[float, list[tuple[str, int, int, str]]]:
+        def write(conn: sqlite3.Connection) -> tuple[float, list[tuple[str, int, int, str, str]]]:
             now = time.time()
             ends = now + lease
             rows = conn.execute(
-                "SELECT d.event_id, d.state, d.attempts, d.lost, d.last_error, e.body"
-                " FROM deliveries d JOIN events e ON e.id = d.event_id"
+                "SELECT d.event_id, d.state, d.attempts, d.lost, d.last_error, e.body,"
+                " d.trigger, d.updated_at FROM deliveries d JOIN events e ON e.id = d.event_id"
                 " WHERE d.sink = ? AND d.state IN ('pending', 'inflight') AND d.next_attempt_at <= ?"
                 " ORDER BY d.next_attempt_at LIMIT ?",
                 (sink, now, limit),
             ).fetchall()
             claimed = []
-            for event_id, state, attempts, lost, error, body in rows:
+            lost_attempts = []
+            for event_id, state, attempts, lost, error, body, trigger, claimed_at in rows:
                 if state == "inflight":  # its worker's lease ran out: that attempt failed
                     attempts, lost, error = attempts + 1, lost + 1, LOST_WORKER
-                claimed.append((event_id, attempts, lost, error, body))
+                    lost_attempt = Attempt(
+                        sink=sink,
+                        number=attempts,
+                        started_at=datetime.fromtimestamp(claimed_at, UTC),
+                        duration=max(0.0, now - claimed_at),
+                        outcome=AttemptOutcome.LOST,
+                        trigger=Trigger(trigger),
+                        error=LOST_WORKER,
+                    )
+                    lost_attempts.append(attempt_row(event_id, lost_attempt))
+                    trigger = Trigger.RETRY.value
+                claimed.append((event_id, attempts, lost, error, body, trigger))
             conn.executemany(
                 "UPDATE deliveries SET state = 'inflight', attempts = ?, lost = ?, last_error = ?,"
-                " next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND sink = ?",
-                [(att, lst, err, ends, now, eid, sink) for eid, att, lst, err, _ in claimed],
+                " next_attempt_at = ?, updated_at = ?, trigger = ? WHERE event_id = ? AND sink = ?",
+                [
+                    (att, lst, err, ends, now, trg, eid, sink)
+                    for eid, att, lst, err, _, trg in claimed
+                ],
             )
-            return ends, [(eid, att, lst, body) for eid, att, lst, _, body in claimed]
+            _insert_attempts(conn, lost_attempts)
+            return ends, [(eid, att, lst, body, trg) for eid, att, lst, _, body, trg in claimed]
 
         ends, rows = await self._write(write)
         # the token is the lease's end: an outcome recorded for this claim after another worker
@@ -425,8 +413,9 @@ class SQLiteStore(Store):
                 attempts=attempts,
                 token=repr(ends),
                 lost=lost,
+                trigger=Trigger(trigger),
             )
-            for _, attempts, lost, body in rows
+            for _, attempts, lost, body, trigger in rows
         ]
 
     async def next_due(self, sink: str) -> datetime | None:
@@ -446,13 +435,18 @@ class SQLiteStore(Store):
         attempts: int,
         at: float,
         error: str | None,
+        attempt: Attempt | None,
     ) -> None:
-        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current)."""
+        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current),
+        and ``attempt`` in its history in the same transaction."""
         lease_end = float(delivery.token)  # the claim's lease end: see claim()
+        # the next attempt of a delivery made pending again is a retry
+        trigger = Trigger.RETRY.value if state is DeliveryState.PENDING else delivery.trigger.value
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
+            changed = conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
+                " updated_at = ?, trigger = ?"
                 " WHERE event_id = ? AND sink = ? AND state = 'inflight' AND next_attempt_at = ?",
                 (
                     state.value,
@@ -460,35 +454,53 @@ class SQLiteStore(Store):
                     at,
                     error,
                     time.time(),
+                    trigger,
                     delivery.event.id,
                     delivery.sink,
                     lease_end,
                 ),
-            )
+            ).rowcount
+            if changed and attempt is not None:
+                _insert_attempts(conn, [attempt_row(delivery.event.id, attempt)])
 
         await self._write(write)
 
-    async def ack(self, delivery: Delivery) -> None:
+    async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
         now = time.time()
         await self._end_claim(
-            delivery, DeliveryState.DONE, attempts=delivery.attempts + 1, at=now, error=None
+            delivery,
+            DeliveryState.DONE,
+            attempts=delivery.attempts + 1,
+            at=now,
+            error=None,
+            attempt=attempt,
         )
 
-    async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
+    async def retry_later(
+        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
+    ) -> None:
         await self._end_claim(
             delivery,
             DeliveryState.PENDING,
             attempts=delivery.attempts + 1,
             at=at.timestamp(),
             error=error,
+            attempt=attempt,
         )
 
     async def dead_letter(
-        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+        self,
+        delivery: Delivery,
+        *,
+        error: str,
+        count_attempt: bool = True,
+        attempt: Attempt | None = None,
     ) -> None:
         now = time.time()
         attempts = delivery.attempts + (1 if count_attempt else 0)
-        await self._end_claim(delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error)
+        await self._end_claim(
+            delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error, attempt=attempt
+        )
 
     # -- listings and operations ---------------------------------------------------------
 
@@ -569,7 +581,7 @@ class SQLiteStore(Store):
         return await self._read(read)
 
     async def retry_dead_letters(
-        self, *, sink: str | None = None, event_ids: Sequence[str] = ()
+        self, *, sink: str | None = None, event_ids: Sequence[str] = (), action: str | None = None
     ) -> int:
         ids = list(event_ids)
 
@@ -577,9 +589,10 @@ class SQLiteStore(Store):
             now = time.time()
             query = (
                 "UPDATE deliveries SET state = 'pending', attempts = 0, lost = 0, next_attempt_at = ?,"
-                " updated_at = ? WHERE state = 'dead' AND (? IS NULL OR sink = ?)"
+                " updated_at = ?, trigger = 'dlq_retry', action = ? WHERE state = 'dead'"
+                " AND (? IS NULL OR sink = ?) AND (? IS NULL OR action IS NOT ?)"
             )
-            params: list[Any] = [now, now, sink, sink]
+            params: list[Any] = [now, now, action, sink, sink, action, action]
             if ids:
                 query += f" AND event_id IN ({', '.join('?' * len(ids))})"
                 params.extend(ids)
@@ -587,19 +600,30 @@ class SQLiteStore(Store):
 
         return await self._write(write)
 
-    async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
+    async def replay(
+        self, event_id: str, sinks: Sequence[str], *, action: str | None = None
+    ) -> int:
         def write(conn: sqlite3.Connection) -> int:
-            if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+            row = conn.execute(
+                "SELECT received_at FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
                 return 0
             now = time.time()
-            conn.executemany(
-                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
-                " VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT (event_id, sink) DO UPDATE SET"
-                " state = 'pending', attempts = 0, lost = 0, next_attempt_at = excluded.next_attempt_at,"
-                " last_error = NULL, updated_at = excluded.updated_at",
-                [(event_id, sink, now, now) for sink in sinks],
-            )
-            return len(sinks)
+            queued = 0
+            for sink in sinks:
+                # a bulk action run again skips what it queued already (action = its id)
+                queued += conn.execute(
+                    "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at,"
+                    " updated_at, received_at, trigger, action)"
+                    " VALUES (?, ?, 'pending', 0, ?, ?, ?, 'replay', ?) ON CONFLICT (event_id, sink)"
+                    " DO UPDATE SET state = 'pending', attempts = 0, lost = 0,"
+                    " next_attempt_at = excluded.next_attempt_at, last_error = NULL,"
+                    " updated_at = excluded.updated_at, trigger = 'replay', action = excluded.action"
+                    " WHERE excluded.action IS NULL OR deliveries.action IS NOT excluded.action",
+                    (event_id, sink, now, now, row[0], action),
+                ).rowcount
+            return queued
 
         return await self._write(write)
 
@@ -627,3 +651,74 @@ class SQLiteStore(Store):
             ).rowcount
 
         return await self._write(write)
+
+    # -- queries, attempt history, heartbeats ---------------------------------------------
+
+    backend_name = "sqlite"
+    supported_filters = frozenset(
+        {
+            "source",
+            "type",
+            "state",
+            "sink",
+            "since",
+            "until",
+            "idempotency_key",
+            "contact",
+            "call_id",
+            "campaign_id",
+            "text",
+        }
+    )
+
+    async def find_events(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[StoredEvent]:
+        def read(conn: sqlite3.Connection) -> list[StoredEvent]:
+            return [
+                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                for eid, body in find_events(conn, where, limit=limit, after=after)
+            ]
+
+        return await self._read(read)
+
+    async def find_deliveries(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[tuple[Cursor, str]]:
+        return await self._read(lambda conn: find_deliveries(conn, where, limit=limit, after=after))
+
+    async def count_deliveries(self, where: EventFilter) -> dict[str, int]:
+        return await self._read(lambda conn: count_deliveries(conn, where))
+
+    async def list_attempts(self, event_id: str) -> list[Attempt]:
+        return await self._read(lambda conn: list_attempts(conn, event_id))
+
+    async def heartbeat(self, worker: str, *, ttl: float) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.execute(
+                "INSERT INTO heartbeats (worker, seen_at, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (worker) DO UPDATE SET seen_at = excluded.seen_at,"
+                " expires_at = excluded.expires_at",
+                (worker, now, now + ttl),
+            )
+            conn.execute("DELETE FROM heartbeats WHERE expires_at < ?", (now,))
+
+        await self._write(write)
+
+    async def last_heartbeat(self) -> datetime | None:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT MAX(seen_at) FROM heartbeats WHERE expires_at >= ?", (time.time(),)
+            ).fetchone()
+        )
+        return _ts(row[0])
+
+
+def _insert_attempts(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        conn.executemany(
+            "INSERT INTO attempts (event_id, sink, number, started_at, duration, outcome, trigger,"
+            " status, error, response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )

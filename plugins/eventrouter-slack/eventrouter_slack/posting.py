@@ -7,6 +7,7 @@ own messages quote the request URL, which for an incoming webhook is the secret 
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import os
 import re
@@ -132,11 +133,13 @@ def webhook_error(status: int, body: str | None, headers: Mapping[str, Any]) -> 
     code = _code(body)
     detail = f"Slack webhook answered HTTP {status}" + (f" {code}" if code else "")
     retry_after = retry_after_seconds(_header(headers, "Retry-After"))
+    # the status and Slack's answer go into the attempt history (the core masks and bounds it)
+    answer: dict[str, Any] = {"status": status, "response_excerpt": body or None}
     if status == 429:
-        return RetryableError(f"{detail} (rate limited)", retry_after=retry_after)
+        return RetryableError(f"{detail} (rate limited)", retry_after=retry_after, **answer)
     if status >= 500 or status in (408, 425):
-        return RetryableError(detail, retry_after=retry_after)
-    return PermanentError(_with_hint(detail, code))
+        return RetryableError(detail, retry_after=retry_after, **answer)
+    return PermanentError(_with_hint(detail, code), **answer)
 
 
 def api_error(response: Any) -> DeliveryError:
@@ -146,11 +149,13 @@ def api_error(response: Any) -> DeliveryError:
     code = _code(data.get("error")) if isinstance(data, Mapping) else ""
     detail = f"Slack chat.postMessage failed: {code or 'no error code'} (HTTP {status})"
     retry_after = retry_after_seconds(_header(getattr(response, "headers", None), "Retry-After"))
+    excerpt = json.dumps(data, default=str) if isinstance(data, Mapping) else None
+    answer: dict[str, Any] = {"status": status or None, "response_excerpt": excerpt}
     if status == 429 or code in ("ratelimited", "rate_limited"):
-        return RetryableError(f"{detail}; rate limited", retry_after=retry_after)
+        return RetryableError(f"{detail}; rate limited", retry_after=retry_after, **answer)
     if status >= 500 or status in (408, 425) or code in RETRYABLE_API_ERRORS:
-        return RetryableError(detail, retry_after=retry_after)
-    return PermanentError(_with_hint(detail, code))
+        return RetryableError(detail, retry_after=retry_after, **answer)
+    return PermanentError(_with_hint(detail, code), **answer)
 
 
 def network_error(exc: BaseException) -> RetryableError:

@@ -608,8 +608,18 @@ def error_for_response(
     """The error a failed HubSpot answer means: retryable (429, 423, 477, 408, 5xx) or not.
 
     HubSpot's error body is ``{"status": "error", "message": ..., "category": ...}``; the
-    message and category are kept, the rest (correlation ids, echoed input) is not.
+    message and category are kept, the rest (correlation ids, echoed input) is not. The answer
+    itself is the error's ``response_excerpt`` (the core masks and bounds it in the attempt
+    history).
     """
+    error = _classified(status, payload, text=text, headers=headers)
+    error.response_excerpt = text or None
+    return error
+
+
+def _classified(
+    status: int, payload: Any, *, text: str, headers: Mapping[str, str]
+) -> DeliveryError:
     payload = payload if isinstance(payload, Mapping) else {}
     category = _text(payload.get("category")) or _text(payload.get("errorType"))
     message = _text(payload.get("message")) or " ".join(text.split())[:_DETAIL_CHARS]

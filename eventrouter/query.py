@@ -1,0 +1,291 @@
+"""One query layer over the store: the CLI, the JSON API and the console all find events here.
+
+A :class:`EventFilter` says which events (every field optional, all of them must match); a
+:class:`PageRequest` says how many and from where (an opaque cursor from the previous
+:class:`EventPage`). Pages are newest first and keyset-paginated on (received time, event id),
+so a page costs the same on a big store as on a small one, and events arriving meanwhile never
+shift a page. The stores do the work through their contract (:meth:`Store.find_events` ...);
+a filter a backend cannot answer fast is refused with a :class:`QueryError` naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+
+from attrs import frozen
+
+from eventrouter.errors import EventRouterError
+from eventrouter.payload import email_address, phone_e164
+from eventrouter.store.base import (
+    Attempt,
+    AttemptOutcome,
+    DeliveryState,
+    Store,
+    StoredEvent,
+    Trigger,
+)
+
+__all__ = [
+    "FILTER_NAMES",
+    "Attempt",
+    "AttemptOutcome",
+    "Cursor",
+    "DeliveryPlan",
+    "EventFilter",
+    "EventPage",
+    "PageRequest",
+    "QueryError",
+    "Trigger",
+    "delivery_plan",
+    "event_with_attempts",
+    "find_events",
+    "normalise_contact",
+    "timeline",
+]
+
+#: the most events one page may hold
+MAX_LIMIT = 1000
+
+
+class QueryError(EventRouterError):
+    """A query cannot be answered as asked: ``field`` names the filter (or ``cursor``, ``limit``).
+
+    The CLI shows it as ``--FIELD: message``; the JSON API answers 400 with it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+def normalise_contact(value: str) -> str:
+    """A contact as the store indexes it: an email lowercased, a phone in any format as E.164.
+
+    Raises QueryError when ``value`` is neither (a phone needs its country code: ``+52...``).
+    """
+    text = value.strip()
+    if "@" in text:
+        email = email_address(text)
+        if email is None:
+            raise QueryError("contact", f"{value!r} is not an email address")
+        return email.lower()
+    phone = phone_e164(text)
+    if phone is None:
+        raise QueryError(
+            "contact",
+            f"{value!r} is neither an email nor a phone number with its country code (+52...)",
+        )
+    return phone
+
+
+@frozen(kw_only=True)
+class EventFilter:
+    """Which events: every field given must match (None: any).
+
+    ``type`` is a glob (``call.*``); ``state`` and ``sink`` match events with at least one
+    delivery in that state / to that sink (both: one delivery to that sink in that state);
+    ``since`` is inclusive, ``until`` exclusive (received time); ``contact`` is normalised
+    (:func:`normalise_contact`); ``text`` is a substring of the provider's raw payload.
+    """
+
+    source: str | None = None
+    type: str | None = None
+    state: DeliveryState | None = None
+    sink: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    idempotency_key: str | None = None
+    contact: str | None = None
+    call_id: str | None = None
+    campaign_id: str | None = None
+    text: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source: str | None = None,
+        type: str | None = None,
+        state: str | DeliveryState | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        idempotency_key: str | None = None,
+        contact: str | None = None,
+        call_id: str | None = None,
+        campaign_id: str | None = None,
+        text: str | None = None,
+    ) -> EventFilter:
+        """A filter from what a user typed: the contact normalised, the state checked, empty
+        strings read as "any"; raises QueryError naming the filter that is wrong."""
+        if state:
+            try:
+                state = DeliveryState(state)
+            except ValueError:
+                choices = ", ".join(s.value for s in DeliveryState)
+                raise QueryError("state", f"{state!r} is not one of {choices}") from None
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and moment.tzinfo is None:
+                raise QueryError(name, "needs a time zone (e.g. 2026-01-31T10:00:00+00:00)")
+        if since is not None and until is not None and since >= until:
+            raise QueryError("since", "must be earlier than --until")
+        return cls(
+            source=source or None,
+            type=type or None,
+            state=DeliveryState(state) if state else None,
+            sink=sink or None,
+            since=since,
+            until=until,
+            idempotency_key=idempotency_key or None,
+            contact=normalise_contact(contact) if contact else None,
+            call_id=call_id or None,
+            campaign_id=campaign_id or None,
+            text=text or None,
+        )
+
+    def used(self) -> tuple[str, ...]:
+        """The names of the filters set, in declaration order."""
+        return tuple(name for name in FILTER_NAMES if getattr(self, name) is not None)
+
+
+#: every filter of :class:`EventFilter`, by name (the README's support table lists these)
+FILTER_NAMES: tuple[str, ...] = (
+    "source",
+    "type",
+    "state",
+    "sink",
+    "since",
+    "until",
+    "idempotency_key",
+    "contact",
+    "call_id",
+    "campaign_id",
+    "text",
+)
+
+
+@frozen
+class Cursor:
+    """Where a page ends: the (received time, event id) of its last event; the next page starts
+    strictly after it (older)."""
+
+    received_at: float
+    event_id: str
+
+    def encode(self) -> str:
+        """The opaque string handed to clients."""
+        raw = f"{self.received_at!r}|{self.event_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Read back :meth:`encode`; raises QueryError for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            received, _, event_id = raw.partition("|")
+            if not event_id:
+                raise ValueError(text)
+            return cls(received_at=float(received), event_id=event_id)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise QueryError("cursor", "not a cursor this server handed out") from None
+
+
+@frozen(kw_only=True)
+class PageRequest:
+    """How many events (1..MAX_LIMIT) and from where (a cursor from the previous page)."""
+
+    limit: int = 50
+    cursor: str | None = None
+
+    def decoded(self) -> Cursor | None:
+        """The cursor, checked; raises QueryError for a bad limit or cursor."""
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}")
+        return None if self.cursor is None else Cursor.decode(self.cursor)
+
+
+@frozen
+class EventPage:
+    """A page of events, newest first; ``next_cursor`` is None on the last page."""
+
+    events: tuple[StoredEvent, ...]
+    next_cursor: str | None
+
+
+@frozen
+class DeliveryPlan:
+    """What a bulk action on a filter would touch: deliveries per sink (dry runs, confirmations)."""
+
+    by_sink: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_sink.values())
+
+
+def _check_supported(store: Store, where: EventFilter) -> None:
+    missing = [name for name in where.used() if name not in store.supported_filters]
+    if missing:
+        raise QueryError(
+            missing[0],
+            f"the {store.backend_name} store cannot filter on {missing[0]} "
+            "(see the README's table of filters by store)",
+        )
+
+
+async def find_events(
+    store: Store, where: EventFilter, page: PageRequest = PageRequest()
+) -> EventPage:
+    """One page of the events matching ``where``, newest first."""
+    after = page.decoded()
+    _check_supported(store, where)
+    found = await store.find_events(where, limit=page.limit + 1, after=after)
+    events = tuple(found[: page.limit])
+    next_cursor = None
+    if len(found) > page.limit:
+        last = events[-1].event
+        next_cursor = Cursor(last.received_at.timestamp(), last.id).encode()
+    return EventPage(events=events, next_cursor=next_cursor)
+
+
+async def timeline(
+    store: Store,
+    *,
+    contact: str | None = None,
+    campaign_id: str | None = None,
+    page: PageRequest = PageRequest(),
+) -> EventPage:
+    """Everything that happened to a contact or in a campaign, across providers, newest first.
+
+    Exactly one of ``contact`` (any phone format or an email) and ``campaign_id``.
+    """
+    if (contact is None) == (campaign_id is None):
+        raise QueryError("contact", "give a contact or a campaign (one of them)")
+    where = EventFilter.build(contact=contact, campaign_id=campaign_id)
+    return await find_events(store, where, page)
+
+
+async def event_with_attempts(
+    store: Store, event_id: str
+) -> tuple[StoredEvent, tuple[Attempt, ...]] | None:
+    """One event, its deliveries and every attempt made (oldest first), or None."""
+    stored = await store.get_event(event_id)
+    if stored is None:
+        return None
+    return stored, tuple(await store.list_attempts(event_id))
+
+
+async def delivery_plan(
+    store: Store, where: EventFilter, *, sinks: Sequence[str] | None = None
+) -> DeliveryPlan:
+    """How many deliveries of the events matching ``where`` a bulk action would touch, by sink
+    (only ``sinks`` when given)."""
+    _check_supported(store, where)
+    counts = await store.count_deliveries(where)
+    if sinks is not None:
+        counts = {sink: n for sink, n in counts.items() if sink in sinks}
+    return DeliveryPlan(by_sink=dict(sorted(counts.items())))
