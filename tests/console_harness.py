@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,8 @@ from eventrouter.server import METRICS
 from eventrouter.testing import RouterHarness
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ALTUR_SECRET = "Y29uc29sZS10ZXN0cy1hbHR1ci1zZWNyZXQ="
+PAYLOADS = Path(__file__).resolve().parent.parent / "examples" / "payloads"
 OPERATOR_TOKEN = "operator-token-0123456789"
 VIEWER_TOKEN = "viewer-token-0123456789"
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
@@ -26,7 +29,15 @@ _HASHES = {name: hash_password(password) for name, password in PASSWORDS.items()
 def console_document(**console: Any) -> dict[str, Any]:
     """A demo source routed to a sink that always works and one that always fails."""
     return {
-        "sources": {"demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]}},
+        "sources": {
+            "demo": {"plugin": "standard-webhooks", "secrets": [WHSEC]},
+            "altur": {
+                "plugin": "altur",
+                "secrets": [ALTUR_SECRET],
+                "secret_encoding": "base64",
+                "phone_region": "MX",
+            },
+        },
         "sinks": {
             "good": {"plugin": "recording", "delivery": {"retry_schedule": [], "jitter": 0}},
             "flaky": {
@@ -38,6 +49,7 @@ def console_document(**console: Any) -> dict[str, Any]:
         },
         "routes": [
             {"sinks": ["good"], "types": ["invoice.*"]},
+            {"sinks": ["good"], "sources": ["altur"]},
             {"sinks": ["flaky"], "types": ["order.*"]},
         ],
         "console": {
@@ -89,6 +101,24 @@ class Console:
 
     async def ingest(self, type_: str, **data: Any) -> str:
         status, body = await self.router.post("demo", webhook(type_, **data))
+        assert status == 200, body
+        return str(body["event_id"])
+
+    async def call_ended(self, call_id: str, phone: str) -> str:
+        """An Altur call.ended for ``phone`` (any format: the source normalises it)."""
+        payload = json.loads((PAYLOADS / "altur-call-ended.json").read_text())
+        payload["id"] = call_id
+        payload["end_user"]["phone_number"] = phone
+        payload["campaign_user"]["contact"] = phone
+        status, body = await self.router.post("altur", payload)
+        assert status == 200, body
+        return str(body["event_id"])
+
+    async def campaign_event(self, event_id: str, campaign: int) -> str:
+        payload = json.loads((PAYLOADS / "altur-campaign-stalled.json").read_text())
+        payload["event_id"] = event_id
+        payload["data"]["campaign"]["id"] = campaign
+        status, body = await self.router.post("altur", payload)
         assert status == 200, body
         return str(body["event_id"])
 

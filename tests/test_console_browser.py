@@ -109,14 +109,20 @@ async def test_an_event_its_deliveries_and_a_replay(page, console: Console):
     await log_in(page, console)
     await page.click(f"a[href='/events/{paid}']")
     await page.wait_for_url(f"**/events/{paid}")
-    cells = await page.locator("#deliveries tbody tr").first.locator("td").all_inner_texts()
-    assert cells[:3] == ["good", "done", "1"]
+    assert await page.inner_text("#delivery-good h3") == "good: done, 1 attempts"
+    cells = await page.locator("#delivery-good tbody tr").first.locator("td").all_inner_texts()
+    assert (cells[0], cells[3], cells[4]) == ("1", "done", "first")
     assert '"amount": 1200' in await page.inner_text("#raw")
     await page.select_option("#replay select[name=sink]", "good")
     await page.click("#replay button[type=submit]")
     await page.wait_for_url(f"**/events/{paid}?replayed=good")
     assert "Queued for delivery again to good" in await page.inner_text("#replayed")
     await console.router.recorder.wait_for("good", 2)
+    await console.settled(paid)
+    await page.goto(url(console, f"/events/{paid}"))
+    rows = page.locator("#delivery-good tbody tr")
+    assert await rows.count() == 2
+    assert (await rows.nth(1).locator("td").all_inner_texts())[4] == "replay"
 
 
 async def test_retry_all_dead_letters_of_a_sink_after_reading_the_plan(page, console: Console):
@@ -164,3 +170,21 @@ async def test_a_viewer_sees_no_actions(page, console: Console):
     await page.goto(url(console, f"/events/{paid}"))
     assert await page.locator("#replay").count() == 0
     assert "bob (viewer)" in await page.inner_text("header")
+
+
+async def test_a_contacts_timeline_across_calls(page, console: Console):
+    first = await console.call_ended("cll_1", "55 1234 5678")
+    await console.call_ended("cll_2", "+52 55 8765 4321")
+    second = await console.call_ended("cll_3", "+525512345678")
+    await log_in(page, console)
+    await page.click(f"#events a[href='/events/{first}']")
+    await page.wait_for_url(f"**/events/{first}")
+    await page.goto(url(console, "/timeline"))
+    await page.fill("input[name=contact]", "+52 (55) 1234-5678")
+    await page.click("#timeline-form button[type=submit]")
+    await page.wait_for_url("**/timeline?contact=*")
+    assert "Timeline of +52 (55) 1234-5678" in await page.inner_text("h1")
+    links = await page.locator("#events tbody a[href^='/events/']").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert links == [f"/events/{second}", f"/events/{first}"]

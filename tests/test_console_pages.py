@@ -12,6 +12,10 @@ from tests.console_harness import Console, console_document, start_console
 
 PAGES = (
     "/",
+    "/timeline",
+    "/timeline?contact=%2B525512345678",
+    "/timeline?campaign=77",
+    "/events?state=dead&sink=flaky",
     "/events",
     "/events?type=order.*",
     "/dead-letters",
@@ -51,6 +55,32 @@ async def test_unknown_event_and_bad_filter_are_pages_saying_so(console: Console
     status, page = await _page(console, "/events?limit=abc")
     assert status == 400
     assert "limit: must be a whole number" in page
+    status, page = await _page(console, "/timeline?contact=nobody")
+    assert status == 400
+    assert "contact: &#39;nobody&#39; is neither an email nor a phone number" in page
+
+
+async def test_pages_of_events_link_to_older_ones(console: Console):
+    ids = [await console.ingest("invoice.paid", id=n) for n in range(3)]
+    _, page = await _page(console, "/events?limit=2&type=invoice.*")
+    assert ids[2] in page
+    assert ids[0] not in page
+    older = re.search(r'href="\?([^"]+)" id="older"', page).group(1).replace("&amp;", "&")
+    assert "type=invoice.%2A" in older
+    _, page = await _page(console, f"/events?{older}")
+    assert ids[0] in page
+    assert ids[2] not in page
+    assert 'id="older"' not in page
+
+
+async def test_an_event_page_shows_each_attempt(console: Console):
+    order = await console.ingest("order.created", id=1)
+    await console.settled(order)
+    _, page = await _page(console, f"/events/{order}")
+    row = page.split('<section class="delivery" id="delivery-flaky">')[1].split("</section>")[0]
+    assert 'flaky: <span class="state dead">dead</span>, 1 attempts' in row
+    assert "recording sink refused attempt 1" in row
+    assert "<td>first</td>" in row
 
 
 async def test_what_a_sender_wrote_is_escaped(console: Console):

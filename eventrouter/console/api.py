@@ -13,12 +13,13 @@ from aiohttp import web
 from eventrouter.console import data
 from eventrouter.console.auth import require_operator
 from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, STORE
+from eventrouter.query import QueryError
 from eventrouter.server import error_response
 
 __all__ = ["add_routes"]
 
 
-def _bad(exc: data.QueryProblem) -> web.Response:
+def _bad(exc: QueryError) -> web.Response:
     return error_response(400, "invalid_parameter", exc.message, parameter=exc.field)
 
 
@@ -30,9 +31,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except ValueError as exc:
-        raise data.QueryProblem("body", f"not JSON: {exc}") from None
+        raise QueryError("body", f"not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise data.QueryProblem("body", "expected a JSON object")
+        raise QueryError("body", "expected a JSON object")
     return body
 
 
@@ -44,10 +45,19 @@ async def overview(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     app = request.app
     try:
-        query = data.EventQuery.from_params(request.query)
-    except data.QueryProblem as exc:
+        page = await data.events_page(app[STORE], request.query, app[REDACTOR])
+    except QueryError as exc:
         return _bad(exc)
-    return web.json_response(await data.events_page(app[STORE], query, app[REDACTOR]))
+    return web.json_response(page)
+
+
+async def timeline(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        page = await data.timeline_page(app[STORE], request.query, app[REDACTOR])
+    except QueryError as exc:
+        return _bad(exc)
+    return web.json_response(page)
 
 
 async def event(request: web.Request) -> web.Response:
@@ -69,11 +79,11 @@ async def replay(request: web.Request) -> web.Response:
         body = await _body(request)
         sinks = body.get("sinks", [])
         if not isinstance(sinks, list) or not all(isinstance(s, str) for s in sinks):
-            raise data.QueryProblem("sinks", "expected a list of sink names")
+            raise QueryError("sinks", "expected a list of sink names")
         result = await data.replay_event(
             app[STORE], event_id, sinks, list(app[CONFIG].sinks), actor=request[IDENTITY].trigger
         )
-    except data.QueryProblem as exc:
+    except QueryError as exc:
         return _bad(exc)
     if result is None:
         return error_response(404, "not_found", f"no event {event_id} in the store")
@@ -95,13 +105,13 @@ async def retry(request: web.Request) -> web.Response:
         body = await _body(request)
         sink = body.get("sink")
         if sink is not None and sink not in configured:
-            raise data.QueryProblem(
+            raise QueryError(
                 "sink", f"no sink named {sink!r} (configured: {', '.join(configured)})"
             )
         confirm = body.get("confirm", False)
         if not isinstance(confirm, bool):
-            raise data.QueryProblem("confirm", "expected true or false")
-    except data.QueryProblem as exc:
+            raise QueryError("confirm", "expected true or false")
+    except QueryError as exc:
         return _bad(exc)
     sinks = [sink] if sink else configured
     if not confirm:
@@ -133,6 +143,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/events/{event_id}/replay", replay)
     router.add_get("/api/dead-letters", dead_letters)
     router.add_post("/api/dead-letters/retry", retry)
+    router.add_get("/api/timeline", timeline)
     router.add_get("/api/sinks", sinks)
     router.add_get("/api/sources", sources)
     router.add_get("/api/routes", routes)

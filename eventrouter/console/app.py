@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -133,6 +134,13 @@ async def authorization(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
+def when(moment: str | None) -> str:
+    """An ISO time as the pages show it: UTC, to the second (``2026-12-02 07:50:04``)."""
+    if not moment:
+        return ""
+    return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def create_console_app(
     config: Config, *, store: Store | None = None, metrics: Metrics | None = None
 ) -> web.Application:
@@ -154,6 +162,7 @@ def create_console_app(
         loader=jinja2.PackageLoader("eventrouter.console", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        filters={"when": when},
     )
     app.router.add_static("/static/", _HERE / "static", append_version=True)
     tail.install(app)  # before /events/{event_id}, which would match /events/stream

@@ -10,31 +10,42 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter, defaultdict
+import secrets
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-
-from attrs import frozen
 
 from eventrouter.config import Config
 from eventrouter.metrics import Metrics
+from eventrouter.query import (
+    FILTER_NAMES,
+    MAX_LIMIT,
+    EventFilter,
+    EventPage,
+    PageRequest,
+    QueryError,
+    delivery_plan,
+    event_with_attempts,
+    find_events,
+    timeline,
+)
 from eventrouter.redact import Redactor
 from eventrouter.store import DeadLetter, Store, StoredEvent
-from eventrouter.store.base import DeliveryRecord
+from eventrouter.store.base import Attempt, DeliveryRecord, DeliveryState
 
 __all__ = [
-    "EventQuery",
-    "QueryProblem",
     "config_sinks",
     "config_sources",
     "dead_letter_groups",
     "event_detail",
+    "event_query",
     "events_page",
     "overview",
     "replay_event",
     "retry_dead_letters",
     "retry_plan",
+    "timeline_page",
 ]
 
 log = logging.getLogger("eventrouter.console")
@@ -43,47 +54,51 @@ _DIGITS = re.compile(r"\d+")
 
 #: the most dead letters read to group them (the groups say when there are more)
 DEAD_LETTER_SCAN = 10_000
-MAX_LIMIT = 1000
+
+#: the events list's parameters: the query layer's filters, then where a page starts and its size
+EVENT_PARAMETERS = (*FILTER_NAMES, "cursor", "limit")
 
 
-class QueryProblem(ValueError):
-    """A parameter is wrong: ``field`` names it (the API answers 400, the page shows it)."""
+def _moment(name: str, text: str | None) -> datetime | None:
+    """A time from a form or a query string; one without a zone (a datetime-local field) is UTC."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(
+            name, f"{text!r} is not a time (e.g. 2026-01-31T10:00 or ...+00:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+
+def _page_request(params: Mapping[str, str]) -> PageRequest:
+    limit_text = params.get("limit") or "50"
+    if not limit_text.isdigit():
+        raise QueryError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    page = PageRequest(limit=int(limit_text), cursor=params.get("cursor") or None)
+    page.decoded()  # a bad limit or cursor is refused before the store is asked
+    return page
 
 
-@frozen(kw_only=True)
-class EventQuery:
-    """The events list's parameters, as a form or a query string gives them."""
+def _refuse_unknown(params: Mapping[str, str], known: Sequence[str]) -> None:
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise QueryError(unknown[0], f"unknown parameter (known: {', '.join(known)})")
 
-    source: str | None = None
-    type: str | None = None
-    limit: int = 50
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> EventQuery:
-        known = {"source", "type", "limit"}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise QueryProblem(unknown[0], f"unknown filter (known: {', '.join(sorted(known))})")
-        limit_text = params.get("limit") or "50"
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise QueryProblem("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
-        return cls(
-            source=params.get("source") or None,
-            type=params.get("type") or None,
-            limit=int(limit_text),
-        )
-
-    def as_params(self) -> dict[str, str]:
-        return {
-            name: str(value)
-            for name, value in (("source", self.source), ("type", self.type))
-            if value
-        }
+def event_query(params: Mapping[str, str]) -> tuple[EventFilter, PageRequest]:
+    """The query layer's filter and page from the events list's parameters (QueryError: wrong)."""
+    _refuse_unknown(params, EVENT_PARAMETERS)
+    plain = {
+        name: params.get(name) or None for name in FILTER_NAMES if name not in ("since", "until")
+    }
+    where = EventFilter.build(
+        **plain,
+        since=_moment("since", params.get("since")),
+        until=_moment("until", params.get("until")),
+    )
+    return where, _page_request(params)
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -115,12 +130,47 @@ def _summary(stored: StoredEvent, redact: Redactor) -> dict[str, Any]:
     }
 
 
-async def events_page(store: Store, query: EventQuery, redact: Redactor) -> dict[str, Any]:
-    """The newest events matching ``query``."""
-    found = await store.list_events(limit=query.limit, source=query.source, type=query.type)
+async def events_page(store: Store, params: Mapping[str, str], redact: Redactor) -> dict[str, Any]:
+    """One page of the events matching ``params``, newest first, and the next page's cursor."""
+    where, page = event_query(params)
+    found = await find_events(store, where, page)
+    return _page_dict(params, FILTER_NAMES, found, redact)
+
+
+def _page_dict(
+    params: Mapping[str, str], names: Sequence[str], found: EventPage, redact: Redactor
+) -> dict[str, Any]:
     return {
-        "filters": query.as_params(),
-        "events": [_summary(stored, redact) for stored in found],
+        "filters": {name: params[name] for name in names if params.get(name)},
+        "events": [_summary(stored, redact) for stored in found.events],
+        "next_cursor": found.next_cursor,
+    }
+
+
+async def timeline_page(
+    store: Store, params: Mapping[str, str], redact: Redactor
+) -> dict[str, Any]:
+    """Everything known about one contact or one campaign, across providers, newest first."""
+    _refuse_unknown(params, ("contact", "campaign", "cursor", "limit"))
+    found = await timeline(
+        store,
+        contact=params.get("contact") or None,
+        campaign_id=params.get("campaign") or None,
+        page=_page_request(params),
+    )
+    return _page_dict(params, ("contact", "campaign"), found, redact)
+
+
+def _attempt(attempt: Attempt, redact: Redactor) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "started_at": _time(attempt.started_at),
+        "duration": round(attempt.duration, 6),
+        "outcome": attempt.outcome.value,
+        "trigger": attempt.trigger.value,
+        "status": attempt.status,
+        "error": redact(attempt.error) if attempt.error else None,
+        "response_excerpt": redact(attempt.response_excerpt) if attempt.response_excerpt else None,
     }
 
 
@@ -133,13 +183,17 @@ async def event_detail(
     store: Store, event_id: str, redact: Redactor, sinks: Sequence[str]
 ) -> dict[str, Any] | None:
     """One event: its normalised parts, the raw payload and its deliveries (None: no such id)."""
-    stored = await store.get_event(event_id)
-    if stored is None:
+    found = await event_with_attempts(store, event_id)
+    if found is None:
         return None
+    stored, attempts = found
     event = stored.event.redacted()
     whole = _redacted_json(event.to_dict(), redact)
+    summary = _summary(stored, redact)
+    for delivery in summary["deliveries"]:
+        delivery["history"] = [_attempt(a, redact) for a in attempts if a.sink == delivery["sink"]]
     return {
-        **_summary(stored, redact),
+        **summary,
         "subject": event.subject,
         "idempotency_key": redact(event.idempotency_key),
         "time": _time(event.time),
@@ -196,16 +250,21 @@ async def dead_letter_groups(
 
 
 async def retry_plan(store: Store, sinks: Sequence[str]) -> dict[str, Any]:
-    """How many dead letters retrying ``sinks`` would queue again, by sink."""
-    counts: Counter[str] = Counter()
-    for sink in sinks:
-        counts[sink] = len(await store.list_dead_letters(sink=sink, limit=DEAD_LETTER_SCAN))
-    return {"by_sink": dict(counts), "total": sum(counts.values())}
+    """How many dead letters retrying ``sinks`` would queue again, by sink (the query layer's
+    plan, as ``eventrouter dlq retry --dry-run`` shows it)."""
+    plan = await delivery_plan(store, EventFilter(state=DeliveryState.DEAD), sinks=sinks)
+    return {"by_sink": {sink: plan.by_sink.get(sink, 0) for sink in sinks}, "total": plan.total}
+
+
+def _action(actor: str) -> str:
+    """A bulk action's id, recorded on each delivery it queues: who, and which click."""
+    return f"{actor}:{secrets.token_hex(6)}"
 
 
 async def retry_dead_letters(store: Store, sinks: Sequence[str], *, actor: str) -> dict[str, Any]:
     """Queue the dead letters of ``sinks`` for delivery again; how many, by sink."""
-    done = {sink: await store.retry_dead_letters(sink=sink) for sink in sinks}
+    action = _action(actor)
+    done = {sink: await store.retry_dead_letters(sink=sink, action=action) for sink in sinks}
     log.info("%s retried %d dead letters (%s)", actor, sum(done.values()), ", ".join(sinks))
     return {"by_sink": done, "total": sum(done.values())}
 
@@ -219,13 +278,13 @@ async def replay_event(
         return None
     unknown = [sink for sink in sinks if sink not in configured]
     if unknown:
-        raise QueryProblem(
+        raise QueryError(
             "sink", f"no sink named {unknown[0]!r} (configured: {', '.join(configured)})"
         )
     chosen = list(sinks) or [r.sink for r in stored.deliveries if r.sink in configured]
     if not chosen:
-        raise QueryProblem("sink", "this event had no sinks: name one")
-    queued = await store.replay(event_id, chosen)
+        raise QueryError("sink", "this event had no sinks: name one")
+    queued = await store.replay(event_id, chosen, action=_action(actor))
     log.info("%s replayed event %s to %s", actor, event_id, ", ".join(chosen))
     return {"event_id": event_id, "sinks": chosen, "queued": queued}
 

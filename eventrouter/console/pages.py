@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +16,9 @@ from eventrouter.console.auth import COOKIE, require_operator, set_session_cooki
 from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, SESSIONS, STORE
 from eventrouter.console.passwords import hash_password, verify_password
 from eventrouter.console.render import render
+from eventrouter.query import QueryError
+from eventrouter.redact import Redactor
+from eventrouter.store import Store
 
 __all__ = ["add_routes"]
 
@@ -91,17 +94,40 @@ async def overview(request: web.Request) -> dict[str, Any]:
     return await data.overview(app[STORE], app[CONFIG], app.get(METRICS))
 
 
-async def events(request: web.Request) -> web.Response:
+async def _listing(
+    request: web.Request,
+    template: str,
+    read: Callable[[Store, Mapping[str, str], Redactor], Awaitable[dict[str, Any]]],
+) -> web.Response:
+    """A list of events (the events page, a timeline): a wrong parameter is a 400 page saying
+    which; links carry the filters to the next page, to the live tail and to the JSON twin."""
     app = request.app
-    common = {"sources": sorted(app[CONFIG].sources), "problem": None}
+    common: dict[str, Any] = {
+        "sources": sorted(app[CONFIG].sources),
+        "sinks": list(app[CONFIG].sinks),
+        "problem": None,
+        "next_page": None,
+    }
     try:
-        query = data.EventQuery.from_params(request.query)
-    except data.QueryProblem as exc:
+        page = await read(app[STORE], request.query, app[REDACTOR])
+    except QueryError as exc:
         context = {**common, "filters": dict(request.query), "events": [], "problem": str(exc)}
-        return render(request, "events.html", {**context, "stream_query": ""}, status=400)
-    page = await data.events_page(app[STORE], query, app[REDACTOR])
-    context = {**common, **page, "stream_query": urlencode(query.as_params())}
-    return render(request, "events.html", context)
+        return render(request, template, {**context, "query": ""}, status=400)
+    query = urlencode(page["filters"])
+    if page["next_cursor"]:
+        common["next_page"] = urlencode({**page["filters"], "cursor": page["next_cursor"]})
+    return render(request, template, {**common, **page, "query": query})
+
+
+async def events(request: web.Request) -> web.Response:
+    return await _listing(request, "events.html", data.events_page)
+
+
+async def timeline(request: web.Request) -> web.Response:
+    if not request.query:  # the form alone, before anything is asked
+        context: dict[str, Any] = {"filters": {}, "events": [], "problem": None, "query": ""}
+        return render(request, "timeline.html", {**context, "next_page": None, "asked": False})
+    return await _listing(request, "timeline.html", data.timeline_page)
 
 
 @_page("event.html")
@@ -129,7 +155,7 @@ async def replay(request: web.Request) -> web.StreamResponse:
             list(app[CONFIG].sinks),
             actor=request[IDENTITY].trigger,
         )
-    except data.QueryProblem as exc:
+    except QueryError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     if result is None:
         raise web.HTTPNotFound(text=f"no event {event_id} in the store")
@@ -184,4 +210,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/events/{event_id}/replay", replay)
     router.add_get("/dead-letters", dead_letters)
     router.add_post("/dead-letters/retry", retry)
+    router.add_get("/timeline", timeline)
     router.add_get("/config", configuration)

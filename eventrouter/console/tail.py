@@ -16,6 +16,7 @@ from aiohttp import web
 from eventrouter.console import data
 from eventrouter.console.keys import REDACTOR, STORE
 from eventrouter.errors import StoreUnavailable
+from eventrouter.query import QueryError
 
 __all__ = ["close_streams", "install"]
 
@@ -29,13 +30,14 @@ _STOP = web.AppKey("console_tail_stop", asyncio.Event)
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """``text/event-stream``: one ``data:`` line per new event (the list's JSON summary)."""
-    try:
-        query = data.EventQuery.from_params(request.query)
-    except data.QueryProblem as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+    # the newest page of the list's filters: a cursor would pin the stream to older events
+    query = {name: value for name, value in request.query.items() if name != "cursor"}
     app = request.app
     stop = app[_STOP]
-    page = await data.events_page(app[STORE], query, app[REDACTOR])
+    try:
+        page = await data.events_page(app[STORE], query, app[REDACTOR])
+    except QueryError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
     seen = {event["id"] for event in page["events"]}
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}

@@ -21,10 +21,12 @@ function addEvent(tbody, event) {
   if (empty) empty.remove();
   const row = tbody.insertRow(0);
   row.className = "fresh";
-  cell(row, event.received_at, "/events/" + encodeURIComponent(event.id));
+  const when = new Date(event.received_at).toISOString().slice(0, 19).replace("T", " ");
+  cell(row, when, "/events/" + encodeURIComponent(event.id));
   cell(row, event.source);
   cell(row, event.type);
-  cell(row, event.contact);
+  cell(row, event.contact, event.contact && "/timeline?contact=" + encodeURIComponent(event.contact));
+  cell(row, event.campaign, event.campaign && "/timeline?campaign=" + encodeURIComponent(event.campaign));
   const td = cell(row, "");
   for (const d of event.deliveries) {
     const span = document.createElement("span");
