@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
 from attrs import frozen
 
 from eventrouter.errors import EventRouterError
+from eventrouter.events import Event
 from eventrouter.payload import email_address, phone_e164
 from eventrouter.store.base import (
     Attempt,
@@ -42,6 +45,7 @@ __all__ = [
     "delivery_plan",
     "event_with_attempts",
     "find_events",
+    "indexed_values",
     "normalise_contact",
     "timeline",
 ]
@@ -150,6 +154,47 @@ class EventFilter:
     def used(self) -> tuple[str, ...]:
         """The names of the filters set, in declaration order."""
         return tuple(name for name in FILTER_NAMES if getattr(self, name) is not None)
+
+    def matches(self, stored: StoredEvent) -> bool:
+        """Whether ``stored`` passes every filter: the reference a store's indexes must agree
+        with (the Redis store checks the events its index read against it)."""
+        event = stored.event
+        key, phone, email, call_id, campaign_id = indexed_values(event)
+        received = event.received_at
+        checks = (
+            self.source is None or event.source == self.source,
+            self.type is None or fnmatch.fnmatchcase(event.type, self.type),
+            self.since is None or received >= self.since,
+            self.until is None or received < self.until,
+            self.idempotency_key is None or key == self.idempotency_key,
+            self.contact is None or self.contact in (phone, email),
+            self.call_id is None or call_id == self.call_id,
+            self.campaign_id is None or campaign_id == self.campaign_id,
+            self.text is None
+            or self.text.lower() in json.dumps(event.raw, ensure_ascii=False).lower(),
+            (self.state is None and self.sink is None)
+            or any(
+                self.state in (None, record.state) and self.sink in (None, record.sink)
+                for record in stored.deliveries
+            ),
+        )
+        return all(checks)
+
+
+def indexed_values(
+    event: Event,
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """The normalised fields the stores index: idempotency key, contact phone (E.164), contact
+    email (lowercased), call id, campaign id."""
+    data = event.data
+    contact, call, campaign = data.contact, data.call, data.campaign
+    return (
+        event.idempotency_key,
+        contact.phone if contact else None,
+        contact.email.lower() if contact and contact.email else None,
+        call.id if call else None,
+        campaign.id if campaign else None,
+    )
 
 
 #: every filter of :class:`EventFilter`, by name (the README's support table lists these)

@@ -19,8 +19,21 @@ from pathlib import Path
 
 import pytest
 
+from eventrouter import query
 from eventrouter.errors import StoreUnavailable
-from eventrouter.store import LOST_WORKER, DeliveryRecord, DeliveryState, IngestResult, Store
+from eventrouter.events import Call, Campaign, Contact, Event, EventData
+from eventrouter.query import EventFilter, PageRequest, QueryError
+from eventrouter.store import (
+    LOST_WORKER,
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryRecord,
+    DeliveryState,
+    IngestResult,
+    Store,
+    Trigger,
+)
 from eventrouter.store.redis import RedisStore
 from eventrouter.store.sqlite import SQLiteStore
 from tests.redis_server import redis_server_fixture  # noqa: F401 - registers the fixture
@@ -530,3 +543,216 @@ async def test_watch_wakes_the_sinks_given_work_or_returns_at_once(store_factory
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# -- the query layer, attempt history, bulk-action marks, heartbeats (issue 13) ----------------
+
+
+def contact_event(
+    *,
+    phone: str | None = None,
+    email: str | None = None,
+    call: str | None = None,
+    campaign: str | None = None,
+    received_at: datetime | None = None,
+    source: str = "shop",
+    type: str = "order.paid",
+    raw: object = None,
+) -> Event:
+    event = make_event(source=source, type=type, received_at=received_at)
+    return event.evolve(
+        data=EventData(
+            contact=Contact(phone=phone, email=email),
+            call=Call(id=call) if call else None,
+            campaign=Campaign(id=campaign) if campaign else None,
+        ),
+        raw=raw if raw is not None else event.raw,
+    )
+
+
+async def ids(store: Store, **filters: object) -> list[str]:
+    page = await query.find_events(store, EventFilter.build(**filters), PageRequest(limit=100))  # type: ignore[arg-type]
+    return [stored.event.id for stored in page.events]
+
+
+async def test_every_filter_finds_its_events_newest_first(store):
+    base = datetime.now(UTC) - timedelta(hours=1)
+    ana = contact_event(
+        phone="+525512345678",
+        email="ana@example.com",
+        call="call-1",
+        campaign="camp-1",
+        received_at=base,
+        source="altur",
+        type="call.ended",
+        raw={"note": "Customer asked for a CALLBACK"},
+    )
+    bob = contact_event(
+        phone="+14155550100",
+        call="call-2",
+        campaign="camp-1",
+        received_at=base + timedelta(minutes=1),
+        source="exotel",
+        type="call.attempts_exhausted",
+    )
+    news = contact_event(
+        email="Ana@Example.com",
+        campaign="camp-2",
+        received_at=base + timedelta(minutes=2),
+        source="pelcro",
+        type="campaign.completed",
+    )
+    for event, sinks in ((ana, ["crm", "slack"]), (bob, ["crm"]), (news, [])):
+        await store.ingest(event, sinks)
+    await store.dead_letter(await claim_one(store, "slack"), error="HTTP 400: no")
+
+    assert await ids(store) == [news.id, bob.id, ana.id]
+    assert await ids(store, source="exotel") == [bob.id]
+    assert await ids(store, type="call.*") == [bob.id, ana.id]
+    assert await ids(store, type="call.ended") == [ana.id]
+    assert await ids(store, state="dead") == [ana.id]
+    assert await ids(store, state="pending") == [bob.id, ana.id]
+    assert await ids(store, sink="crm") == [bob.id, ana.id]
+    assert await ids(store, sink="crm", state="dead") == []
+    assert await ids(store, since=base + timedelta(seconds=30)) == [news.id, bob.id]
+    assert await ids(store, until=base + timedelta(seconds=30)) == [ana.id]
+    assert await ids(store, idempotency_key=bob.idempotency_key) == [bob.id]
+    # a phone in any format, as E.164; an email in any case
+    assert await ids(store, contact="+52 (55) 1234-5678") == [ana.id]
+    assert await ids(store, contact="ANA@example.com") == [news.id, ana.id]
+    assert await ids(store, call_id="call-2") == [bob.id]
+    assert await ids(store, campaign_id="camp-1") == [bob.id, ana.id]
+    assert await ids(store, campaign_id="camp-1", source="altur") == [ana.id]
+    if "text" in store.supported_filters:
+        assert await ids(store, text="callback") == [ana.id]
+    else:
+        with pytest.raises(QueryError, match="cannot filter on text") as refused:
+            await ids(store, text="callback")
+        assert refused.value.field == "text"
+
+
+async def test_pages_walk_every_event_once_newest_first_with_ties(store):
+    same = datetime.now(UTC) - timedelta(minutes=5)
+    events = [make_event(received_at=same + timedelta(seconds=i // 3)) for i in range(8)]
+    for event in events:
+        await store.ingest(event, ["alpha"])
+    expected = [e.id for e in sorted(events, key=lambda e: (e.received_at, e.id), reverse=True)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = await query.find_events(store, EventFilter(), PageRequest(limit=3, cursor=cursor))
+        seen += [stored.event.id for stored in page.events]
+        # an event arriving meanwhile does not shift the pages (it is newer than the cursor)
+        await store.ingest(make_event(), ["alpha"])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen[: len(expected)] == expected
+    with pytest.raises(QueryError, match="cursor"):
+        await query.find_events(store, EventFilter(), PageRequest(cursor="nonsense"))
+
+
+async def test_attempts_are_recorded_with_their_outcome_and_purged_with_the_event(store):
+    event = make_event(received_at=datetime.now(UTC) - timedelta(days=3))
+    await store.ingest(event, ["alpha"])
+    started = datetime.now(UTC)
+
+    def attempt(delivery: Delivery, outcome: AttemptOutcome, **more: object) -> Attempt:
+        return Attempt(
+            sink=delivery.sink,
+            number=delivery.attempts + 1,
+            started_at=started,
+            duration=0.25,
+            outcome=outcome,
+            trigger=delivery.trigger,
+            **more,  # type: ignore[arg-type]
+        )
+
+    first = await claim_one(store, "alpha")
+    assert first.trigger == Trigger.FIRST
+    failed = attempt(
+        first, AttemptOutcome.RETRY, status=503, error="HTTP 503: busy", response_excerpt="busy"
+    )
+    await store.retry_later(first, at=datetime.now(UTC), error="HTTP 503: busy", attempt=failed)
+    # an outcome recorded again for the same claim changes nothing, the history included
+    await store.retry_later(first, at=datetime.now(UTC), error="again", attempt=failed)
+    second = await claim_one(store, "alpha", lease=0.2)
+    assert second.trigger == Trigger.RETRY
+    await asyncio.sleep(0.4)
+    third = await claim_one(store, "alpha")  # the second's worker was lost
+    await store.ack(third, attempt=attempt(third, AttemptOutcome.DONE, status=200))
+
+    history = await store.list_attempts(event.id)
+    assert [(a.number, a.outcome, a.trigger, a.status) for a in history] == [
+        (1, AttemptOutcome.RETRY, Trigger.FIRST, 503),
+        (2, AttemptOutcome.LOST, Trigger.RETRY, None),
+        (3, AttemptOutcome.DONE, Trigger.RETRY, 200),
+    ]
+    assert history[0].response_excerpt == "busy"
+    assert history[0].duration == 0.25
+    assert history[1].error == LOST_WORKER
+    assert 0.1 < history[1].duration < 5
+    found = await query.event_with_attempts(store, event.id)
+    assert found is not None
+    assert found[1] == tuple(history)
+
+    assert await store.purge(retention=86400) == 1
+    assert await store.list_attempts(event.id) == []
+
+
+async def test_a_bulk_action_never_revives_or_replays_a_delivery_twice(store):
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    await store.dead_letter(await claim_one(store, "alpha"), error="HTTP 400")
+
+    assert await store.retry_dead_letters(event_ids=[event.id], action="bulk-1") == 1
+    delivery = await claim_one(store, "alpha")
+    assert delivery.trigger == Trigger.DLQ_RETRY
+    await store.dead_letter(delivery, error="HTTP 400 again")
+    # the same action run again (after an interruption) leaves it; another action does not
+    assert await store.retry_dead_letters(event_ids=[event.id], action="bulk-1") == 0
+    assert await store.retry_dead_letters(sink="alpha", action="bulk-1") == 0
+    assert await store.retry_dead_letters(event_ids=[event.id], action="bulk-2") == 1
+    await store.ack(await claim_one(store, "alpha"))
+
+    assert await store.replay(event.id, ["alpha", "beta"], action="replay-1") == 2
+    assert (await claim_one(store, "beta")).trigger == Trigger.REPLAY
+    assert await store.replay(event.id, ["alpha", "beta"], action="replay-1") == 0
+    assert await store.replay(event.id, ["alpha"]) == 1
+
+
+async def test_find_and_count_deliveries_for_bulk_actions(store):
+    events = [
+        make_event(received_at=datetime.now(UTC) - timedelta(seconds=10 - i)) for i in range(5)
+    ]
+    for event in events:
+        await store.ingest(event, ["alpha", "beta"])
+    for _ in range(3):
+        await store.dead_letter(await claim_one_of(store, "alpha"), error="HTTP 400")
+    dead = EventFilter(state=DeliveryState.DEAD)
+    assert await store.count_deliveries(dead) == {"alpha": 3}
+    assert await store.count_deliveries(EventFilter()) == {"alpha": 5, "beta": 5}
+    plan = await query.delivery_plan(store, EventFilter(sink="beta"))
+    assert (plan.by_sink, plan.total) == ({"beta": 5}, 5)
+    walked: list[tuple[str, str]] = []
+    after = None
+    while True:
+        batch = await store.find_deliveries(EventFilter(), limit=2, after=after)
+        if not batch:
+            break
+        walked += [(cursor.event_id, sink) for cursor, sink in batch]
+        after = batch[-1][0]
+    assert walked == [(e.id, sink) for e in reversed(events) for sink in ("alpha", "beta")]
+
+
+async def claim_one_of(store: Store, sink: str) -> Delivery:
+    [delivery] = await store.claim(sink, limit=1, lease=30)
+    return delivery
+
+
+async def test_heartbeats_say_when_a_delivering_process_was_last_seen(store):
+    assert await store.last_heartbeat() is None
+    await store.heartbeat("worker-1", ttl=0.3)
+    assert_near(await store.last_heartbeat(), datetime.now(UTC))
+    await asyncio.sleep(0.5)
+    assert await store.last_heartbeat() is None

@@ -7,6 +7,8 @@ from pathlib import Path
 from eventrouter.errors import ConfigError
 from eventrouter.store.base import (
     LOST_WORKER,
+    Attempt,
+    AttemptOutcome,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -14,12 +16,15 @@ from eventrouter.store.base import (
     IngestResult,
     Store,
     StoredEvent,
+    Trigger,
 )
 from eventrouter.store.config import REDIS_INSTALL_HINT, StoreConfig, redis_missing
 
 __all__ = [
     "LOST_WORKER",
     "REDIS_INSTALL_HINT",
+    "Attempt",
+    "AttemptOutcome",
     "DeadLetter",
     "Delivery",
     "DeliveryRecord",
@@ -28,6 +33,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoredEvent",
+    "Trigger",
     "create_store",
     "redis_missing",
 ]

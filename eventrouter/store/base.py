@@ -282,7 +282,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_attempts(self, event_id: str) -> list[Attempt]:
-        """Every recorded attempt of ``event_id``'s deliveries, oldest first."""
+        """Every recorded attempt of ``event_id``'s deliveries, in the order recorded."""
 
     @abc.abstractmethod
     async def heartbeat(self, worker: str, *, ttl: float) -> None:

@@ -21,6 +21,15 @@ Layout (every key starts with ``[store] key_prefix``, ``P`` below):
   moves the due ones back into the stream, ``next_due`` reads the lowest score (no busy polling);
 - ``P:dead:SINK`` a stream of dead letters;
 - ``P:sinks`` the set of sinks that have a queue;
+- ``P:idx:KIND:VALUE`` the query layer's indexes: sorted sets of event ids scored by received
+  time, one per source, type, idempotency key, contact (E.164 phone, lowercased email), call
+  and campaign, and ``P:idx:all:`` of every event; ingest adds an event to its sets (named in
+  its hash's ``idx`` field), purge removes it;
+- ``P:attempts:ID`` a list of the event's delivery attempts (JSON), appended by the script
+  that records each outcome; purged with the event;
+- ``P:layout`` the version of this layout (:data:`LAYOUT_VERSION`), checked at start;
+- ``P:heartbeats`` and ``P:heartbeats-seen`` the processes delivering, by heartbeat expiry
+  and last heartbeat;
 - ``P:wake:SINK`` a pub/sub channel (not a key): every script that makes work for a sink
   (ingest, a retry scheduled, a dead letter revived, a replay) publishes on it, and the workers
   listening (:meth:`RedisStore.watch`) claim at once instead of polling.
@@ -50,9 +59,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -64,8 +73,11 @@ from redis.exceptions import RedisError
 
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.query import Cursor, indexed_values
 from eventrouter.store.base import (
     LOST_WORKER,
+    Attempt,
+    AttemptOutcome,
     DeadLetter,
     Delivery,
     DeliveryRecord,
@@ -73,8 +85,12 @@ from eventrouter.store.base import (
     IngestResult,
     Store,
     StoredEvent,
+    Trigger,
 )
-from eventrouter.store.scripts import Keys, Outcome, Scripts
+from eventrouter.store.scripts import Keys, Outcome, Scripts, number
+
+if TYPE_CHECKING:
+    from eventrouter.query import EventFilter
 
 __all__ = ["RedisStore"]
 
@@ -88,6 +104,9 @@ PAGE = 200
 RECONNECT_INTERVAL = 0.5
 #: the wait between attempts to listen for queued work grows from the first to the second
 WATCH_RETRY = (0.1, 5.0)
+#: the version of the key layout this code reads and writes (``P:layout``); 0 (no key): written
+#: before query indexes and attempt histories, indexed at start
+LAYOUT_VERSION = 1
 
 
 #: a stream entry as the client returns it (typed for any client; ours decodes replies)
@@ -308,6 +327,7 @@ class RedisStore(Store):
                 raise StoreUnavailable(self._connect_error)
             try:
                 await self._handshake(client)
+                await self._check_layout(client)
             except StoreUnavailable as exc:
                 # callers arriving within the next moment hear the same, without another try
                 self._next_connect = time.monotonic() + RECONNECT_INTERVAL
@@ -316,6 +336,66 @@ class RedisStore(Store):
             if self._connect_error:
                 log.info("Redis at %s answers now", self.where)
             self._ready = True
+
+    async def _check_layout(self, client: Redis) -> None:
+        """Refuse keys written by a newer release; index the events of an older one (layout 0)."""
+        with _unavailable(f"layout check at {self.where}"):
+            stored = await client.get(self.keys.layout)
+            if stored is None:
+                if await client.exists(self.keys.events_log):
+                    await self._index_existing(client)
+                await client.set(self.keys.layout, LAYOUT_VERSION, nx=True)
+                return
+        raw = _text(stored)
+        try:
+            version = int(raw)
+        except ValueError:
+            version = LAYOUT_VERSION + 1
+        if version > LAYOUT_VERSION:
+            raise _Unusable(
+                f"Redis at {self.where}: the keys under [store] key_prefix {self.keys.prefix!r} "
+                f"have layout version {raw}, newer than this release knows ({LAYOUT_VERSION}): "
+                "upgrade eventrouter (or use another key_prefix)"
+            )
+
+    async def _index_existing(self, client: Redis) -> None:
+        """Add the events stored before the query indexes (layout 0) to them (idempotent)."""
+        lower = "-"
+        while True:
+            page = _entries(await client.xrange(self.keys.events_log, min=lower, count=PAGE))
+            async with client.pipeline(transaction=False) as pipe:
+                for _, fields in page:
+                    pipe.hget(self.keys.event(fields.get("event", "")), "body")
+                bodies = await pipe.execute()
+            async with client.pipeline(transaction=False) as pipe:
+                for body in bodies:
+                    if not body:
+                        continue
+                    event = Event.from_json(body)
+                    indexes = self._indexes(event)
+                    received = event.received_at.timestamp()
+                    for index in indexes:
+                        pipe.zadd(index, {event.id: received})
+                    pipe.hset(self.keys.event(event.id), "idx", json.dumps(indexes))
+                await pipe.execute()
+            if len(page) < PAGE:
+                return
+            lower = f"({page[-1][0]}"
+
+    def _indexes(self, event: Event) -> list[str]:
+        """The query indexes ``event`` belongs to."""
+        key, phone, email, call_id, campaign_id = indexed_values(event)
+        pairs = (
+            ("all", ""),
+            ("source", event.source),
+            ("type", event.type),
+            ("key", key),
+            ("contact", phone),
+            ("contact", email),
+            ("call", call_id),
+            ("campaign", campaign_id),
+        )
+        return [self.keys.index(kind, value) for kind, value in pairs if value is not None]
 
     async def _connected(self) -> Redis:
         """The client, once the server has answered; StoreUnavailable until then."""
@@ -410,7 +490,11 @@ class RedisStore(Store):
             with _unavailable("ingest"):
                 scripts = await self._ready_scripts()
                 accepted, event_id = await scripts.ingest(
-                    event, list(dict.fromkeys(sinks)), window=self.dedupe_window, now=time.time()
+                    event,
+                    list(dict.fromkeys(sinks)),
+                    window=self.dedupe_window,
+                    now=time.time(),
+                    indexes=self._indexes(event),
                 )
         finally:
             self._pending -= 1
@@ -436,6 +520,7 @@ class RedisStore(Store):
                 attempts=row.attempts,
                 token=row.token,
                 lost=row.lost,
+                trigger=Trigger(row.trigger),
             )
             for row in claimed
         ]
@@ -455,8 +540,10 @@ class RedisStore(Store):
         at: datetime | None = None,
         error: str = "",
         count_attempt: bool = True,
+        attempt: Attempt | None = None,
     ) -> None:
-        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current)."""
+        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current)
+        and ``attempt`` in its history, in one script."""
         now = time.time()
         with _unavailable(f"{outcome} update"):
             scripts = await self._ready_scripts()
@@ -469,18 +556,28 @@ class RedisStore(Store):
                 now=now,
                 due=at.timestamp() if at is not None else now,
                 error=error,
+                attempt="" if attempt is None else _attempt_json(attempt),
             )
 
-    async def ack(self, delivery: Delivery) -> None:
-        await self._end_claim(delivery, "done")
+    async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
+        await self._end_claim(delivery, "done", attempt=attempt)
 
-    async def retry_later(self, delivery: Delivery, *, at: datetime, error: str) -> None:
-        await self._end_claim(delivery, "pending", at=at, error=error)
+    async def retry_later(
+        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
+    ) -> None:
+        await self._end_claim(delivery, "pending", at=at, error=error, attempt=attempt)
 
     async def dead_letter(
-        self, delivery: Delivery, *, error: str, count_attempt: bool = True
+        self,
+        delivery: Delivery,
+        *,
+        error: str,
+        count_attempt: bool = True,
+        attempt: Attempt | None = None,
     ) -> None:
-        await self._end_claim(delivery, "dead", error=error, count_attempt=count_attempt)
+        await self._end_claim(
+            delivery, "dead", error=error, count_attempt=count_attempt, attempt=attempt
+        )
 
     # -- listings and operations ---------------------------------------------------------
 
@@ -580,7 +677,7 @@ class RedisStore(Store):
         return [letter for _, _, letter in letters[:limit]]
 
     async def retry_dead_letters(
-        self, *, sink: str | None = None, event_ids: Sequence[str] = ()
+        self, *, sink: str | None = None, event_ids: Sequence[str] = (), action: str | None = None
     ) -> int:
         client = await self._connected()
         targets: list[tuple[str, str, str]] = []  # (event id, sink, dead entry id or "")
@@ -613,13 +710,19 @@ class RedisStore(Store):
         with _unavailable("dead letter retry"):
             scripts = await self._ready_scripts()
             for eid, name, entry_id in targets:
-                revived += await scripts.revive(eid, name, listed_entry=entry_id, now=now)
+                revived += await scripts.revive(
+                    eid, name, listed_entry=entry_id, now=now, action=action or ""
+                )
         return revived
 
-    async def replay(self, event_id: str, sinks: Sequence[str]) -> int:
+    async def replay(
+        self, event_id: str, sinks: Sequence[str], *, action: str | None = None
+    ) -> int:
         with _unavailable("replay"):
             scripts = await self._ready_scripts()
-            return await scripts.replay(event_id, list(dict.fromkeys(sinks)), now=time.time())
+            return await scripts.replay(
+                event_id, list(dict.fromkeys(sinks)), now=time.time(), action=action or ""
+            )
 
     async def queue_depth(self) -> dict[str, dict[str, int]]:
         with _unavailable("read"):
@@ -658,6 +761,183 @@ class RedisStore(Store):
                     sink, consumer=self.consumer, idle_ms=STALE_CONSUMER_MS
                 )
         return removed
+
+    # -- queries, attempt history, heartbeats ---------------------------------------------
+
+    backend_name = "redis"
+    #: free text over the raw payload would read every event: not offered (the README says so)
+    supported_filters = frozenset(
+        {
+            "source",
+            "type",
+            "state",
+            "sink",
+            "since",
+            "until",
+            "idempotency_key",
+            "contact",
+            "call_id",
+            "campaign_id",
+        }
+    )
+
+    def _driver(self, where: EventFilter) -> str:
+        """The index a query walks: its most selective filter's (the others are checked on the
+        events read)."""
+        k = self.keys
+        exact = (
+            ("key", where.idempotency_key),
+            ("call", where.call_id),
+            ("contact", where.contact),
+            ("campaign", where.campaign_id),
+            ("source", where.source),
+        )
+        for kind, value in exact:
+            if value is not None:
+                return k.index(kind, value)
+        if where.type is not None and not any(ch in where.type for ch in "*?["):
+            return k.index("type", where.type)
+        return k.index("all", "")
+
+    async def _walk(self, where: EventFilter, after: Cursor | None) -> AsyncIterator[StoredEvent]:
+        """The events matching ``where`` strictly older than ``after``, newest first."""
+        client = await self._connected()
+        index = self._driver(where)
+        last = after
+        if after is not None:
+            high = number(after.received_at)
+        elif where.until is not None:
+            high = f"({number(where.until.timestamp())}"
+        else:
+            high = "+inf"
+        low = number(where.since.timestamp()) if where.since is not None else "-inf"
+        while True:
+            with _unavailable("read"):
+                reply = await client.zrange(
+                    index, high, low, desc=True, byscore=True, offset=0, num=PAGE, withscores=True
+                )
+            # the client's annotations cover every reply shape: this one is (member, score) pairs
+            pairs = cast("list[tuple[bytes | str, float]]", reply)
+            rows = [(_text(eid), float(score)) for eid, score in pairs]
+            fresh = [
+                (eid, score)
+                for eid, score in rows
+                if last is None
+                or score < last.received_at
+                or (score == last.received_at and eid < last.event_id)
+            ]
+            if fresh:
+                with _unavailable("read"):
+                    async with client.pipeline(transaction=False) as pipe:
+                        for eid, _ in fresh:
+                            pipe.hgetall(self.keys.event(eid))
+                        hashes = await pipe.execute()
+                for fields in hashes:
+                    stored = self._stored(_fields(fields))
+                    if stored is not None and where.matches(stored):
+                        yield stored
+                eid, score = fresh[-1]
+                last = Cursor(score, eid)
+                high = number(score)
+            elif rows:  # a page of ties at the cursor's time, all seen: step below that time
+                high = f"({number(rows[-1][1])}"
+            if len(rows) < PAGE:
+                return
+
+    async def find_events(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        if limit <= 0:
+            return found
+        async for stored in self._walk(where, after):
+            found.append(stored)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def find_deliveries(
+        self, where: EventFilter, *, limit: int, after: Cursor | None = None
+    ) -> list[tuple[Cursor, str]]:
+        return [
+            (Cursor(stored.event.received_at.timestamp(), stored.event.id), record.sink)
+            for stored in await self.find_events(where, limit=limit, after=after)
+            for record in stored.deliveries
+            if where.state in (None, record.state) and where.sink in (None, record.sink)
+        ]
+
+    async def count_deliveries(self, where: EventFilter) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        async for stored in self._walk(where, None):
+            for record in stored.deliveries:
+                if where.state in (None, record.state) and where.sink in (None, record.sink):
+                    counts[record.sink] = counts.get(record.sink, 0) + 1
+        return counts
+
+    async def list_attempts(self, event_id: str) -> list[Attempt]:
+        with _unavailable("read"):
+            raw = await (await self._connected()).lrange(self.keys.attempts(event_id), 0, -1)
+        return [_attempt_from_json(_text(item)) for item in raw]
+
+    async def heartbeat(self, worker: str, *, ttl: float) -> None:
+        now = time.time()
+        with _unavailable("heartbeat"):
+            client = await self._connected()
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zadd(self.keys.heartbeats, {worker: now + ttl})
+                pipe.hset(self.keys.heartbeats_seen, worker, number(now))
+                pipe.zremrangebyscore(self.keys.heartbeats, "-inf", f"({number(now)}")
+                await pipe.execute()
+
+    async def last_heartbeat(self) -> datetime | None:
+        with _unavailable("read"):
+            client = await self._connected()
+            reply = await client.zrangebyscore(self.keys.heartbeats, number(time.time()), "+inf")
+            alive = [_text(worker) for worker in cast("list[bytes | str]", reply)]
+            if not alive:
+                return None
+            seen = await client.hmget(self.keys.heartbeats_seen, alive)
+        times = [float(value) for value in seen if value]
+        return _ts(max(times)) if times else None
+
+
+def _attempt_json(attempt: Attempt) -> str:
+    """An attempt as the history list keeps it."""
+    return json.dumps(
+        {
+            "sink": attempt.sink,
+            "number": attempt.number,
+            "started_at": number(attempt.started_at.timestamp()),
+            "duration": attempt.duration,
+            "outcome": attempt.outcome.value,
+            "trigger": attempt.trigger.value,
+            "status": attempt.status,
+            "error": attempt.error,
+            "response_excerpt": attempt.response_excerpt,
+        }
+    )
+
+
+def _attempt_from_json(raw: str) -> Attempt:
+    """Read back :func:`_attempt_json`, or the lost attempt ``claim.lua`` writes (which gives
+    its end, ``ended_at``, instead of a duration)."""
+    value = _json_record(raw)
+    started = float(value.get("started_at") or 0)
+    duration = value.get("duration")
+    if duration is None:
+        duration = max(0.0, float(value.get("ended_at") or started) - started)
+    status = value.get("status")
+    return Attempt(
+        sink=str(value.get("sink", "")),
+        number=int(value.get("number", 0)),
+        started_at=datetime.fromtimestamp(started, UTC),
+        duration=float(duration),
+        outcome=AttemptOutcome(value.get("outcome", "lost")),
+        trigger=Trigger(value.get("trigger", "first")),
+        status=int(status) if isinstance(status, int | float) else None,
+        error=value.get("error") or None,
+        response_excerpt=value.get("response_excerpt") or None,
+    )
 
 
 def _json_record(raw: str) -> dict[str, Any]:

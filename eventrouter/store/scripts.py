@@ -101,6 +101,33 @@ class Keys:
     def sinks(self) -> str:
         return f"{self.prefix}:sinks"
 
+    def index(self, kind: str, value: str) -> str:
+        """A query index: the events whose ``kind`` is ``value``, scored by received time."""
+        return f"{self.prefix}:idx:{kind}:{value}"
+
+    def attempts(self, event_id: str) -> str:
+        return f"{self.attempts_prefix}{event_id}"
+
+    @property
+    def attempts_prefix(self) -> str:
+        """The attempt history of event E is the list this + E."""
+        return f"{self.prefix}:attempts:"
+
+    @property
+    def layout(self) -> str:
+        """The version of this key layout (:data:`eventrouter.store.redis.LAYOUT_VERSION`)."""
+        return f"{self.prefix}:layout"
+
+    @property
+    def heartbeats(self) -> str:
+        """A sorted set of delivering processes scored by when their heartbeat expires."""
+        return f"{self.prefix}:heartbeats"
+
+    @property
+    def heartbeats_seen(self) -> str:
+        """A hash of delivering processes and when each last said it was alive."""
+        return f"{self.prefix}:heartbeats-seen"
+
     def dedupe(self, event: Event) -> str:
         digest = hashlib.sha256(f"{event.source}\x1f{event.idempotency_key}".encode()).hexdigest()
         return f"{self.prefix}:dedupe:{digest}"
@@ -115,6 +142,7 @@ class Claimed:
     token: str
     body: str
     lost: int
+    trigger: str
 
 
 class Scripts:
@@ -132,12 +160,19 @@ class Scripts:
         return await self._scripts[name](keys=list(keys), args=list(args))
 
     async def ingest(
-        self, event: Event, sinks: Sequence[str], *, window: float, now: float
+        self,
+        event: Event,
+        sinks: Sequence[str],
+        *,
+        window: float,
+        now: float,
+        indexes: Sequence[str],
     ) -> tuple[bool, str]:
         """Store ``event`` unless its idempotency key was seen within ``window`` seconds: (stored,
-        the id of the event stored under that key)."""
+        the id of the event stored under that key); a new event joins the sorted sets
+        ``indexes``."""
         k = self.keys
-        keys = [k.dedupe(event), k.event(event.id), k.events_log, k.sinks]
+        keys = [k.dedupe(event), k.event(event.id), k.events_log, k.sinks, *indexes]
         args: list[str | int] = [
             event.id,
             max(1, round(window * 1000)),
@@ -148,6 +183,7 @@ class Scripts:
             number(now),
             GROUP,
             k.wake_prefix,
+            len(indexes),
         ]
         accepted, event_id = await self._run(
             "ingest", [*keys, *map(k.queue, sinks)], [*args, *sinks]
@@ -173,13 +209,19 @@ class Scripts:
                 k.event_prefix,
                 number(now + lease),
                 error,
+                k.attempts_prefix,
             ],
         )
         return [
             Claimed(
-                event_id=str(eid), attempts=int(attempts), token=str(token), body=body, lost=int(n)
+                event_id=str(eid),
+                attempts=int(attempts),
+                token=str(token),
+                body=body,
+                lost=int(n),
+                trigger=str(trigger),
             )
-            for eid, attempts, token, body, n in rows
+            for eid, attempts, token, body, n, trigger in rows
         ]
 
     async def end_claim(
@@ -193,13 +235,22 @@ class Scripts:
         now: float,
         due: float,
         error: str,
+        attempt: str = "",
     ) -> bool:
-        """Record the outcome of the claim ``token``; False when it is no longer the current
-        claim of the delivery (taken over, or recorded already), which then stays as it is."""
+        """Record the outcome of the claim ``token`` (and ``attempt``, JSON, in the history);
+        False when it is no longer the current claim of the delivery (taken over, or recorded
+        already), which then stays as it is."""
         k = self.keys
         ended = await self._run(
             "end_claim",
-            [k.queue(sink), k.lease(sink), k.event(event_id), k.retry(sink), k.dead(sink)],
+            [
+                k.queue(sink),
+                k.lease(sink),
+                k.event(event_id),
+                k.retry(sink),
+                k.dead(sink),
+                k.attempts(event_id),
+            ],
             [
                 sink,
                 GROUP,
@@ -212,28 +263,35 @@ class Scripts:
                 error,
                 event_id,
                 k.wake(sink),
+                attempt,
             ],
         )
         return bool(ended)
 
-    async def revive(self, event_id: str, sink: str, *, listed_entry: str, now: float) -> bool:
+    async def revive(
+        self, event_id: str, sink: str, *, listed_entry: str, now: float, action: str = ""
+    ) -> bool:
         """Make a dead delivery pending again; ``listed_entry``: its dead stream entry as a
-        listing found it ('' if unknown). False when it was not dead."""
+        listing found it ('' if unknown). False when it was not dead, or ``action`` revived it
+        already."""
         k = self.keys
         revived = await self._run(
             "revive",
             [k.event(event_id), k.queue(sink), k.dead(sink), k.sinks],
-            [sink, GROUP, number(now), listed_entry, event_id, k.wake(sink)],
+            [sink, GROUP, number(now), listed_entry, event_id, k.wake(sink), action],
         )
         return bool(revived)
 
-    async def replay(self, event_id: str, sinks: Sequence[str], *, now: float) -> int:
-        """Queue a stored event again for ``sinks``; how many deliveries were queued."""
+    async def replay(
+        self, event_id: str, sinks: Sequence[str], *, now: float, action: str = ""
+    ) -> int:
+        """Queue a stored event again for ``sinks``; how many deliveries were queued (those
+        ``action`` queued already are skipped)."""
         k = self.keys
         keys = [k.event(event_id), k.sinks]
         for sink in sinks:
             keys += [k.queue(sink), k.retry(sink), k.lease(sink), k.dead(sink)]
-        args = [event_id, GROUP, number(now), k.wake_prefix, *sinks]
+        args = [event_id, GROUP, number(now), k.wake_prefix, action, *sinks]
         return int(await self._run("replay", keys, args))
 
     async def next_due(self, sink: str) -> float | None:
@@ -253,7 +311,7 @@ class Scripts:
     async def purge(self, candidates: Sequence[tuple[str, str]], *, cutoff: float) -> int:
         """Delete those of ``candidates`` (event id, events log entry) that are delivered and
         were received before ``cutoff``; how many were deleted."""
-        args: list[str | int] = [number(cutoff), self.keys.event_prefix]
+        args: list[str | int] = [number(cutoff), self.keys.event_prefix, self.keys.attempts_prefix]
         for event_id, log_entry in candidates:
             args += [event_id, log_entry]
         return int(await self._run("purge", [self.keys.events_log], args))

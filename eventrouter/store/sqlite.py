@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
+from eventrouter.query import indexed_values
 from eventrouter.store.base import (
     LOST_WORKER,
     Attempt,
@@ -39,7 +40,6 @@ from eventrouter.store.sqlite_query import (
     count_deliveries,
     find_deliveries,
     find_events,
-    index_values,
     list_attempts,
 )
 from eventrouter.store.sqlite_schema import migrate
@@ -334,7 +334,7 @@ class SQLiteStore(Store):
         key = f"{event.source}\x1f{event.idempotency_key}"
         body = event.to_json()
         received = event.received_at.timestamp()
-        indexed = index_values(event)
+        indexed = indexed_values(event)
         window = self.dedupe_window
 
         def write(conn: sqlite3.Connection) -> IngestResult:

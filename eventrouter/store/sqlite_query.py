@@ -12,7 +12,6 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eventrouter.events import Event
 from eventrouter.query import Cursor
 from eventrouter.store.base import Attempt, AttemptOutcome, Trigger
 
@@ -24,23 +23,8 @@ __all__ = [
     "count_deliveries",
     "find_deliveries",
     "find_events",
-    "index_values",
     "list_attempts",
 ]
-
-
-def index_values(event: Event) -> tuple[str | None, ...]:
-    """The indexed columns of ``event``: idempotency key, contact phone, contact email
-    (lowercased), call id, campaign id."""
-    data = event.data
-    contact, call, campaign = data.contact, data.call, data.campaign
-    return (
-        event.idempotency_key,
-        contact.phone if contact else None,
-        contact.email.lower() if contact and contact.email else None,
-        call.id if call else None,
-        campaign.id if campaign else None,
-    )
 
 
 def attempt_row(event_id: str, attempt: Attempt) -> tuple[Any, ...]:
@@ -172,7 +156,7 @@ def list_attempts(conn: sqlite3.Connection, event_id: str) -> list[Attempt]:
     """Every attempt of the event's deliveries, oldest first."""
     rows = conn.execute(
         "SELECT sink, number, started_at, duration, outcome, trigger, status, error,"
-        " response_excerpt FROM attempts WHERE event_id = ? ORDER BY started_at, rowid",
+        " response_excerpt FROM attempts WHERE event_id = ? ORDER BY rowid",
         (event_id,),
     ).fetchall()
     return [

@@ -1,11 +1,13 @@
 -- Claim up to ``limit`` due deliveries for one sink, leased for ``lease`` seconds.
--- Returns {event id, attempts, token, body, lost} per delivery claimed. The token is the stream
+-- Returns {event id, attempts, token, body, lost, trigger} per delivery claimed. The token is the stream
 -- entry id and the claim's serial number: an outcome recorded with the token of an earlier
 -- claim of the same entry (a worker that outlived its lease) changes nothing.
 local queue, retry_set, lease_set, sinks_set = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local sink, group, consumer, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lease, limit, event_prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local lease_end, lost_worker_error = ARGV[8], ARGV[9]
+-- the attempt history of event E is the list attempts_prefix .. E
+local attempts_prefix = ARGV[10]
 
 if redis.call('SISMEMBER', sinks_set, sink) == 0 then return {} end
 local server_now = clock()
@@ -27,7 +29,8 @@ local function take(id, eid, rec, body)
   rec.claim = (tonumber(rec.claim) or 0) + 1
   save(event_prefix .. eid, sink, rec)
   redis.call('ZADD', lease_set, score(server_now + lease), eid)
-  out[#out + 1] = {eid, rec.attempts, id .. '/' .. rec.claim, body, rec.lost or 0}
+  out[#out + 1] = {eid, rec.attempts, id .. '/' .. rec.claim, body, rec.lost or 0,
+    rec.trigger or 'first'}
 end
 -- take over deliveries whose lease (as the worker that claimed them set it) has ended: that
 -- worker died, and its attempt counts as a failed one
@@ -39,6 +42,10 @@ for _, eid in ipairs(expired) do
     rec.attempts = (tonumber(rec.attempts) or 0) + 1
     rec.lost = (tonumber(rec.lost) or 0) + 1
     rec.error = lost_worker_error
+    redis.call('RPUSH', attempts_prefix .. eid, cjson.encode({sink = sink, number = rec.attempts,
+      started_at = rec.updated, ended_at = now, outcome = 'lost',
+      trigger = rec.trigger or 'first', error = lost_worker_error}))
+    rec.trigger = 'retry'
     local claimed = {}
     if rec.entry then
       claimed = redis.call('XCLAIM', queue, group, consumer, 0, rec.entry)
