@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from eventrouter.console.traffic import Traffic
+from eventrouter.metrics import Metrics
 from tests.console_harness import (
     ALTUR_SECRET,
     OPERATOR_TOKEN,
@@ -221,18 +223,48 @@ async def test_sources_sinks_and_routes_never_show_a_secret(console: Console):
                 assert secret not in text, (path, secret)
 
 
-async def test_overview_counts_queues_and_requests(console: Console):
+async def test_overview_counts_queues_requests_and_attempts(console: Console):
     paid = await console.ingest("invoice.paid", id=1)
     order = await console.ingest("order.created", id=2)
+    await console.router.post("demo", {"type": "x"}, signed=False)
     await console.settled(paid)
     await console.settled(order)
     status, body = await console.get_json("/api/overview")
     assert status == 200
-    assert body["sinks"] == [
-        {"name": "good", "pending": 0, "inflight": 0, "dead": 0},
-        {"name": "flaky", "pending": 0, "inflight": 0, "dead": 1},
-    ]
-    assert body["sources"][0]["requests"] == {"accepted": 2.0}
+    good, flaky = body["sinks"]
+    assert (good["name"], good["pending"], good["dead"], good["success_rate"]) == (
+        "good",
+        0,
+        0,
+        1.0,
+    )
+    assert good["p95_seconds"] > 0
+    assert good["last_error"] is None
+    assert (flaky["dead"], flaky["success_rate"]) == (1, 0.0)
+    assert flaky["last_error"] == "recording sink refused attempt 1"
+    demo = body["sources"][0]
+    assert demo["last_hour"] == {"accepted": 2, "unauthorized": 1}
+    assert demo["last_day"] == demo["last_hour"]
+    assert body["requests_counted"] is True
+    assert sum(body["accepted_per_minute"]) == 2
+    assert len(body["accepted_per_minute"]) == 60
+
+
+def test_traffic_windows_subtract_the_sample_taken_then():
+    metrics = Metrics()
+    traffic = Traffic(metrics)
+    traffic.sample(now=0.0)
+    metrics.requests.labels("demo", "accepted").inc(5)
+    traffic.sample(now=60.0)
+    metrics.requests.labels("demo", "accepted").inc(2)
+    metrics.requests.labels("demo", "invalid").inc()
+    traffic.sample(now=120.0)
+    metrics.requests.labels("demo", "accepted").inc(1)
+    # from the newest sample taken before the window starts
+    assert traffic.window(10, now=130.0) == {"demo": {"accepted": 1}}
+    assert traffic.window(30, now=130.0) == {"demo": {"accepted": 3, "invalid": 1}}
+    assert traffic.window(3600, now=130.0) == {"demo": {"accepted": 8, "invalid": 1}}
+    assert traffic.per_minute(3, now=150.0) == [0, 5, 3]
 
 
 async def test_nobody_gets_401_and_a_wrong_token_too(console: Console):

@@ -13,6 +13,7 @@ from aiohttp import web
 from eventrouter.console import data
 from eventrouter.console.auth import require_operator
 from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, STORE
+from eventrouter.console.traffic import TRAFFIC
 from eventrouter.query import QueryError
 from eventrouter.server import error_response
 
@@ -39,7 +40,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def overview(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response(await data.overview(app[STORE], app[CONFIG], app.get(METRICS)))
+    return web.json_response(
+        await data.overview(
+            app[STORE],
+            app[CONFIG],
+            app[REDACTOR],
+            metrics=app.get(METRICS),
+            traffic=app.get(TRAFFIC),
+        )
+    )
 
 
 async def events(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from eventrouter.config import Config
-from eventrouter.console import api, pages, tail
+from eventrouter.console import api, pages, tail, traffic
 from eventrouter.console.auth import (
     Handler,
     Sessions,
@@ -152,6 +152,7 @@ def create_console_app(
     app[SESSIONS] = Sessions(lifetime=float(config.console.session_lifetime))
     if metrics is not None:
         app[METRICS] = metrics
+        traffic.install(app, metrics)
     if store is None:
         app[STORE] = create_store(config.store, base_dir=config.base_dir)
         app.cleanup_ctx.append(_own_store)

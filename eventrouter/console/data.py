@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventrouter.config import Config
+from eventrouter.console.traffic import Traffic
 from eventrouter.metrics import Metrics
 from eventrouter.query import (
     FILTER_NAMES,
@@ -331,37 +332,73 @@ def config_routes(config: Config) -> list[dict[str, Any]]:
     ]
 
 
-def _source_outcomes(metrics: Metrics | None) -> dict[str, dict[str, float]]:
-    """Requests per source and outcome since this process started (None: another process)."""
-    counts: dict[str, dict[str, float]] = defaultdict(dict)
-    if metrics is None:
-        return counts
-    for family in metrics.requests.collect():
+def _delivery_stats(metrics: Metrics) -> dict[str, dict[str, Any]]:
+    """Per sink since the process started: attempts by outcome and the p95 attempt time (the
+    histogram's bucket bound that 95% of attempts stay under)."""
+    stats: dict[str, dict[str, Any]] = defaultdict(lambda: {"outcomes": {}, "p95": None})
+    for family in metrics.deliveries.collect():
         for sample in family.samples:
             if sample.name.endswith("_total"):
-                labels = sample.labels
-                counts[labels["source"]][labels["outcome"]] = sample.value
-    return counts
+                stats[sample.labels["sink"]]["outcomes"][sample.labels["outcome"]] = sample.value
+    buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for family in metrics.delivery_latency.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets[sample.labels["sink"]].append((float(sample.labels["le"]), sample.value))
+    for sink, bounds in buckets.items():
+        bounds.sort()
+        total = bounds[-1][1] if bounds else 0
+        if total:
+            stats[sink]["p95"] = next(le for le, count in bounds if count >= 0.95 * total)
+    return stats
 
 
-async def overview(store: Store, config: Config, metrics: Metrics | None) -> dict[str, Any]:
-    """Per sink its queue (pending, in flight, dead); per source its requests by outcome."""
+def _rate(outcomes: Mapping[str, float]) -> float | None:
+    attempts = sum(outcomes.values())
+    return round(outcomes.get("delivered", 0) / attempts, 4) if attempts else None
+
+
+async def overview(
+    store: Store,
+    config: Config,
+    redact: Redactor,
+    *,
+    metrics: Metrics | None = None,
+    traffic: Traffic | None = None,
+) -> dict[str, Any]:
+    """Per sink its queue, success rate, p95 attempt time and last dead letter's reason; per
+    source its requests by outcome over the last hour and day; the last hour's traffic."""
     depth = await store.queue_depth()
-    outcomes = _source_outcomes(metrics)
-    return {
-        "store": {"backend": config.store.backend, "pending_writes": store.pending_writes},
-        "requests_counted": metrics is not None,
-        "sources": [
-            {**source, "requests": outcomes.get(source["name"], {})}
-            for source in config_sources(config)
-        ],
-        "sinks": [
+    stats = _delivery_stats(metrics) if metrics is not None else {}
+    hour = traffic.window(3600) if traffic is not None else {}
+    day = traffic.window(86400) if traffic is not None else {}
+    sinks = []
+    for name in config.sinks:
+        last = await store.list_dead_letters(sink=name, limit=1)
+        sink_stats = stats.get(name, {"outcomes": {}, "p95": None})
+        sinks.append(
             {
                 "name": name,
                 "pending": depth.get(name, {}).get("pending", 0),
                 "inflight": depth.get(name, {}).get("inflight", 0),
                 "dead": depth.get(name, {}).get("dead", 0),
+                "success_rate": _rate(sink_stats["outcomes"]),
+                "p95_seconds": sink_stats["p95"],
+                "last_error": redact(last[0].reason) if last else None,
+                "last_error_at": _time(last[0].dead_at) if last else None,
             }
-            for name in config.sinks
+        )
+    return {
+        "store": {"backend": config.store.backend, "pending_writes": store.pending_writes},
+        "requests_counted": traffic is not None,
+        "sources": [
+            {
+                **source,
+                "last_hour": hour.get(source["name"], {}),
+                "last_day": day.get(source["name"], {}),
+            }
+            for source in config_sources(config)
         ],
+        "sinks": sinks,
+        "accepted_per_minute": traffic.per_minute() if traffic is not None else [],
     }

@@ -16,6 +16,7 @@ from eventrouter.console.auth import COOKIE, require_operator, set_session_cooki
 from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, SESSIONS, STORE
 from eventrouter.console.passwords import hash_password, verify_password
 from eventrouter.console.render import render
+from eventrouter.console.traffic import TRAFFIC
 from eventrouter.query import QueryError
 from eventrouter.redact import Redactor
 from eventrouter.store import Store
@@ -91,7 +92,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @_page("overview.html")
 async def overview(request: web.Request) -> dict[str, Any]:
     app = request.app
-    return await data.overview(app[STORE], app[CONFIG], app.get(METRICS))
+    return await data.overview(
+        app[STORE], app[CONFIG], app[REDACTOR], metrics=app.get(METRICS), traffic=app.get(TRAFFIC)
+    )
 
 
 async def _listing(
