@@ -135,7 +135,12 @@ async def test_retry_all_dead_letters_of_a_sink_after_reading_the_plan(page, con
     assert "2 dead letters will be queued" in await page.inner_text("#plan")
     assert (await console.get_json("/api/dead-letters"))[1]["total"] == 2, "the plan did nothing"
     await page.click("#confirm")
+    await page.wait_for_url("**/dead-letters/progress?*")
     assert "2 dead letters queued for delivery again" in await page.inner_text("#result")
+    # the page follows their delivery (it refreshes itself); the flaky sink fails them again
+    await page.locator("#progress-status", has_text="Nothing left to deliver").wait_for()
+    cells = await page.locator("#progress tbody tr").first.locator("td").all_inner_texts()
+    assert cells == ["flaky", "0", "0", "2"]
 
 
 async def test_live_tail_shows_a_new_webhook_without_a_reload(page, console: Console):

@@ -13,6 +13,7 @@ from tests.console_harness import Console, console_document, start_console
 PAGES = (
     "/",
     "/timeline",
+    "/dead-letters/progress?sink=flaky&queued=2",
     "/timeline?contact=%2B525512345678",
     "/timeline?campaign=77",
     "/events?state=dead&sink=flaky",

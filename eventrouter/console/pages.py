@@ -186,11 +186,34 @@ async def retry(request: web.Request) -> web.StreamResponse:
     sinks = [sink] if sink else configured
     if form.get("confirm") != "yes":
         plan = await data.retry_plan(app[STORE], sinks)
-        context = {"plan": plan, "sink": sink or "", "result": None}
-        return render(request, "retry.html", context)
+        return render(request, "retry.html", {"plan": plan, "sink": sink or ""})
     result = await data.retry_dead_letters(app[STORE], sinks, actor=request[IDENTITY].trigger)
-    context = {"plan": None, "sink": sink or "", "result": result}
-    return render(request, "retry.html", context)
+    # to a page of its own (reloading it does not retry again) that follows their delivery
+    query = urlencode({"sink": sink or "", "queued": result["total"]})
+    raise web.HTTPSeeOther(f"/dead-letters/progress?{query}")
+
+
+async def progress(request: web.Request) -> web.Response:
+    """After a retry: the sinks' queues now, refreshed every two seconds while any is busy."""
+    app = request.app
+    configured = list(app[CONFIG].sinks)
+    sink = request.query.get("sink") or None
+    sinks = [sink] if sink in configured else configured
+    depth = await app[STORE].queue_depth()
+    queues = [
+        {
+            "name": name,
+            **{
+                state: depth.get(name, {}).get(state, 0)
+                for state in ("pending", "inflight", "dead")
+            },
+        }
+        for name in sinks
+    ]
+    busy = any(q["pending"] or q["inflight"] for q in queues)
+    queued = request.query.get("queued", "")
+    context = {"queued": int(queued) if queued.isdigit() else None, "queues": queues, "busy": busy}
+    return render(request, "progress.html", context)
 
 
 @_page("config.html")
@@ -213,5 +236,6 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/events/{event_id}/replay", replay)
     router.add_get("/dead-letters", dead_letters)
     router.add_post("/dead-letters/retry", retry)
+    router.add_get("/dead-letters/progress", progress)
     router.add_get("/timeline", timeline)
     router.add_get("/config", configuration)

@@ -79,9 +79,7 @@ class Traffic:
 
         edges = [accepted(self._at(now - INTERVAL * back)) for back in range(minutes, 0, -1)]
         edges.append(accepted(_read(self.metrics)))
-        return [
-            max(0, int(later - earlier)) for earlier, later in itertools.pairwise(edges)
-        ]
+        return [max(0, int(later - earlier)) for earlier, later in itertools.pairwise(edges)]
 
 
 TRAFFIC = web.AppKey("console_traffic", Traffic)
