@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,6 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import (
-    SECRET,
     free_port,
     load,
     serve_command,
@@ -43,6 +41,7 @@ from ingest import (
     stop,
     wait_ready,
 )
+from ingest import write_config as write_ingest_config
 
 from eventrouter.config import load_config
 from eventrouter.console import create_console_app
@@ -56,28 +55,20 @@ SOURCES = ("altur", "exotel", "pelcro")
 
 
 def write_config(directory: Path, *, port: int, console_port: int) -> Path:
-    config = directory / "bench.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            [server]
-            port = {port}
-            [store]
-            path = "bench.db"
-            [sources.bench]
-            plugin = "standard-webhooks"
-            secrets = ["{SECRET}"]
-            [sinks.archive]
-            plugin = "csv"
-            directory = "archive"
-            [[routes]]
-            sinks = ["archive"]
-            [console]
-            port = {console_port}
-            tokens = ["{TOKEN}"]
-            """
-        )
-    )
+    """The ingest benchmark's config (a Standard Webhooks source on SQLite), plus a CSV sink
+    every event is routed to and the console, reached with :data:`TOKEN`."""
+    config = write_ingest_config(directory, port, 0, deliver=False)
+    extra = f"""
+[sinks.archive]
+plugin = "csv"
+directory = "archive"
+[[routes]]
+sinks = ["archive"]
+[console]
+port = {console_port}
+tokens = ["{TOKEN}"]
+"""
+    config.write_text(config.read_text() + extra)
     return config
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from eventrouter import hookimpl
-from tests.console_harness import Console, console_document, start_console
+from tests.console_harness import PASSWORDS, Console, console_document, start_console
 
 PAGES = (
     "/",
@@ -146,14 +146,19 @@ async def test_without_credentials_on_loopback_everyone_is_the_local_operator(ma
         await console.client.close()
 
 
-async def test_logging_out_ends_the_session(console: Console):
+async def _session_token(console: Console, name: str, page: str) -> str:
+    """Log in as ``name`` and return the CSRF token ``page`` carries."""
     async with console.client.post(
-        "/login", data={"name": "bob", "password": "bob-password"}, allow_redirects=False
+        "/login", data={"name": name, "password": PASSWORDS[name]}, allow_redirects=False
     ) as response:
         assert response.status == 303
-    async with console.client.get("/") as response:
-        page = await response.text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    async with console.client.get(page) as response:
+        text = await response.text()
+    return re.search(r'name="csrf_token" value="([^"]+)"', text).group(1)
+
+
+async def test_logging_out_ends_the_session(console: Console):
+    token = await _session_token(console, "bob", "/")
     async with console.client.post(
         "/logout", data={"csrf_token": token}, allow_redirects=False
     ) as response:
@@ -163,13 +168,7 @@ async def test_logging_out_ends_the_session(console: Console):
 
 
 async def test_a_viewer_cannot_retry_from_the_page(console: Console):
-    async with console.client.post(
-        "/login", data={"name": "bob", "password": "bob-password"}, allow_redirects=False
-    ) as response:
-        assert response.status == 303
-    async with console.client.get("/dead-letters") as response:
-        page = await response.text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = await _session_token(console, "bob", "/dead-letters")
     async with console.client.post(
         "/dead-letters/retry", data={"csrf_token": token, "confirm": "yes"}
     ) as response:

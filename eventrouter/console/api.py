@@ -6,6 +6,7 @@ Errors are JSON with a 4xx status: ``{"error": code, "message": what is wrong}``
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -51,22 +52,22 @@ async def overview(request: web.Request) -> web.Response:
     )
 
 
-async def events(request: web.Request) -> web.Response:
-    app = request.app
-    try:
-        page = await data.events_page(app[STORE], request.query, app[REDACTOR])
-    except QueryError as exc:
-        return _bad(exc)
-    return web.json_response(page)
+def _listing(read: data.ListingReader) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A JSON list of events (``/api/events``, ``/api/timeline``); a wrong parameter is a 400."""
+
+    async def view(request: web.Request) -> web.Response:
+        app = request.app
+        try:
+            page = await read(app[STORE], request.query, app[REDACTOR])
+        except QueryError as exc:
+            return _bad(exc)
+        return web.json_response(page)
+
+    return view
 
 
-async def timeline(request: web.Request) -> web.Response:
-    app = request.app
-    try:
-        page = await data.timeline_page(app[STORE], request.query, app[REDACTOR])
-    except QueryError as exc:
-        return _bad(exc)
-    return web.json_response(page)
+events = _listing(data.events_page)
+timeline = _listing(data.timeline_page)
 
 
 async def event(request: web.Request) -> web.Response:

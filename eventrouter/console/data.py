@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from eventrouter.store import DeadLetter, Store, StoredEvent
 from eventrouter.store.base import Attempt, DeliveryRecord, DeliveryState
 
 __all__ = [
+    "ListingReader",
     "config_sinks",
     "config_sources",
     "dead_letter_groups",
@@ -58,6 +59,10 @@ DEAD_LETTER_SCAN = 10_000
 
 #: the events list's parameters: the query layer's filters, then where a page starts and its size
 EVENT_PARAMETERS = (*FILTER_NAMES, "cursor", "limit")
+
+
+#: a function reading one page of a list of events (the events list, a timeline)
+ListingReader = Callable[[Store, Mapping[str, str], Redactor], Awaitable[dict[str, Any]]]
 
 
 def _moment(name: str, text: str | None) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,8 +18,6 @@ from eventrouter.console.passwords import hash_password, verify_password
 from eventrouter.console.render import render
 from eventrouter.console.traffic import TRAFFIC
 from eventrouter.query import QueryError
-from eventrouter.redact import Redactor
-from eventrouter.store import Store
 
 __all__ = ["add_routes"]
 
@@ -100,7 +98,7 @@ async def overview(request: web.Request) -> dict[str, Any]:
 async def _listing(
     request: web.Request,
     template: str,
-    read: Callable[[Store, Mapping[str, str], Redactor], Awaitable[dict[str, Any]]],
+    read: data.ListingReader,
 ) -> web.Response:
     """A list of events (the events page, a timeline): a wrong parameter is a 400 page saying
     which; links carry the filters to the next page, to the live tail and to the JSON twin."""
