@@ -246,6 +246,8 @@ async def test_overview_counts_queues_requests_and_attempts(console: Console):
     assert demo["last_hour"] == {"accepted": 2, "unauthorized": 1}
     assert demo["last_day"] == demo["last_hour"]
     assert body["requests_counted"] is True
+    assert body["store"]["backend"] == "sqlite"
+    assert body["store"]["last_worker_heartbeat"] is not None, "the router delivers"
     assert sum(body["accepted_per_minute"]) == 2
     assert len(body["accepted_per_minute"]) == 60
 

@@ -394,7 +394,12 @@ async def overview(
             }
         )
     return {
-        "store": {"backend": config.store.backend, "pending_writes": store.pending_writes},
+        "store": {
+            "backend": config.store.backend,
+            "pending_writes": store.pending_writes,
+            # a delivering process (serve, worker) says it is alive; None: none lately
+            "last_worker_heartbeat": _time(await store.last_heartbeat()),
+        },
         "requests_counted": traffic is not None,
         "sources": [
             {
