@@ -32,7 +32,7 @@ import aiohttp
 from ingest import SECRET, free_port, serve_command, signed_requests, stop, wait_ready
 
 from eventrouter.events import Event, EventData, new_event_id
-from eventrouter.store.sqlite import SCHEMA
+from eventrouter.store.sqlite_schema import migrate
 
 BATCH = 50_000
 
@@ -57,7 +57,7 @@ def fill(db: Path, deliveries: int, sink: str) -> float:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")  # a fixture, not ingest: durability is not measured
-    conn.executescript(SCHEMA)
+    migrate(conn)  # the store's own schema, at its current version
     written = 0
     while written < deliveries:
         count = min(BATCH, deliveries - written)
@@ -71,9 +71,9 @@ def fill(db: Path, deliveries: int, sink: str) -> float:
             ),
         )
         conn.executemany(
-            "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at)"
-            " VALUES (?, ?, 'pending', 0, ?, ?)",
-            ((eid, sink, received + n * 1e-6, received) for n, eid in enumerate(ids)),
+            "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, updated_at,"
+            " received_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+            ((eid, sink, received + n * 1e-6, received, received) for n, eid in enumerate(ids)),
         )
         conn.execute("COMMIT")
         written += count

@@ -7,16 +7,18 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import click
 
-from eventrouter import __version__
+from eventrouter import __version__, query
 from eventrouter.config import Config, StoreAccess, load_config, load_store_access
 from eventrouter.errors import ConfigError, StoreUnavailable
 from eventrouter.plugins import FAILED_PLUGINS, Registry, create_plugin_manager, plugin_infos
-from eventrouter.store import Store, StoredEvent, create_store
+from eventrouter.query import BulkAction, EventFilter, EventPage, PageRequest, QueryError
+from eventrouter.store import Attempt, DeliveryState, Store, StoredEvent, create_store
 
 __all__ = ["cli"]
 
@@ -67,6 +69,8 @@ def _with_store(config: StoreAccess, action: Callable[[Store], Awaitable[T]]) ->
             ) from None
         try:
             return await action(store)
+        except QueryError as exc:
+            raise click.ClickException(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
         finally:
             await store.close()
 
@@ -362,39 +366,277 @@ def _stored_dict(stored: StoredEvent) -> dict[str, Any]:
     }
 
 
+class _Moment(click.ParamType[datetime, Any]):
+    """An ISO 8601 time (``2026-01-31``, ``2026-01-31T10:00``, UTC unless it says otherwise) or a
+    span back from now (``90m``, ``24h``, ``7d``)."""
+
+    name = "time"
+    spans: ClassVar[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        unit = self.spans.get(text[-1:])
+        if unit and text[:-1].isdigit():
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * unit)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither an ISO 8601 time nor a span like 24h or 7d", param, ctx
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+#: the query layer's filters, as options (``events``, ``dlq retry``, ``replay``)
+_FILTER_OPTIONS = [
+    click.option("--source", help="Only events from this source."),
+    click.option(
+        "--type", "type_glob", help="Only events whose type matches this glob ('call.*')."
+    ),
+    click.option(
+        "--state",
+        type=click.Choice([s.value for s in DeliveryState]),
+        help="Only events with a delivery in this state.",
+    ),
+    click.option("--since", type=_Moment(), help="Received at or after (ISO 8601 or 24h, 7d)."),
+    click.option("--until", type=_Moment(), help="Received before (ISO 8601 or 24h, 7d)."),
+    click.option("--key", "idempotency_key", help="Only the event with this idempotency key."),
+    click.option("--contact", help="A phone in any format with its country code, or an email."),
+    click.option("--call", "call_id", help="Only events about this call id."),
+    click.option("--campaign", "campaign_id", help="Only events of this campaign id."),
+    click.option("--text", help="Text the provider's raw payload contains (SQLite store only)."),
+]
+
+
+_SINK_OPTION = click.option("--sink", help="Only events (and deliveries) to this sink.")
+
+
+def _with_filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter options but ``--sink`` (which ``replay`` declares its own way)."""
+    for option in reversed(_FILTER_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _with_bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+        click.option("--dry-run", is_flag=True, help="Print the plan only."),
+        click.option(
+            "--resume", "resume_id", metavar="ACTION_ID", help="Finish an interrupted action."
+        ),
+        click.option(
+            "--batch", default=500, show_default=True, help="Events per store round trip."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+#: a delivering process that has not left a heartbeat for this long is not counted as running
+HEARTBEAT_STALE = timedelta(minutes=1)
+
+
+def _run_bulk(
+    config: StoreAccess,
+    kind: Literal["replay", "dlq_retry"],
+    where: EventFilter,
+    *,
+    yes: bool,
+    dry_run: bool,
+    resume_id: str | None,
+    batch: int,
+) -> int:
+    """Plan, confirm and carry out a bulk action; how many deliveries it queued."""
+    try:
+        if resume_id:
+            action = BulkAction.resume(kind, where, sinks=config.sinks, action_id=resume_id)
+        else:
+            action = BulkAction.start(kind, where, sinks=config.sinks)
+    except QueryError as exc:
+        raise click.ClickException(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+
+    async def plan_it(store: Store) -> tuple[query.DeliveryPlan, datetime | None]:
+        return await query.delivery_plan(store, action.where), await store.last_heartbeat()
+
+    plan, heartbeat = _with_store(config, plan_it)
+    doing = "replay" if kind == "replay" else "retry"
+    sinks = ", ".join(f"{sink} ({n})" for sink, n in plan.by_sink.items() if sink in action.sinks)
+    click.echo(
+        f"plan: {doing} {plan.total} deliveries" + (f" to {sinks}" if sinks else ""), err=True
+    )
+    orphaned = sorted(sink for sink in plan.by_sink if sink not in action.sinks)
+    if orphaned:
+        click.echo(
+            f"left as they are: {'dead letters' if kind == 'dlq_retry' else 'deliveries'} "
+            f"of sinks no longer configured ({', '.join(orphaned)})",
+            err=True,
+        )
+    if dry_run:
+        return 0
+    if plan.total and not yes:
+        click.confirm("go ahead?", abort=True, err=True)
+    click.echo(
+        f"action {action.id} (if interrupted, run the same command with --resume {action.id})",
+        err=True,
+    )
+    with click.progressbar(length=plan.total, label=doing, file=sys.stderr) as bar:
+        count = _with_store(
+            config, lambda store: query.run_bulk(store, action, batch=batch, progress=bar.update)
+        )
+    _delivery_note(heartbeat)
+    return count
+
+
+def _delivery_note(heartbeat: datetime | None) -> None:
+    """Say where delivery happens, and warn when no delivering process was seen lately."""
+    click.echo(
+        "delivery happens in a running `eventrouter serve` or `eventrouter worker`", err=True
+    )
+    if heartbeat is None or datetime.now(UTC) - heartbeat > HEARTBEAT_STALE:
+        seen = f"last seen {heartbeat:%Y-%m-%d %H:%M:%S} UTC" if heartbeat else "none seen"
+        click.echo(
+            f"warning: no serve or worker is delivering right now ({seen}): "
+            "the queued deliveries wait until one runs",
+            err=True,
+        )
+
+
+def _filter(options: dict[str, Any]) -> EventFilter:
+    """The EventFilter of the filter options; a wrong value is a message naming its option."""
+    try:
+        return EventFilter.build(
+            source=options.pop("source"),
+            type=options.pop("type_glob"),
+            state=options.pop("state"),
+            sink=options.pop("sink"),
+            since=options.pop("since"),
+            until=options.pop("until"),
+            idempotency_key=options.pop("idempotency_key"),
+            contact=options.pop("contact"),
+            call_id=options.pop("call_id"),
+            campaign_id=options.pop("campaign_id"),
+            text=options.pop("text"),
+        )
+    except QueryError as exc:
+        raise click.ClickException(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+
+
+def _attempt_line(attempt: Attempt) -> str:
+    status = f" HTTP {attempt.status}" if attempt.status else ""
+    error = f" — {_shown(attempt.error)}" if attempt.error else ""
+    return (
+        f"    #{attempt.number} {attempt.sink} {attempt.started_at:%Y-%m-%d %H:%M:%S} "
+        f"{attempt.duration * 1000:.0f} ms {attempt.outcome.value} ({attempt.trigger.value})"
+        f"{status}{error}"
+    )
+
+
+def _attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "sink": attempt.sink,
+        "number": attempt.number,
+        "started_at": attempt.started_at.isoformat(),
+        "duration": attempt.duration,
+        "outcome": attempt.outcome.value,
+        "trigger": attempt.trigger.value,
+        "status": attempt.status,
+        "error": attempt.error,
+        "response_excerpt": attempt.response_excerpt,
+    }
+
+
+def _print_page(page: EventPage, *, as_json: bool, oldest_first: bool = False) -> None:
+    shown = reversed(page.events) if oldest_first else page.events
+    for stored in shown:
+        if as_json:
+            click.echo(json.dumps(_stored_dict(stored), ensure_ascii=False))
+        else:
+            click.echo("\n".join(_event_lines(stored)))
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
 @cli.command()
 @config_option
 @click.argument("event_id", required=False)
-@click.option("--limit", default=20, show_default=True, help="How many recent events.")
-@click.option("--source", help="Only events from this source.")
-@click.option(
-    "--type", "type_glob", help="Only events whose type matches this glob, e.g. 'call.*'."
-)
+@click.option("--limit", default=20, show_default=True, help="How many events per page.")
+@click.option("--cursor", help="Where the previous page ended (it prints it).")
+@_SINK_OPTION
+@_with_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (credentials redacted).")
 def events(
     config_path: Path,
     event_id: str | None,
     limit: int,
-    source: str | None,
-    type_glob: str | None,
+    cursor: str | None,
+    as_json: bool,
+    **filters: Any,
+) -> None:
+    """Recent events and the state of their deliveries, newest first (or one event, by id,
+    with every delivery attempt)."""
+    config = _load_store_access(config_path)
+    where = _filter(filters)
+
+    if event_id:
+        found = _with_store(config, lambda store: query.event_with_attempts(store, event_id))
+        if found is None:
+            raise click.ClickException(f"no event {event_id} in the store")
+        stored, attempts = found
+        if as_json:
+            record = _stored_dict(stored)
+            record["attempts"] = [_attempt_dict(a) for a in attempts]
+            click.echo(json.dumps(record, ensure_ascii=False))
+            return
+        click.echo("\n".join(_event_lines(stored)))
+        if attempts:
+            click.echo("  attempts:")
+            click.echo("\n".join(_attempt_line(a) for a in attempts))
+        return
+    page = _with_store(
+        config,
+        lambda store: query.find_events(store, where, PageRequest(limit=limit, cursor=cursor)),
+    )
+    _print_page(page, as_json=as_json)
+
+
+@cli.command()
+@config_option
+@click.option("--contact", help="A phone in any format with its country code, or an email.")
+@click.option("--campaign", "campaign_id", help="A campaign id.")
+@click.option("--limit", default=50, show_default=True, help="How many events per page.")
+@click.option("--cursor", help="Where the previous page ended (older events).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (credentials redacted).")
+def timeline(
+    config_path: Path,
+    contact: str | None,
+    campaign_id: str | None,
+    limit: int,
+    cursor: str | None,
     as_json: bool,
 ) -> None:
-    """Recent events and the state of their deliveries (or one event, by id)."""
+    """Everything that happened to a contact or in a campaign, across providers, in time order
+    (the latest LIMIT events; --cursor for earlier ones)."""
+    if (contact is None) == (campaign_id is None):
+        raise click.UsageError("give --contact or --campaign (one of them)")
     config = _load_store_access(config_path)
-
-    async def action(store: Store) -> list[StoredEvent]:
-        if event_id:
-            found = await store.get_event(event_id)
-            if found is None:
-                raise click.ClickException(f"no event {event_id} in the store")
-            return [found]
-        return await store.list_events(limit=limit, source=source, type=type_glob)
-
-    for stored in _with_store(config, action):
-        if as_json:
-            click.echo(json.dumps(_stored_dict(stored), ensure_ascii=False))
-        else:
-            click.echo("\n".join(_event_lines(stored)))
+    page = _with_store(
+        config,
+        lambda store: query.timeline(
+            store,
+            contact=contact,
+            campaign_id=campaign_id,
+            page=PageRequest(limit=limit, cursor=cursor),
+        ),
+    )
+    _print_page(page, as_json=as_json, oldest_first=True)
+    if not page.events and not as_json:
+        click.echo("nothing recorded")
 
 
 @cli.group()
@@ -437,15 +679,35 @@ def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> 
 
 @dlq.command("retry")
 @config_option
-@click.option("--sink", help="Only this sink's dead letters.")
+@_SINK_OPTION
+@_with_filter_options
+@_with_bulk_options
 @click.argument("event_ids", nargs=-1)
-def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -> None:
-    """Queue dead letters for delivery again (all, a sink's, or the EVENT_IDS given)."""
+def dlq_retry(
+    config_path: Path,
+    event_ids: tuple[str, ...],
+    yes: bool,
+    dry_run: bool,
+    resume_id: str | None,
+    batch: int,
+    **filters: Any,
+) -> None:
+    """Queue dead letters for delivery again: the EVENT_IDS given, or every one matching the
+    filters (all of them without any), after showing the plan."""
     config = _load_store_access(config_path)
+    where = _filter(filters)
+    sink = where.sink
     if sink and sink not in config.sinks:
         raise click.ClickException(
             f"--sink: no sink named {sink!r} (configured: {', '.join(config.sinks)})"
         )
+    if not event_ids:
+        count = _run_bulk(
+            config, "dlq_retry", where, yes=yes, dry_run=dry_run, resume_id=resume_id, batch=batch
+        )
+        if not dry_run:
+            click.echo(f"{count} dead letters queued for delivery again")
+        return
 
     async def action(store: Store) -> tuple[int, list[str]]:
         # only to sinks that still exist: nothing would ever deliver to a removed one
@@ -460,7 +722,7 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
             {
                 letter.sink
                 for letter in left
-                if letter.sink not in config.sinks and (not wanted or letter.event_id in wanted)
+                if letter.sink not in config.sinks and letter.event_id in wanted
             }
         )
         return count, orphaned
@@ -476,33 +738,63 @@ def dlq_retry(config_path: Path, sink: str | None, event_ids: tuple[str, ...]) -
 
 @cli.command()
 @config_option
-@click.argument("event_id")
+@click.argument("event_id", required=False)
 @click.option(
     "--sink",
     "sinks",
     multiple=True,
-    help="Deliver to this sink (repeatable); default: the event's sinks.",
+    help="One event: deliver to this sink (repeatable; default: the event's sinks). "
+    "Many: only their deliveries to this sink.",
 )
-def replay(config_path: Path, event_id: str, sinks: tuple[str, ...]) -> None:
-    """Deliver a stored event again."""
+@_with_filter_options
+@_with_bulk_options
+def replay(
+    config_path: Path,
+    event_id: str | None,
+    sinks: tuple[str, ...],
+    yes: bool,
+    dry_run: bool,
+    resume_id: str | None,
+    batch: int,
+    **filters: Any,
+) -> None:
+    """Deliver stored events again: EVENT_ID, or every event matching the filters (after
+    showing the plan)."""
     config = _load_store_access(config_path)
     unknown = [s for s in sinks if s not in config.sinks]
     if unknown:
         raise click.ClickException(
             f"--sink: no sink named {unknown[0]!r} (configured: {', '.join(config.sinks)})"
         )
+    if event_id is None:
+        if len(sinks) > 1:
+            raise click.ClickException("--sink: a replay of many events takes one --sink")
+        filters["sink"] = sinks[0] if sinks else None
+        where = _filter(filters)
+        if not where.used():
+            raise click.ClickException(
+                "give an EVENT_ID or at least one filter (--since 24h, --source ...): "
+                "a replay of every stored event is never what was meant"
+            )
+        count = _run_bulk(
+            config, "replay", where, yes=yes, dry_run=dry_run, resume_id=resume_id, batch=batch
+        )
+        if not dry_run:
+            click.echo(f"{count} deliveries queued again")
+        return
 
-    async def action(store: Store) -> int:
+    async def action(store: Store) -> tuple[int, datetime | None]:
         stored = await store.get_event(event_id)
         if stored is None:
             raise click.ClickException(f"no event {event_id} in the store")
         chosen = list(sinks) or [r.sink for r in stored.deliveries if r.sink in config.sinks]
         if not chosen:
             raise click.ClickException(f"event {event_id} had no sinks; name one with --sink")
-        return await store.replay(event_id, chosen)
+        return await store.replay(event_id, chosen), await store.last_heartbeat()
 
-    count = _with_store(config, action)
+    count, heartbeat = _with_store(config, action)
     click.echo(f"event {event_id} queued for {count} sinks")
+    _delivery_note(heartbeat)
 
 
 @cli.command()

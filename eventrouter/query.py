@@ -14,9 +14,12 @@ import base64
 import binascii
 import fnmatch
 import json
-from collections.abc import Sequence
-from datetime import datetime
+import secrets
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from typing import Literal
 
+import attrs
 from attrs import frozen
 
 from eventrouter.errors import EventRouterError
@@ -35,6 +38,7 @@ __all__ = [
     "FILTER_NAMES",
     "Attempt",
     "AttemptOutcome",
+    "BulkAction",
     "Cursor",
     "DeliveryPlan",
     "EventFilter",
@@ -47,6 +51,7 @@ __all__ = [
     "find_events",
     "indexed_values",
     "normalise_contact",
+    "run_bulk",
     "timeline",
 ]
 
@@ -334,3 +339,98 @@ async def delivery_plan(
     if sinks is not None:
         counts = {sink: n for sink, n in counts.items() if sink in sinks}
     return DeliveryPlan(by_sink=dict(sorted(counts.items())))
+
+
+BulkKind = Literal["replay", "dlq_retry"]
+
+
+@frozen(kw_only=True)
+class BulkAction:
+    """Replay, or retry the dead letters of, every delivery matching a filter.
+
+    ``id`` marks each delivery the action queues (the stores skip a delivery it marked already),
+    so an action interrupted and run again with the same id (``--resume ID``) does the rest and
+    nothing twice. The id holds the time the action started, which bounds it (``until``): events
+    received later are not part of it.
+    """
+
+    kind: BulkKind
+    where: EventFilter
+    #: only deliveries to these sinks (the configured ones: nothing would deliver to others)
+    sinks: frozenset[str]
+    id: str
+
+    @classmethod
+    def start(
+        cls,
+        kind: BulkKind,
+        where: EventFilter,
+        *,
+        sinks: Collection[str],
+        now: datetime | None = None,
+    ) -> BulkAction:
+        """A new action on ``where`` (bounded by now when it has no ``until``)."""
+        until = where.until or now or datetime.now(UTC)
+        action_id = f"{kind}-{round(until.timestamp() * 1_000_000)}-{secrets.token_hex(4)}"
+        return cls._made(kind, where, sinks=sinks, action_id=action_id)
+
+    @classmethod
+    def resume(
+        cls, kind: BulkKind, where: EventFilter, *, sinks: Collection[str], action_id: str
+    ) -> BulkAction:
+        """The action ``action_id`` again (its filters given again): it does what is left."""
+        started_kind, _, rest = action_id.rpartition("-")[0].rpartition("-")
+        if started_kind != kind or not rest.isdigit():
+            raise QueryError("resume", f"{action_id!r} is not the id of an earlier {kind} action")
+        return cls._made(kind, where, sinks=sinks, action_id=action_id)
+
+    @classmethod
+    def _made(
+        cls, kind: BulkKind, where: EventFilter, *, sinks: Collection[str], action_id: str
+    ) -> BulkAction:
+        micros = int(action_id.rpartition("-")[0].rpartition("-")[2])
+        until = datetime.fromtimestamp(micros / 1_000_000, UTC)
+        if where.until is not None:
+            until = min(until, where.until)
+        if kind == "dlq_retry":
+            if where.state not in (None, DeliveryState.DEAD):
+                raise QueryError("state", "dlq retry acts on dead letters only")
+            where = attrs.evolve(where, state=DeliveryState.DEAD)
+        bounded = attrs.evolve(where, until=until)
+        return cls(kind=kind, where=bounded, sinks=frozenset(sinks), id=action_id)
+
+
+async def run_bulk(
+    store: Store,
+    action: BulkAction,
+    *,
+    batch: int = 500,
+    progress: Callable[[int], None] = lambda walked: None,
+) -> int:
+    """Carry ``action`` out, ``batch`` events at a time, newest first; how many deliveries it
+    queued. ``progress(n)`` hears of every batch walked (n deliveries). Safe beside running
+    workers: each delivery changes in one atomic store operation."""
+    after: Cursor | None = None
+    queued = 0
+    while True:
+        found = await store.find_deliveries(action.where, limit=batch, after=after)
+        if not found:
+            return queued
+        by_sink: dict[str, list[str]] = {}
+        for cursor, sink in found:
+            if sink in action.sinks:
+                by_sink.setdefault(sink, []).append(cursor.event_id)
+        if action.kind == "dlq_retry":
+            for sink, event_ids in by_sink.items():
+                queued += await store.retry_dead_letters(
+                    sink=sink, event_ids=event_ids, action=action.id
+                )
+        else:
+            by_event: dict[str, list[str]] = {}
+            for sink, event_ids in by_sink.items():
+                for event_id in event_ids:
+                    by_event.setdefault(event_id, []).append(sink)
+            for event_id, sinks in by_event.items():
+                queued += await store.replay(event_id, sinks, action=action.id)
+        progress(len(found))
+        after = found[-1][0]

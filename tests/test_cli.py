@@ -112,7 +112,7 @@ def test_events_dlq_and_replay(tmp_path):
     assert run("dlq", "list", "--config", str(config)).output.strip() == "no dead letters"
 
     result = run("replay", "evt_2", "--config", str(config), "--sink", "other")
-    assert (result.exit_code, result.output.strip()) == (0, "event evt_2 queued for 1 sinks")
+    assert (result.exit_code, result.stdout.strip()) == (0, "event evt_2 queued for 1 sinks")
     result = run("events", "--config", str(config), "evt_2")
     assert "other: pending, 0 attempts" in result.output
     result = run("replay", "evt_404", "--config", str(config))
@@ -151,9 +151,9 @@ sinks = ["fwd"]
     result = run("dlq", "list", "--config", str(config))
     assert "evt_1 -> fwd (invoice.paid, 1 attempts): HTTP 410: gone" in result.output
     result = run("replay", "evt_2", "--config", str(config), "--sink", "other")
-    assert (result.exit_code, result.output.strip()) == (0, "event evt_2 queued for 1 sinks")
-    result = run("dlq", "retry", "--config", str(config))
-    assert (result.exit_code, result.output.strip()) == (
+    assert (result.exit_code, result.stdout.strip()) == (0, "event evt_2 queued for 1 sinks")
+    result = run("dlq", "retry", "--config", str(config), "--yes")
+    assert (result.exit_code, result.stdout.strip()) == (
         0,
         "1 dead letters queued for delivery again",
     )
@@ -207,7 +207,7 @@ def test_dlq_retry_leaves_removed_sinks_and_listings_escape_control_characters(t
         assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in result.output
         assert "HTTP 500: \\x1b[31mred\\x1b[0m" in result.output
 
-    result = CliRunner().invoke(cli, ["dlq", "retry", "--config", str(config)])
+    result = CliRunner().invoke(cli, ["dlq", "retry", "--config", str(config), "--yes"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "1 dead letters queued for delivery again"
     assert "dead letters of sinks no longer configured (removed)" in result.stderr

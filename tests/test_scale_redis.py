@@ -468,7 +468,9 @@ async def test_dead_letters_are_shared_and_operated_from_the_command_line(
         ]
 
     receiver.status, receiver.delay = 200, 0.0
-    assert (await cli("dlq", "retry")).strip() == f"{count} dead letters queued for delivery again"
+    assert (
+        await cli("dlq", "retry", "--yes")
+    ).strip() == f"{count} dead letters queued for delivery again"
     await receiver.wait_until(
         lambda: all(receiver.ids()[eid] == 2 for eid in accepted),
         timeout=20,
@@ -483,7 +485,15 @@ async def test_dead_letters_are_shared_and_operated_from_the_command_line(
     )
     await settled(f"dlq:queue:{SINK}", 0)
     shown = await cli("events", chosen)
-    assert shown.splitlines()[1:] == ["    out: done, 1 attempts"]
+    assert shown.splitlines()[1:3] == ["    out: done, 1 attempts", "  attempts:"]
+    # every attempt, with what triggered it and the status the sink reported
+    history = [line.split() for line in shown.splitlines()[3:]]
+    assert [(line[0], line[6], line[7]) for line in history] == [
+        ("#1", "dead", "(first)"),
+        ("#1", "done", "(dlq_retry)"),
+        ("#1", "done", "(replay)"),
+    ]
+    assert history[0][8:10] == ["HTTP", "404"]
     assert shown.splitlines()[0].split()[2:5] == [chosen, "demo", "call.ended"]
     assert sorted(receiver.ids().values()) == [2] * (count - 1) + [3]
 

@@ -309,7 +309,9 @@ sinks = ["strict"]
 
         # the endpoint is fixed; an operator retries the dead letters from another process
         endpoint.modes["fragile"] = endpoint.modes["strict"] = "ok"
-        result = await asyncio.to_thread(run_cli, config, "dlq", "retry", "--sink", "fragile")
+        result = await asyncio.to_thread(
+            run_cli, config, "dlq", "retry", "--sink", "fragile", "--yes"
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "5 dead letters queued for delivery again"
         await wait_until(
@@ -319,7 +321,7 @@ sinks = ["strict"]
         )
         letters = await dead_letters()
         assert {letter["event_id"] for letter in letters} == set(refused)
-        result = await asyncio.to_thread(run_cli, config, "dlq", "retry")
+        result = await asyncio.to_thread(run_cli, config, "dlq", "retry", "--yes")
         assert result.stdout.strip() == "3 dead letters queued for delivery again"
         await wait_until(
             lambda: set(endpoint.delivered["strict"]) == set(refused),

@@ -22,7 +22,7 @@ import pytest
 from eventrouter import query
 from eventrouter.errors import StoreUnavailable
 from eventrouter.events import Call, Campaign, Contact, Event, EventData
-from eventrouter.query import EventFilter, PageRequest, QueryError
+from eventrouter.query import BulkAction, EventFilter, PageRequest, QueryError
 from eventrouter.store import (
     LOST_WORKER,
     Attempt,
@@ -756,3 +756,99 @@ async def test_heartbeats_say_when_a_delivering_process_was_last_seen(store):
     assert_near(await store.last_heartbeat(), datetime.now(UTC))
     await asyncio.sleep(0.5)
     assert await store.last_heartbeat() is None
+
+
+# -- bulk actions on a filter (eventrouter.query.run_bulk) -------------------------------
+
+
+class Interrupted(Exception):
+    """Stands for a Ctrl-C in the middle of an action."""
+
+
+async def dead_letters(store: Store, count: int, sinks: list[str]) -> list[str]:
+    ids = []
+    for i in range(count):
+        event = make_event(received_at=datetime.now(UTC) - timedelta(seconds=100 - i))
+        await store.ingest(event, sinks)
+        ids.append(event.id)
+    for sink in sinks:
+        for delivery in await store.claim(sink, limit=count, lease=30):
+            await store.dead_letter(delivery, error="HTTP 400: refused")
+    return ids
+
+
+async def test_an_interrupted_dlq_retry_resumed_does_the_rest_and_nothing_twice(store_factory):
+    store = await store_factory()
+    await dead_letters(store, 12, ["alpha", "beta"])
+    action = BulkAction.start("dlq_retry", EventFilter(), sinks={"alpha", "beta"})
+    walked = []
+
+    def interrupt_after_first(n: int) -> None:
+        walked.append(n)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await query.run_bulk(store, action, batch=5, progress=interrupt_after_first)
+    assert walked == [10]  # 5 events, 2 sinks each
+    assert (await store.queue_depth())["alpha"] == {"pending": 5, "dead": 7}
+    # the first five are delivered and die again meanwhile: the resumed action leaves them
+    for sink in ("alpha", "beta"):
+        for delivery in await store.claim(sink, limit=50, lease=30):
+            assert delivery.trigger == Trigger.DLQ_RETRY
+            await store.dead_letter(delivery, error="HTTP 400: still refused")
+
+    again = BulkAction.resume(
+        "dlq_retry", EventFilter(), sinks={"alpha", "beta"}, action_id=action.id
+    )
+    assert await query.run_bulk(store, again, batch=5) == 14
+    assert await query.run_bulk(store, again, batch=5) == 0
+    assert await store.queue_depth() == {
+        "alpha": {"pending": 7, "dead": 5},
+        "beta": {"pending": 7, "dead": 5},
+    }
+    with pytest.raises(QueryError, match="not the id of an earlier replay"):
+        BulkAction.resume("replay", EventFilter(), sinks={"alpha"}, action_id=action.id)
+
+
+async def test_a_replay_beside_a_running_worker_delivers_each_event_once_more(store_factory):
+    store = await store_factory()
+    worker_store = await store_factory()  # another process
+    ids = []
+    for i in range(30):
+        event = make_event(received_at=datetime.now(UTC) - timedelta(seconds=60 - i))
+        await store.ingest(event, ["alpha"])
+        ids.append(event.id)
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            for delivery in await worker_store.claim("alpha", limit=4, lease=30):
+                await asyncio.sleep(0.001)
+                done = Attempt(
+                    sink="alpha",
+                    number=delivery.attempts + 1,
+                    started_at=datetime.now(UTC),
+                    duration=0.001,
+                    outcome=AttemptOutcome.DONE,
+                    trigger=delivery.trigger,
+                )
+                await worker_store.ack(delivery, attempt=done)
+            await asyncio.sleep(0.001)
+
+    running = asyncio.create_task(worker())
+    try:
+        action = BulkAction.start("replay", EventFilter(source="shop"), sinks={"alpha"})
+        assert await query.run_bulk(store, action, batch=7) == 30
+        assert await query.run_bulk(store, action, batch=7) == 0  # run again: nothing twice
+        for _ in range(500):
+            if await store.queue_depth() == {}:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert await store.queue_depth() == {}
+    for event_id in ids:
+        triggers = [a.trigger for a in await store.list_attempts(event_id)]
+        assert triggers.count(Trigger.REPLAY) == 1, (event_id, triggers)

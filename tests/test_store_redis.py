@@ -282,7 +282,7 @@ sinks = ["alpha"]
     def run(*args: str) -> str:
         result = runner.invoke(cli, [*args, "--config", str(config)])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout  # notes (plans, where delivery happens) go to stderr
 
     listed = json.loads(run("events", "--json"))
     assert listed["event"]["id"] == event.id
@@ -304,7 +304,8 @@ sinks = ["alpha"]
         1,
     )
     assert (
-        run("dlq", "retry", "--sink", "alpha").strip() == "1 dead letters queued for delivery again"
+        run("dlq", "retry", "--sink", "alpha", "--yes").strip()
+        == "1 dead letters queued for delivery again"
     )
     assert run("dlq", "list").strip() == "no dead letters"
     assert run("replay", event.id).strip() == f"event {event.id} queued for 1 sinks"

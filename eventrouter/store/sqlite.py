@@ -236,6 +236,45 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
 
+def ingest_write(
+    event: Event, sinks: Sequence[str], *, window: float
+) -> Callable[[sqlite3.Connection], IngestResult]:
+    """The statements that store ``event`` (de-duplicated within ``window`` seconds) and one
+    pending delivery per sink, to run in a write transaction (the group commit's; bench/query.py
+    runs them in its own big ones to build a large store through the same path)."""
+    key = f"{event.source}\x1f{event.idempotency_key}"
+    body = event.to_json()
+    received = event.received_at.timestamp()
+    indexed = indexed_values(event)
+
+    def write(conn: sqlite3.Connection) -> IngestResult:
+        now = time.time()
+        # claim the key unless an unexpired claim exists: one statement on the common path
+        claimed = conn.execute(
+            "INSERT INTO dedupe (key, event_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET event_id = excluded.event_id, expires_at = excluded.expires_at WHERE dedupe.expires_at <= ?",
+            (key, event.id, now + window, now),
+        ).rowcount
+        if not claimed:
+            row = conn.execute("SELECT event_id FROM dedupe WHERE key = ?", (key,)).fetchone()
+            return IngestResult(accepted=False, event_id=row[0])
+        conn.execute(
+            "INSERT INTO events (id, source, type, received_at, body, idempotency_key,"
+            " contact_phone, contact_email, call_id, campaign_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.id, event.source, event.type, received, body, *indexed),
+        )
+        if sinks:
+            conn.executemany(
+                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at,"
+                " updated_at, received_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+                [(event.id, sink, now, now, received) for sink in sinks],
+            )
+        return IngestResult(accepted=True, event_id=event.id)
+
+    return write
+
+
 class SQLiteStore(Store):
     """Events, deliveries and dead letters in one SQLite file (``[store] path``)."""
 
@@ -331,37 +370,7 @@ class SQLiteStore(Store):
     async def ingest(self, event: Event, sinks: Sequence[str]) -> IngestResult:
         if self.pending_writes >= self.max_pending_writes:
             raise Overloaded(f"{self.pending_writes} writes are waiting for the disk")
-        key = f"{event.source}\x1f{event.idempotency_key}"
-        body = event.to_json()
-        received = event.received_at.timestamp()
-        indexed = indexed_values(event)
-        window = self.dedupe_window
-
-        def write(conn: sqlite3.Connection) -> IngestResult:
-            now = time.time()
-            # claim the key unless an unexpired claim exists: one statement on the common path
-            claimed = conn.execute(
-                "INSERT INTO dedupe (key, event_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
-                " SET event_id = excluded.event_id, expires_at = excluded.expires_at WHERE dedupe.expires_at <= ?",
-                (key, event.id, now + window, now),
-            ).rowcount
-            if not claimed:
-                row = conn.execute("SELECT event_id FROM dedupe WHERE key = ?", (key,)).fetchone()
-                return IngestResult(accepted=False, event_id=row[0])
-            conn.execute(
-                "INSERT INTO events (id, source, type, received_at, body, idempotency_key,"
-                " contact_phone, contact_email, call_id, campaign_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (event.id, event.source, event.type, received, body, *indexed),
-            )
-            if sinks:
-                conn.executemany(
-                    "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at,"
-                    " updated_at, received_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)",
-                    [(event.id, sink, now, now, received) for sink in sinks],
-                )
-            return IngestResult(accepted=True, event_id=event.id)
-
+        write = ingest_write(event, sinks, window=self.dedupe_window)
         return await self._write(write)
 
     async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:

@@ -12,8 +12,10 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from eventrouter.query import Cursor
-from eventrouter.store.base import Attempt, AttemptOutcome, Trigger
+from eventrouter.store.base import Attempt, AttemptOutcome, DeliveryState, Trigger
 
 if TYPE_CHECKING:
     from eventrouter.query import EventFilter
@@ -44,25 +46,32 @@ def attempt_row(event_id: str, attempt: Attempt) -> tuple[Any, ...]:
 
 
 def _by_delivery(where: EventFilter) -> bool:
-    return where.state is not None or where.sink is not None
+    """Whether the page walks the dead letters' index rather than the events."""
+    return where.state is DeliveryState.DEAD
 
 
 def _clauses(where: EventFilter, after: Cursor | None) -> tuple[str, str, list[Any]]:
     """(FROM ..., WHERE ..., parameters) for the events matching ``where``; the key columns are
-    ``k.received_at`` and ``k.id`` (``k`` is ``events`` or ``deliveries``)."""
+    those :func:`_keys` names (``d`` is deliveries, ``e`` events)."""
     clauses: list[str] = []
     params: list[Any] = []
     if _by_delivery(where):
+        # the literal 'dead' lets SQLite use the partial index deliveries_dead_page
         source = "FROM deliveries d JOIN events e ON e.id = d.event_id"
         received, key = "d.received_at", "d.event_id"
-        if where.state is not None:
-            clauses.append("d.state = ?")
-            params.append(where.state.value)
+        clauses.append("d.state = 'dead'")
         if where.sink is not None:
             clauses.append("d.sink = ?")
             params.append(where.sink)
     else:
         source, received, key = "FROM events e", "e.received_at", "e.id"
+        if where.state is not None or where.sink is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id"
+                " AND (? IS NULL OR d.state = ?) AND (? IS NULL OR d.sink = ?))"
+            )
+            state = None if where.state is None else where.state.value
+            params += [state, state, where.sink, where.sink]
     equal = (
         ("e.source", where.source),
         ("e.idempotency_key", where.idempotency_key),
@@ -144,7 +153,14 @@ def count_deliveries(conn: sqlite3.Connection, where: EventFilter) -> dict[str, 
     """How many deliveries :func:`find_deliveries` would walk, by sink."""
     source, condition, params = _clauses(where, None)
     if not _by_delivery(where):
+        # every matching delivery of the matching events (one join, not the EXISTS above)
+        plain = attrs.evolve(where, state=None, sink=None)
+        source, condition, params = _clauses(plain, None)
         source = f"{source} JOIN deliveries d ON d.event_id = e.id"
+        for column, value in (("d.state", _state(where)), ("d.sink", where.sink)):
+            if value is not None:
+                condition = f"{condition} AND {column} = ?" if condition else f"WHERE {column} = ?"
+                params.append(value)
     rows = conn.execute(
         f"SELECT d.sink, COUNT(*) {source} {condition} GROUP BY d.sink",
         params,
