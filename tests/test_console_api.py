@@ -183,11 +183,40 @@ async def test_dead_letters_grouped_then_retry_plan_then_run(console: Console):
     status, body = await console.post_json(
         "/api/dead-letters/retry", {"sink": "flaky", "confirm": True}
     )
-    assert (status, body) == (200, {"retried": {"by_sink": {"flaky": 3}, "total": 3}})
+    assert (status, body["retried"]["by_sink"], body["retried"]["total"]) == (200, {"flaky": 3}, 3)
+    assert body["retried"]["actions"]["flaky"].startswith("dlq_retry-")
+    status, body = await console.post_json("/api/dead-letters/retry", {"sink": "flaky"})
+    assert body["plan"]["total"] == 0, "all of them retried"
     status, body = await console.post_json("/api/dead-letters/retry", {"sink": "nope"})
     assert (status, body["parameter"]) == (400, "sink")
     status, body = await console.post_json("/api/dead-letters/retry", {"confirm": "yes"})
     assert (status, body["parameter"]) == (400, "confirm")
+    for bad, parameter in (
+        ({"filter": {"colour": "red"}}, "colour"),
+        ({"filter": {"sink": "flaky"}}, "filter"),
+        ({"filter": {"state": "pending"}}, "state"),
+        ({"filter": ["source"]}, "filter"),
+        ({"filter": {"contact": "nobody"}}, "contact"),
+    ):
+        status, body = await console.post_json("/api/dead-letters/retry", bad)
+        assert (status, body["parameter"]) == (400, parameter), bad
+
+
+async def test_retry_of_the_dead_letters_matching_a_filter(console: Console):
+    first = await console.ingest("order.created", id=1, region="north")
+    second = await console.ingest("order.created", id=2, region="south")
+    await console.settled(first)
+    await console.settled(second)
+    body = {"sink": "flaky", "filter": {"text": "south"}}
+    status, answer = await console.post_json("/api/dead-letters/retry", body)
+    assert (status, answer["plan"]["total"]) == (200, 1)
+    status, answer = await console.post_json("/api/dead-letters/retry", {**body, "confirm": True})
+    assert answer["retried"]["total"] == 1
+    await console.settled(second)
+    _, detail = await console.get_json(f"/api/events/{second}")
+    assert [a["trigger"] for a in detail["deliveries"][0]["history"]] == ["first", "dlq_retry"]
+    _, detail = await console.get_json(f"/api/events/{first}")
+    assert [a["trigger"] for a in detail["deliveries"][0]["history"]] == ["first"]
 
 
 async def test_sources_sinks_and_routes_never_show_a_secret(console: Console):

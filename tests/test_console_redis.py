@@ -40,7 +40,7 @@ async def test_console_reads_filters_and_acts_on_a_redis_store(
         _, body = await console.post_json(
             "/api/dead-letters/retry", {"sink": "flaky", "confirm": True}
         )
-        assert body == {"retried": {"by_sink": {"flaky": 1}, "total": 1}}
+        assert body["retried"]["by_sink"] == {"flaky": 1}
         for path in ("/", "/events", f"/events/{call}", "/dead-letters", "/config"):
             async with console.client.get(path, headers=console.bearer()) as response:
                 assert response.status == 200, path

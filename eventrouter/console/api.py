@@ -15,7 +15,7 @@ from eventrouter.console import data
 from eventrouter.console.auth import require_operator
 from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, STORE
 from eventrouter.console.traffic import TRAFFIC
-from eventrouter.query import QueryError
+from eventrouter.query import FILTER_NAMES, QueryError
 from eventrouter.server import error_response
 
 __all__ = ["add_routes"]
@@ -108,7 +108,8 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 @require_operator
 async def retry(request: web.Request) -> web.Response:
-    """Body ``{"sink": NAME (optional: every sink), "confirm": true (optional: plan only)}``."""
+    """Body ``{"sink": NAME (optional: every sink), "filter": {the events' filters, as
+    /api/events takes them} (optional), "confirm": true (optional: the plan only)}``."""
     app = request.app
     configured = list(app[CONFIG].sinks)
     try:
@@ -121,12 +122,23 @@ async def retry(request: web.Request) -> web.Response:
         confirm = body.get("confirm", False)
         if not isinstance(confirm, bool):
             raise QueryError("confirm", "expected true or false")
+        filters = body.get("filter", {})
+        if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
+            raise QueryError("filter", "expected an object of filters, each a string")
+        unknown = sorted(set(filters) - set(FILTER_NAMES))
+        if unknown:
+            raise QueryError(unknown[0], f"not a filter (filters: {', '.join(FILTER_NAMES)})")
+        if "sink" in filters:
+            raise QueryError("filter", 'give the sink beside the filter: {"sink": ...}')
+        where = data.event_filter(filters)
+        sinks = [sink] if sink else configured
+        if not confirm:
+            return web.json_response({"plan": await data.retry_plan(app[STORE], where, sinks)})
+        result = await data.retry_dead_letters(
+            app[STORE], where, sinks, actor=request[IDENTITY].trigger
+        )
     except QueryError as exc:
         return _bad(exc)
-    sinks = [sink] if sink else configured
-    if not confirm:
-        return web.json_response({"plan": await data.retry_plan(app[STORE], sinks)})
-    result = await data.retry_dead_letters(app[STORE], sinks, actor=request[IDENTITY].trigger)
     return web.json_response({"retried": result})
 
 

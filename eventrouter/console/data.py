@@ -22,6 +22,7 @@ from eventrouter.metrics import Metrics
 from eventrouter.query import (
     FILTER_NAMES,
     MAX_LIMIT,
+    BulkAction,
     EventFilter,
     EventPage,
     PageRequest,
@@ -29,11 +30,12 @@ from eventrouter.query import (
     delivery_plan,
     event_with_attempts,
     find_events,
+    run_bulk,
     timeline,
 )
 from eventrouter.redact import Redactor
 from eventrouter.store import DeadLetter, Store, StoredEvent
-from eventrouter.store.base import Attempt, DeliveryRecord, DeliveryState
+from eventrouter.store.base import Attempt, DeliveryRecord
 
 __all__ = [
     "ListingReader",
@@ -93,18 +95,22 @@ def _refuse_unknown(params: Mapping[str, str], known: Sequence[str]) -> None:
         raise QueryError(unknown[0], f"unknown parameter (known: {', '.join(known)})")
 
 
-def event_query(params: Mapping[str, str]) -> tuple[EventFilter, PageRequest]:
-    """The query layer's filter and page from the events list's parameters (QueryError: wrong)."""
-    _refuse_unknown(params, EVENT_PARAMETERS)
+def event_filter(params: Mapping[str, str]) -> EventFilter:
+    """The query layer's filter from parameters named as its fields (QueryError: wrong)."""
     plain = {
         name: params.get(name) or None for name in FILTER_NAMES if name not in ("since", "until")
     }
-    where = EventFilter.build(
+    return EventFilter.build(
         **plain,
         since=_moment("since", params.get("since")),
         until=_moment("until", params.get("until")),
     )
-    return where, _page_request(params)
+
+
+def event_query(params: Mapping[str, str]) -> tuple[EventFilter, PageRequest]:
+    """The query layer's filter and page from the events list's parameters (QueryError: wrong)."""
+    _refuse_unknown(params, EVENT_PARAMETERS)
+    return event_filter(params), _page_request(params)
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -255,10 +261,12 @@ async def dead_letter_groups(
     }
 
 
-async def retry_plan(store: Store, sinks: Sequence[str]) -> dict[str, Any]:
-    """How many dead letters retrying ``sinks`` would queue again, by sink (the query layer's
-    plan, as ``eventrouter dlq retry --dry-run`` shows it)."""
-    plan = await delivery_plan(store, EventFilter(state=DeliveryState.DEAD), sinks=sinks)
+async def retry_plan(store: Store, where: EventFilter, sinks: Sequence[str]) -> dict[str, Any]:
+    """How many dead letters of the events matching ``where`` retrying ``sinks`` would queue
+    again, by sink (the query layer's plan, as ``eventrouter dlq retry --dry-run`` shows it)."""
+    # the action's own filter (dead letters, received until now), as the run will walk it
+    bounded = BulkAction.start("dlq_retry", where, sinks=sinks).where
+    plan = await delivery_plan(store, bounded, sinks=sinks)
     return {"by_sink": {sink: plan.by_sink.get(sink, 0) for sink in sinks}, "total": plan.total}
 
 
@@ -267,12 +275,18 @@ def _action(actor: str) -> str:
     return f"{actor}:{secrets.token_hex(6)}"
 
 
-async def retry_dead_letters(store: Store, sinks: Sequence[str], *, actor: str) -> dict[str, Any]:
-    """Queue the dead letters of ``sinks`` for delivery again; how many, by sink."""
-    action = _action(actor)
-    done = {sink: await store.retry_dead_letters(sink=sink, action=action) for sink in sinks}
-    log.info("%s retried %d dead letters (%s)", actor, sum(done.values()), ", ".join(sinks))
-    return {"by_sink": done, "total": sum(done.values())}
+async def retry_dead_letters(
+    store: Store, where: EventFilter, sinks: Sequence[str], *, actor: str
+) -> dict[str, Any]:
+    """Queue the dead letters of the events matching ``where`` for delivery again, one bulk
+    action per sink (the query layer's, as ``eventrouter dlq retry`` runs it); how many, by sink."""
+    done, actions = {}, {}
+    for sink in sinks:
+        action = BulkAction.start("dlq_retry", where, sinks=[sink])
+        done[sink] = await run_bulk(store, action)
+        actions[sink] = action.id
+        log.info("%s retried %d dead letters of %s (action %s)", actor, done[sink], sink, action.id)
+    return {"by_sink": done, "total": sum(done.values()), "actions": actions}
 
 
 async def replay_event(

@@ -17,7 +17,7 @@ from eventrouter.console.keys import CONFIG, IDENTITY, METRICS, REDACTOR, SESSIO
 from eventrouter.console.passwords import hash_password, verify_password
 from eventrouter.console.render import render
 from eventrouter.console.traffic import TRAFFIC
-from eventrouter.query import QueryError
+from eventrouter.query import EventFilter, QueryError
 
 __all__ = ["add_routes"]
 
@@ -183,9 +183,11 @@ async def retry(request: web.Request) -> web.StreamResponse:
         )
     sinks = [sink] if sink else configured
     if form.get("confirm") != "yes":
-        plan = await data.retry_plan(app[STORE], sinks)
+        plan = await data.retry_plan(app[STORE], EventFilter(), sinks)
         return render(request, "retry.html", {"plan": plan, "sink": sink or ""})
-    result = await data.retry_dead_letters(app[STORE], sinks, actor=request[IDENTITY].trigger)
+    result = await data.retry_dead_letters(
+        app[STORE], EventFilter(), sinks, actor=request[IDENTITY].trigger
+    )
     # to a page of its own (reloading it does not retry again) that follows their delivery
     query = urlencode({"sink": sink or "", "queued": result["total"]})
     raise web.HTTPSeeOther(f"/dead-letters/progress?{query}")
