@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -407,3 +409,24 @@ def test_every_endpoint_is_documented_in_docs_api_md():
     assert len(endpoints) == 10
     for endpoint in endpoints:
         assert endpoint in docs, f"docs/api.md has no {endpoint}"
+
+
+async def test_the_live_tail_streams_new_events_matching_the_list_filters(console: Console):
+    await console.ingest("order.created", id=0)
+    async with console.client.get(
+        "/events/stream", params={"type": "invoice.*"}, headers=console.bearer()
+    ) as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        assert await stream.content.readline() == b": tail started\n"
+        await console.ingest("order.created", id=1)
+        paid = await console.ingest("invoice.paid", id=2)
+        async with asyncio.timeout(10):
+            line = b""
+            while not line.startswith(b"data:"):
+                line = await stream.content.readline()
+        shown = json.loads(line.removeprefix(b"data: "))
+        assert (shown["id"], shown["type"]) == (paid, "invoice.paid")
+    async with console.client.get(
+        "/events/stream", params={"state": "lost"}, headers=console.bearer()
+    ) as refused:
+        assert refused.status == 400

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -25,6 +26,9 @@ POLL_INTERVAL = 1.0
 #: a comment line this often keeps proxies from closing an idle stream
 KEEPALIVE = 15.0
 
+#: how far before the newest event seen the next look starts
+OVERLAP = timedelta(seconds=5)
+
 _STOP = web.AppKey("console_tail_stop", asyncio.Event)
 
 
@@ -39,6 +43,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except QueryError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     seen = {event["id"] for event in page["events"]}
+    # later looks ask only for what arrived since the newest event seen: a range of the
+    # received-time index, cheap whatever the other filters (free text included) cost
+    newest = page["events"][0]["received_at"] if page["events"] else None
+    since = _later(query.get("since"), _since(newest) if newest else None)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -50,11 +58,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             async with asyncio.timeout(POLL_INTERVAL):
                 await stop.wait()
         try:
-            page = await data.events_page(app[STORE], query, app[REDACTOR])
+            page = await data.events_page(app[STORE], {**query, "since": since}, app[REDACTOR])
         except StoreUnavailable:
             continue  # the page says nothing new until the store answers again
         fresh = [event for event in page["events"] if event["id"] not in seen]
         seen.update(event["id"] for event in fresh)
+        if fresh:
+            since = _later(since, _since(fresh[0]["received_at"]))
         quiet += POLL_INTERVAL
         try:
             for event in reversed(fresh):  # oldest first: the page prepends each
@@ -65,9 +75,25 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 quiet = 0.0
         except (ConnectionResetError, RuntimeError):
             break  # the tab was closed
-        if len(seen) > 10_000:
+        if len(seen) > 10_000:  # ``since`` keeps the older ones out anyway
             seen = {event["id"] for event in page["events"]}
     return response
+
+
+def _later(first: str | None, second: str | None) -> str:
+    """The later of two ISO times (a time without a zone is UTC, as the filter reads it)."""
+    moments = [
+        moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        for moment in (datetime.fromisoformat(text) for text in (first, second) if text)
+    ]
+    return max(moments).isoformat() if moments else ""
+
+
+def _since(newest: str) -> str:
+    """Where the next look starts: a little before the newest event seen, since events are
+    stored in an order that may differ by a few milliseconds from their received times (the
+    ids already shown keep the overlap out)."""
+    return (datetime.fromisoformat(newest) - OVERLAP).isoformat()
 
 
 def install(app: web.Application) -> None:
