@@ -7,7 +7,7 @@ the port providers reach exposes only ``/hooks/...`` and the health endpoints.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -176,6 +176,3 @@ async def _own_store(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].open(lazy=True)
     yield
     await app[STORE].close()
-
-
-ConsoleContext = Callable[[web.Application], AsyncIterator[None]]
