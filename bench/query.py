@@ -135,7 +135,9 @@ async def measure_queries(path: Path, repeat: int) -> list[tuple[str, float, int
     try:
         dead_id = await dead_letter_some(store, 2_000)
         sample = await store.get_event(dead_id)
-        assert sample is not None and sample.event.data.contact and sample.event.data.campaign
+        assert sample is not None
+        assert sample.event.data.contact is not None
+        assert sample.event.data.campaign is not None
         phone = sample.event.data.contact.phone
         assert phone is not None
         local = f"+52 {phone[3:5]} {phone[5:9]} {phone[9:]}"  # as an operator types it

@@ -537,20 +537,6 @@ def _attempt_line(attempt: Attempt) -> str:
     )
 
 
-def _attempt_dict(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "sink": attempt.sink,
-        "number": attempt.number,
-        "started_at": attempt.started_at.isoformat(),
-        "duration": attempt.duration,
-        "outcome": attempt.outcome.value,
-        "trigger": attempt.trigger.value,
-        "status": attempt.status,
-        "error": attempt.error,
-        "response_excerpt": attempt.response_excerpt,
-    }
-
-
 def _print_page(page: EventPage, *, as_json: bool, oldest_first: bool = False) -> None:
     shown = reversed(page.events) if oldest_first else page.events
     for stored in shown:
@@ -590,7 +576,7 @@ def events(
         stored, attempts = found
         if as_json:
             record = _stored_dict(stored)
-            record["attempts"] = [_attempt_dict(a) for a in attempts]
+            record["attempts"] = [a.to_dict() for a in attempts]
             click.echo(json.dumps(record, ensure_ascii=False))
             return
         click.echo("\n".join(_event_lines(stored)))

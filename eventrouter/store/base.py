@@ -14,7 +14,7 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import frozen
 
@@ -79,6 +79,20 @@ class Attempt:
     status: int | None = None
     error: str | None = None
     response_excerpt: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attempt as JSON-ready values (listings, the Redis store's history)."""
+        return {
+            "sink": self.sink,
+            "number": self.number,
+            "started_at": self.started_at.isoformat(),
+            "duration": self.duration,
+            "outcome": self.outcome.value,
+            "trigger": self.trigger.value,
+            "status": self.status,
+            "error": self.error,
+            "response_excerpt": self.response_excerpt,
+        }
 
 
 @frozen

@@ -73,7 +73,7 @@ from redis.exceptions import RedisError
 
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
-from eventrouter.query import Cursor, indexed_values
+from eventrouter.query import FILTER_NAMES, Cursor, indexed_values
 from eventrouter.store.base import (
     LOST_WORKER,
     Attempt,
@@ -766,20 +766,7 @@ class RedisStore(Store):
 
     backend_name = "redis"
     #: free text over the raw payload would read every event: not offered (the README says so)
-    supported_filters = frozenset(
-        {
-            "source",
-            "type",
-            "state",
-            "sink",
-            "since",
-            "until",
-            "idempotency_key",
-            "contact",
-            "call_id",
-            "campaign_id",
-        }
-    )
+    supported_filters = frozenset(FILTER_NAMES) - {"text"}
 
     def _driver(self, where: EventFilter) -> str:
         """The index a query walks: its most selective filter's (the others are checked on the
@@ -903,26 +890,18 @@ class RedisStore(Store):
 
 def _attempt_json(attempt: Attempt) -> str:
     """An attempt as the history list keeps it."""
-    return json.dumps(
-        {
-            "sink": attempt.sink,
-            "number": attempt.number,
-            "started_at": number(attempt.started_at.timestamp()),
-            "duration": attempt.duration,
-            "outcome": attempt.outcome.value,
-            "trigger": attempt.trigger.value,
-            "status": attempt.status,
-            "error": attempt.error,
-            "response_excerpt": attempt.response_excerpt,
-        }
-    )
+    return json.dumps(attempt.to_dict())
 
 
 def _attempt_from_json(raw: str) -> Attempt:
     """Read back :func:`_attempt_json`, or the lost attempt ``claim.lua`` writes (which gives
     its end, ``ended_at``, instead of a duration)."""
     value = _json_record(raw)
-    started = float(value.get("started_at") or 0)
+    when = str(value.get("started_at") or 0)
+    try:  # claim.lua writes the Redis record's time (seconds), Attempt.to_dict ISO 8601
+        started = float(when)
+    except ValueError:
+        started = datetime.fromisoformat(when).timestamp()
     duration = value.get("duration")
     if duration is None:
         duration = max(0.0, float(value.get("ended_at") or started) - started)

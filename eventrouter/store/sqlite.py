@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
-from eventrouter.query import indexed_values
+from eventrouter.query import FILTER_NAMES, indexed_values
 from eventrouter.store.base import (
     LOST_WORKER,
     Attempt,
@@ -668,21 +668,7 @@ class SQLiteStore(Store):
     # -- queries, attempt history, heartbeats ---------------------------------------------
 
     backend_name = "sqlite"
-    supported_filters = frozenset(
-        {
-            "source",
-            "type",
-            "state",
-            "sink",
-            "since",
-            "until",
-            "idempotency_key",
-            "contact",
-            "call_id",
-            "campaign_id",
-            "text",
-        }
-    )
+    supported_filters = frozenset(FILTER_NAMES)
 
     async def find_events(
         self, where: EventFilter, *, limit: int, after: Cursor | None = None

@@ -109,33 +109,33 @@ def _keys(where: EventFilter) -> tuple[str, str]:
     return ("d.received_at", "d.event_id") if _by_delivery(where) else ("e.received_at", "e.id")
 
 
-def find_events(
+def _page(
     conn: sqlite3.Connection, where: EventFilter, *, limit: int, after: Cursor | None
-) -> list[tuple[str, str]]:
-    """(event id, body) of up to ``limit`` matching events, newest first."""
+) -> list[tuple[float, str, str]]:
+    """(received time, event id, body) of up to ``limit`` matching events, newest first."""
     source, condition, params = _clauses(where, after)
     received, key = _keys(where)
-    rows = conn.execute(
+    rows: list[tuple[float, str, str]] = conn.execute(
         f"SELECT DISTINCT {received}, {key}, e.body {source} {condition}"
         f" ORDER BY {received} DESC, {key} DESC LIMIT ?",
         (*params, limit),
     ).fetchall()
-    return [(eid, body) for _, eid, body in rows]
+    return rows
+
+
+def find_events(
+    conn: sqlite3.Connection, where: EventFilter, *, limit: int, after: Cursor | None
+) -> list[tuple[str, str]]:
+    """(event id, body) of up to ``limit`` matching events, newest first."""
+    return [(eid, body) for _, eid, body in _page(conn, where, limit=limit, after=after)]
 
 
 def find_deliveries(
     conn: sqlite3.Connection, where: EventFilter, *, limit: int, after: Cursor | None
 ) -> list[tuple[Cursor, str]]:
     """The matching deliveries of up to ``limit`` matching events, newest event first."""
-    source, condition, params = _clauses(where, after)
-    received, key = _keys(where)
-    events = conn.execute(
-        f"SELECT DISTINCT {received}, {key} {source} {condition}"
-        f" ORDER BY {received} DESC, {key} DESC LIMIT ?",
-        (*params, limit),
-    ).fetchall()
     found: list[tuple[Cursor, str]] = []
-    for at, event_id in events:
+    for at, event_id, _ in _page(conn, where, limit=limit, after=after):
         rows = conn.execute(
             "SELECT sink FROM deliveries WHERE event_id = ? AND (? IS NULL OR state = ?)"
             " AND (? IS NULL OR sink = ?) ORDER BY sink",
