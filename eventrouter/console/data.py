@@ -174,16 +174,13 @@ async def timeline_page(
 
 
 def _attempt(attempt: Attempt, redact: Redactor) -> dict[str, Any]:
-    return {
-        "number": attempt.number,
-        "started_at": _time(attempt.started_at),
-        "duration": round(attempt.duration, 6),
-        "outcome": attempt.outcome.value,
-        "trigger": attempt.trigger.value,
-        "status": attempt.status,
-        "error": redact(attempt.error) if attempt.error else None,
-        "response_excerpt": redact(attempt.response_excerpt) if attempt.response_excerpt else None,
-    }
+    """An attempt as the store lists it, its texts masked once more with this config's secrets."""
+    shown = attempt.to_dict()
+    del shown["sink"]  # shown under its delivery
+    for text in ("error", "response_excerpt"):
+        if shown[text]:
+            shown[text] = redact(shown[text])
+    return shown
 
 
 def _redacted_json(value: Any, redact: Redactor) -> Any:
