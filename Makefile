@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 BUILD := --no-build-isolation
 
-.PHONY: serve test lint bench wheels redis-server clean
+.PHONY: serve test lint bench wheels redis-server chromium clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml)
 	@echo "[1/3] creating the virtualenv $(VENV) ($$($(PYTHON) --version))"
@@ -36,12 +36,19 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# The console's browser tests drive Debian's chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package) for the console's browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) redis-server lint
+test: $(STAMP) redis-server chromium lint
 	$(BIN)/python -m pytest
 
 # the benchmarks' own extra (Flask and gunicorn for bench/endtoend.py's baseline, py-spy)

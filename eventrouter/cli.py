@@ -159,6 +159,7 @@ def _run_server(
     deliver: bool,
 ) -> None:
     from eventrouter.app import create_app
+    from eventrouter.console import ConsoleListenError
     from eventrouter.logs import setup_logging
     from eventrouter.redact import Redactor
     from eventrouter.runner import PortUnavailable
@@ -173,6 +174,11 @@ def _run_server(
     host = host or config.server.host
     port = config.server.port if port is None else port
     app = create_app(config, pm=pm, ingest=ingest, deliver=deliver)
+    if ingest and config.console.enabled:
+        from eventrouter.app import METRICS, STORE
+        from eventrouter.console import console_listener
+
+        app.cleanup_ctx.append(console_listener(config, store=app[STORE], metrics=app[METRICS]))
     role = (
         "receiving and delivering"
         if ingest and deliver
@@ -214,6 +220,8 @@ def _run_server(
                 on_started=started,
             )
         )
+    except ConsoleListenError as exc:  # the console's own port ([console] port)
+        raise click.ClickException(str(exc)) from None
     except PortUnavailable as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (change [server] port or pass --port)"
@@ -222,6 +230,49 @@ def _run_server(
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
 
 
+@cli.group(invoke_without_command=True)
+@config_option
+@_with_log_options
+@click.pass_context
+def console(ctx: click.Context, config_path: Path, log_format: str, log_level: str) -> None:
+    """Run the operator console alone (next to Redis workers); see README "Console"."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from eventrouter.app import METRICS
+    from eventrouter.console import create_console_app
+    from eventrouter.logs import setup_logging
+    from eventrouter.metrics import Metrics
+    from eventrouter.redact import Redactor
+    from eventrouter.runner import PortUnavailable
+    from eventrouter.runner import serve as serve_app
+
+    config, _ = _load(config_path)
+    setup_logging(fmt=log_format, level=log_level, redactor=Redactor(config.secrets))
+    host, port = config.console.host, config.console.port
+
+    def started(bound: int) -> None:
+        logging.getLogger("eventrouter").info("console at http://%s:%d", host, bound)
+
+    app = create_console_app(config)
+    app[METRICS] = Metrics()  # the connection guard's counts (the console serves no /metrics)
+    try:
+        asyncio.run(serve_app(app, host=host, port=port, options=config.server, on_started=started))
+    except PortUnavailable as exc:
+        raise click.ClickException(
+            f"console: cannot listen on {host}:{port}: {exc.strerror or exc} (change [console] port)"
+        ) from None
+
+
+@console.command("hash-password")
+@click.password_option("--password", help="The password (asked for when not given).")
+def hash_password(password: str) -> None:
+    """Print a hash of a password for [console.users.NAME] password_hash."""
+    from eventrouter.console import hash_password as make_hash
+
+    click.echo(make_hash(password))
+
+
+@cli.command()
 @cli.command(
     short_help="Validate the configuration without serving.",
     epilog=_examples(

@@ -1,4 +1,5 @@
-"""One TOML file: ``[server]``, ``[store]``, ``[sources.NAME]``, ``[sinks.NAME]``, ``[[routes]]``.
+"""One TOML file: ``[server]``, ``[store]``, ``[sources.NAME]``, ``[sinks.NAME]``, ``[[routes]]``,
+``[console]``.
 
 Every problem is collected and reported at once, each with its path
 (``sinks.alerts.webhook_url: required``), so a user fixes a file in one pass.
@@ -36,6 +37,8 @@ from eventrouter.store.config import StoreConfig
 
 __all__ = [
     "Config",
+    "ConsoleConfig",
+    "ConsoleUser",
     "DeliveryPolicy",
     "Route",
     "ServerConfig",
@@ -53,7 +56,7 @@ DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 """Like Svix: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SECTIONS = ("routes", "server", "sinks", "sources", "store")
+_SECTIONS = ("console", "routes", "server", "sinks", "sources", "store")
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -100,6 +103,46 @@ class ServerConfig:
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """``trusted_proxies`` parsed (a bare address is a /32 or /128)."""
         return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in self.trusted_proxies)
+
+
+ROLES = ("viewer", "operator")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@frozen
+class ConsoleUser:
+    """A console login: a password hash (``eventrouter console hash-password``) and a role."""
+
+    password_hash: str
+    role: str = field(default="viewer", validator=attrs.validators.in_(ROLES))
+
+
+@frozen
+class ConsoleConfig:
+    """The operator console's own listener (``[console]``): off unless the table is present."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = field(
+        default=8081,
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535)),
+    )
+    users: dict[str, ConsoleUser] = field(factory=dict)
+    #: bearer tokens for scripts, operator role (``["${EVENTROUTER_CONSOLE_TOKEN}"]``)
+    tokens: tuple[Secret, ...] = ()
+    #: bearer tokens with the viewer role only
+    viewer_tokens: tuple[Secret, ...] = ()
+    #: mark session cookies Secure even on plain HTTP (set it behind a TLS-terminating proxy)
+    secure_cookies: bool = False
+    #: how long a login lasts
+    session_lifetime: Duration = Duration(8 * 3600)
+    #: the webhook base URL shown to give each provider (default: [server] host and port)
+    public_url: str | None = None
+
+    @property
+    def open_access(self) -> bool:
+        """No credentials configured: everyone who reaches the listener is an operator."""
+        return not (self.users or self.tokens or self.viewer_tokens)
 
 
 @frozen
@@ -191,6 +234,7 @@ class Config:
     sinks: dict[str, SinkSpec]
     routes: list[Route]
     base_dir: Path
+    console: ConsoleConfig = ConsoleConfig(enabled=False)
     #: every secret value in the file, for the log redactor; never printed
     secrets: frozenset[str] = field(repr=False, factory=frozenset)
     #: (entry, variable) for each secret option whose value is the ``${VARIABLE:-default}``
@@ -316,12 +360,14 @@ def parse_config(
     sources, paths = _sources(source_tables, registry, problems, secrets)
     sinks = _sinks(sink_tables, registry, problems, secrets)
     routes = _routes(document.get("routes", []), set(source_tables), set(sink_tables), problems)
+    console = _console(document.get("console"), problems, secrets)
 
     if problems:
         raise _problems_error(problems, secrets)
     assert server is not None
     assert store is not None
     return Config(
+        console=console,
         server=server,
         store=store,
         sources=sources,
@@ -698,3 +744,35 @@ def _routes(value: Any, sources: set[str], sinks: set[str], problems: list[str])
                 problems.append(f"{path}.filter: invalid JMESPath expression: {exc}")
         routes.append(route)
     return routes
+
+
+def _console(table: Any, problems: list[str], secrets: set[str]) -> ConsoleConfig:
+    """``[console]``; a host other than loopback needs credentials (users or tokens)."""
+    if table is None:
+        return ConsoleConfig(enabled=False)
+    _collect_strings(table.get("tokens") if isinstance(table, dict) else None, secrets)
+    _collect_strings(table.get("viewer_tokens") if isinstance(table, dict) else None, secrets)
+    console: ConsoleConfig | None = _structure(table, ConsoleConfig, "console", problems)
+    if console is None:
+        return ConsoleConfig(enabled=False)
+    for name, user in console.users.items():
+        # a table's values are not walked by _structure's validation: each user is checked here
+        found = list(_validate(user, f"console.users.{name}"))
+        problems.extend(found)
+        if not _NAME.match(name):
+            problems.append(
+                f"console.users.{name}: names may hold letters, digits, '_', '.' and '-' only"
+            )
+        if not user.password_hash.startswith("scrypt$"):
+            problems.append(
+                f"console.users.{name}.password_hash: not a password hash (make one with "
+                "`eventrouter console hash-password` and paste what it prints)"
+            )
+    if console.enabled and console.open_access and console.host not in _LOOPBACK:
+        problems.append(
+            f"console.host: {console.host!r} is reachable from other machines, so the console "
+            'needs credentials: add [console.users.NAME] with password_hash = "..." (from '
+            '`eventrouter console hash-password`) or tokens = ["${EVENTROUTER_CONSOLE_TOKEN}"], '
+            'or set host = "127.0.0.1"'
+        )
+    return console

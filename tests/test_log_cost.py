@@ -30,7 +30,7 @@ class CountingRedactor(Redactor):
 def test_filter_searches_the_message_and_extras_not_the_code_fields() -> None:
     redactor = CountingRedactor((SECRET,))
     record = logging.LogRecord(
-        "eventrouter.server", logging.INFO, __file__, 1, "accepted %s", ("evt_1",), None
+        "eventrouter.ingest", logging.INFO, __file__, 1, "accepted %s", ("evt_1",), None
     )
     record.er_event_id = "evt_1"
     record.er_note = f"sent {SECRET}"
@@ -74,7 +74,7 @@ def test_setup_logging_does_not_look_up_the_caller_of_each_record(
     monkeypatch.setattr(logging.Logger, "findCaller", counting)
     setup_logging(fmt="text", level="info", redactor=Redactor((SECRET,)))
 
-    logging.getLogger("eventrouter.server").info("source %s: accepted %s", "altur", SECRET)
+    logging.getLogger("eventrouter.ingest").info("source %s: accepted %s", "altur", SECRET)
 
     assert lookups == []
-    assert buffer.getvalue().rstrip().endswith(f"eventrouter.server: source altur: accepted {MASK}")
+    assert buffer.getvalue().rstrip().endswith(f"eventrouter.ingest: source altur: accepted {MASK}")

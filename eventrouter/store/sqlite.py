@@ -641,10 +641,14 @@ class SQLiteStore(Store):
     async def queue_depth(self) -> dict[str, dict[str, int]]:
         def read(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
             depth: dict[str, dict[str, int]] = {}
-            for sink, state, count in conn.execute(
-                "SELECT sink, state, COUNT(*) FROM deliveries WHERE state != 'done' GROUP BY sink, state"
-            ):
-                depth.setdefault(sink, {})[state] = count
+            # each WHERE is a partial index's own, so only open and dead deliveries are read,
+            # not the done ones (most of them: != 'done' scanned them all, 0.3-0.5 s at 1M)
+            for where in ("state IN ('pending', 'inflight')", "state = 'dead'"):
+                for sink, state, count in conn.execute(
+                    f"SELECT sink, state, COUNT(*) FROM deliveries WHERE {where}"  # noqa: S608 - constants
+                    " GROUP BY sink, state"
+                ):
+                    depth.setdefault(sink, {})[state] = count
             return depth
 
         return await self._read(read)
