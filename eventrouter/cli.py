@@ -230,7 +230,14 @@ def _run_server(
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
 
 
-@cli.group(invoke_without_command=True)
+@cli.group(
+    invoke_without_command=True,
+    short_help="Run the operator console alone; hash a console password.",
+    epilog=_examples(
+        f"eventrouter console {EXAMPLE_CONFIG}",
+        "eventrouter console hash-password",
+    ),
+)
 @config_option
 @_with_log_options
 @click.pass_context
@@ -263,7 +270,11 @@ def console(ctx: click.Context, config_path: Path, log_format: str, log_level: s
         ) from None
 
 
-@console.command("hash-password")
+@console.command(
+    "hash-password",
+    short_help="Print a password's hash for the config.",
+    epilog=_examples("eventrouter console hash-password --password 'long phrase'"),
+)
 @click.password_option("--password", help="The password (asked for when not given).")
 def hash_password(password: str) -> None:
     """Print a hash of a password for [console.users.NAME] password_hash."""
@@ -272,7 +283,6 @@ def hash_password(password: str) -> None:
     click.echo(make_hash(password))
 
 
-@cli.command()
 @cli.command(
     short_help="Validate the configuration without serving.",
     epilog=_examples(

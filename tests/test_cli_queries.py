@@ -72,7 +72,7 @@ def test_timeline_of_a_contact_and_a_campaign_across_providers_in_time_order(tmp
     )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
-    assert [line.split()[2:4] for line in lines] == [["evt_1", "altur"], ["evt_2", "exotel"]]
+    assert [line.split()[3:5] for line in lines] == [["evt_1", "altur"], ["evt_2", "exotel"]]
 
     result = runner.invoke(
         cli, ["timeline", "--config", str(config), "--campaign", "c1", "--json", "--limit", "2"]

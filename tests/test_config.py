@@ -316,7 +316,7 @@ def test_a_misspelt_name_gets_a_did_you_mean(registry):
 def test_a_typo_in_a_core_section_does_not_send_the_user_to_a_plugin(registry):
     found = problems({"store": {"pth": "x.db", "zzz": 1}, "qqq": {}}, registry)
     assert found == [
-        "qqq: unknown section (expected one of: routes, server, sinks, sources, store)",
+        "qqq: unknown section (expected one of: console, routes, server, sinks, sources, store)",
         "store: unknown key 'pth' (did you mean 'path'?)",
         "store: unknown key 'zzz' (expected one of: backend, dedupe_window, key_prefix, "
         "max_pending_writes, operation_timeout, path, retention, sentinels, service_name, url)",
