@@ -368,10 +368,14 @@ class BulkAction:
         *,
         sinks: Collection[str],
         now: datetime | None = None,
+        by: str | None = None,
     ) -> BulkAction:
-        """A new action on ``where`` (bounded by now when it has no ``until``)."""
+        """A new action on ``where`` (bounded by now when it has no ``until``); ``by`` starts its
+        id (``console:alice``: its attempts are recorded with the trigger ``console``)."""
         until = where.until or now or datetime.now(UTC)
         action_id = f"{kind}-{round(until.timestamp() * 1_000_000)}-{secrets.token_hex(4)}"
+        if by:
+            action_id = f"{by}:{action_id}"
         return cls._made(kind, where, sinks=sinks, action_id=action_id)
 
     @classmethod
@@ -380,7 +384,7 @@ class BulkAction:
     ) -> BulkAction:
         """The action ``action_id`` again (its filters given again): it does what is left."""
         started_kind, _, rest = action_id.rpartition("-")[0].rpartition("-")
-        if started_kind != kind or not rest.isdigit():
+        if started_kind.rpartition(":")[2] != kind or not rest.isdigit():
             raise QueryError("resume", f"{action_id!r} is not the id of an earlier {kind} action")
         return cls._made(kind, where, sinks=sinks, action_id=action_id)
 

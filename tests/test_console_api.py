@@ -163,6 +163,11 @@ async def test_replay_queues_the_event_again_for_its_sinks_or_one(console: Conso
     assert (status, body) == (200, {"event_id": paid, "sinks": ["good"], "queued": 1})
     status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": ["flaky"]})
     assert (status, body["sinks"]) == (200, ["flaky"])
+    await console.settled(paid)
+    status, body = await console.get_json(f"/api/events/{paid}")
+    [good] = [d for d in body["deliveries"] if d["sink"] == "good"]
+    # the first delivery, then the replay made here: recorded as the console's
+    assert [a["trigger"] for a in good["history"]] == ["first", "console"]
     status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": ["gone"]})
     assert (status, body["parameter"]) == (400, "sink")
     status, body = await console.post_json(f"/api/events/{paid}/replay", {"sinks": "good"})
@@ -186,7 +191,8 @@ async def test_dead_letters_grouped_then_retry_plan_then_run(console: Console):
         "/api/dead-letters/retry", {"sink": "flaky", "confirm": True}
     )
     assert (status, body["retried"]["by_sink"], body["retried"]["total"]) == (200, {"flaky": 3}, 3)
-    assert body["retried"]["actions"]["flaky"].startswith("dlq_retry-")
+    # the action is the operator's: its attempts are recorded with the trigger "console"
+    assert body["retried"]["actions"]["flaky"].startswith("console:token-1:dlq_retry-")
     status, body = await console.post_json("/api/dead-letters/retry", {"sink": "flaky"})
     assert body["plan"]["total"] == 0, "all of them retried"
     status, body = await console.post_json("/api/dead-letters/retry", {"sink": "nope"})
@@ -216,7 +222,7 @@ async def test_retry_of_the_dead_letters_matching_a_filter(console: Console):
     assert answer["retried"]["total"] == 1
     await console.settled(second)
     _, detail = await console.get_json(f"/api/events/{second}")
-    assert [a["trigger"] for a in detail["deliveries"][0]["history"]] == ["first", "dlq_retry"]
+    assert [a["trigger"] for a in detail["deliveries"][0]["history"]] == ["first", "console"]
     _, detail = await console.get_json(f"/api/events/{first}")
     assert [a["trigger"] for a in detail["deliveries"][0]["history"]] == ["first"]
 

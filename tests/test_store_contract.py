@@ -895,3 +895,16 @@ async def test_a_replay_beside_a_running_worker_delivers_each_event_once_more(st
     for event_id in ids:
         triggers = [a.trigger for a in await store.list_attempts(event_id)]
         assert triggers.count(Trigger.REPLAY) == 1, (event_id, triggers)
+
+
+async def test_a_replay_or_retry_made_in_the_console_is_recorded_as_its_trigger(store):
+    event = make_event()
+    await store.ingest(event, ["alpha"])
+    await store.dead_letter(await claim_one(store, "alpha"), error="HTTP 400")
+
+    assert await store.retry_dead_letters(event_ids=[event.id], action="console:alice:1") == 1
+    revived = await claim_one(store, "alpha")
+    assert revived.trigger == Trigger.CONSOLE
+    await store.ack(revived)
+    assert await store.replay(event.id, ["alpha"], action="console:bob:2") == 1
+    assert (await claim_one(store, "alpha")).trigger == Trigger.CONSOLE

@@ -18,6 +18,7 @@ from aiohttp import web
 from attrs import define, field, frozen
 
 from eventrouter.config import ConsoleConfig
+from eventrouter.store import CONSOLE_ACTION
 
 __all__ = [
     "COOKIE",
@@ -47,8 +48,10 @@ class Identity:
 
     @property
     def trigger(self) -> str:
-        """What an action by this identity is recorded as (``console:alice``)."""
-        return f"console:{self.name}"
+        """What an action by this identity is recorded as (``console:alice``): the start of the
+        action ids its replays and retries leave on deliveries (their attempts' trigger is then
+        ``console``)."""
+        return f"{CONSOLE_ACTION}{self.name}"
 
 
 @define

@@ -279,7 +279,7 @@ async def retry_dead_letters(
     action per sink (the query layer's, as ``eventrouter dlq retry`` runs it); how many, by sink."""
     done, actions = {}, {}
     for sink in sinks:
-        action = BulkAction.start("dlq_retry", where, sinks=[sink])
+        action = BulkAction.start("dlq_retry", where, sinks=[sink], by=actor)
         done[sink] = await run_bulk(store, action)
         actions[sink] = action.id
         log.info("%s retried %d dead letters of %s (action %s)", actor, done[sink], sink, action.id)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from eventrouter.errors import ConfigError
 from eventrouter.store.base import (
+    CONSOLE_ACTION,
     LOST_WORKER,
     Attempt,
     AttemptOutcome,
@@ -21,6 +22,7 @@ from eventrouter.store.base import (
 from eventrouter.store.config import REDIS_INSTALL_HINT, StoreConfig, redis_missing
 
 __all__ = [
+    "CONSOLE_ACTION",
     "LOST_WORKER",
     "REDIS_INSTALL_HINT",
     "Attempt",

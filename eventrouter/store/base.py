@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter
 
 __all__ = [
+    "CONSOLE_ACTION",
     "LOST_WORKER",
     "Attempt",
     "AttemptOutcome",
@@ -47,13 +48,19 @@ class DeliveryState(enum.StrEnum):
 
 
 class Trigger(enum.StrEnum):
-    """What made a delivery due: what its next attempt is recorded as."""
+    """What made a delivery due: what its next attempt is recorded as (a replay or dead-letter
+    retry whose action id starts with :data:`CONSOLE_ACTION` is recorded as ``console``)."""
 
     FIRST = "first"
     RETRY = "retry"
     REPLAY = "replay"
     DLQ_RETRY = "dlq_retry"
     CONSOLE = "console"
+
+
+#: the start of the action id of a replay or retry made in the console (``console:alice:...``):
+#: the attempts it causes are recorded with the trigger ``console``
+CONSOLE_ACTION = "console:"
 
 
 class AttemptOutcome(enum.StrEnum):

@@ -25,6 +25,7 @@ from eventrouter.events import Event
 from eventrouter.query import FILTER_NAMES, indexed_values
 from eventrouter.ratelimit import LocalRates
 from eventrouter.store.base import (
+    CONSOLE_ACTION,
     LOST_WORKER,
     Attempt,
     AttemptOutcome,
@@ -600,10 +601,11 @@ class SQLiteStore(Store):
             now = time.time()
             query = (
                 "UPDATE deliveries SET state = 'pending', attempts = 0, lost = 0, next_attempt_at = ?,"
-                " updated_at = ?, trigger = 'dlq_retry', action = ? WHERE state = 'dead'"
+                " updated_at = ?, trigger = ?, action = ? WHERE state = 'dead'"
                 " AND (? IS NULL OR sink = ?) AND (? IS NULL OR action IS NOT ?)"
             )
-            params: list[Any] = [now, now, action, sink, sink, action, action]
+            trigger = _trigger(action, Trigger.DLQ_RETRY)
+            params: list[Any] = [now, now, trigger, action, sink, sink, action, action]
             if ids:
                 query += f" AND event_id IN ({', '.join('?' * len(ids))})"
                 params.extend(ids)
@@ -622,17 +624,19 @@ class SQLiteStore(Store):
                 return 0
             now = time.time()
             queued = 0
+            trigger = _trigger(action, Trigger.REPLAY)
             for sink in sinks:
                 # a bulk action run again skips what it queued already (action = its id)
                 queued += conn.execute(
                     "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at,"
                     " updated_at, received_at, trigger, action)"
-                    " VALUES (?, ?, 'pending', 0, ?, ?, ?, 'replay', ?) ON CONFLICT (event_id, sink)"
+                    " VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?) ON CONFLICT (event_id, sink)"
                     " DO UPDATE SET state = 'pending', attempts = 0, lost = 0,"
                     " next_attempt_at = excluded.next_attempt_at, last_error = NULL,"
-                    " updated_at = excluded.updated_at, trigger = 'replay', action = excluded.action"
+                    " updated_at = excluded.updated_at, trigger = excluded.trigger,"
+                    " action = excluded.action"
                     " WHERE excluded.action IS NULL OR deliveries.action IS NOT excluded.action",
-                    (event_id, sink, now, now, row[0], action),
+                    (event_id, sink, now, now, row[0], trigger, action),
                 ).rowcount
             return queued
 
@@ -774,3 +778,8 @@ def _insert_attempts(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> N
             " status, error, response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+
+
+def _trigger(action: str | None, default: Trigger) -> str:
+    """What the attempts of a delivery queued by ``action`` are recorded as."""
+    return Trigger.CONSOLE.value if action and action.startswith(CONSOLE_ACTION) else default.value

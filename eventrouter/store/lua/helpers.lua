@@ -30,6 +30,13 @@ local function queue_fresh(event_key, event_id, sink, queue, sinks_set, group, n
   redis.call('PUBLISH', wake_channel, event_id)
 end
 -- the elements of ``list`` from index ``first`` on (the variable part of a script's keys or arguments)
+-- what the attempts of a delivery queued by a bulk action are recorded as: 'console' for an
+-- action made in the console (its id starts with 'console:', eventrouter.store.CONSOLE_ACTION)
+local function trigger_for(action, default)
+  if string.sub(action, 1, 8) == 'console:' then return 'console' end
+  return default
+end
+
 local function tail(list, first)
   local out = {}
   for i = first, #list do out[#out + 1] = list[i] end

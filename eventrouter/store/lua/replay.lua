@@ -28,7 +28,7 @@ for i, sink in ipairs(sinks) do
   if not already then
     queue_fresh(event_key, event_id, sink, queue, sinks_set, group, now, wake_prefix .. sink)
     local fresh = load(event_key, sink)
-    fresh.trigger = 'replay'
+    fresh.trigger = trigger_for(action, 'replay')
     if action ~= '' then fresh.action = action end
     save(event_key, sink, fresh)
     queued = queued + 1

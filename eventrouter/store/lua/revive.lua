@@ -21,7 +21,7 @@ rec.lost = nil
 rec.due = now
 rec.updated = now
 rec.entry = redis.call('XADD', queue, '*', 'event', event_id)
-rec.trigger = 'dlq_retry'
+rec.trigger = trigger_for(action, 'dlq_retry')
 if action ~= '' then rec.action = action end
 save(event_key, sink, rec)
 redis.call('PUBLISH', wake_channel, event_id)
