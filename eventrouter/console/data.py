@@ -226,9 +226,14 @@ async def dead_letter_groups(
 ) -> dict[str, Any]:
     """Dead letters grouped by sink and reason, with a few of each group's events."""
     letters = await store.list_dead_letters(sink=sink, limit=DEAD_LETTER_SCAN)
-    groups: dict[tuple[str, str], list[DeadLetter]] = defaultdict(list)
+    # grouped by the raw reason first, then each group's reason masked once (masking every
+    # letter's reason was most of the page's time); reasons that mask alike join one group
+    raw: dict[tuple[str, str], list[DeadLetter]] = defaultdict(list)
     for letter in letters:
-        groups[(letter.sink, redact(_reason(letter)))].append(letter)
+        raw[(letter.sink, _reason(letter))].append(letter)
+    groups: dict[tuple[str, str], list[DeadLetter]] = defaultdict(list)
+    for (group_sink, reason), members in raw.items():
+        groups[(group_sink, redact(reason))].extend(members)
     return {
         "sink": sink,
         "total": len(letters),
