@@ -149,6 +149,7 @@ class GuardedConnection(web.RequestHandler):
         self.phase = _Phase.HEADERS
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when the timer fires (kept: TimerHandle.when() is a call)
 
     # -- the connection's life, as asyncio reports it ------------------------------------------
 
@@ -170,7 +171,7 @@ class GuardedConnection(web.RequestHandler):
         if self.phase is _Phase.IDLE:  # the next request has begun: its headers are timed
             self._wait(_Phase.HEADERS, self.guard.header_timeout)
         if self.admitted:
-            super().data_received(data)
+            _data_received(self, data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.admitted:
@@ -188,7 +189,8 @@ class GuardedConnection(web.RequestHandler):
 
     def request_started(self) -> None:
         """The request's headers are in and its handler runs: no timer until it is answered."""
-        self._headers_in()
+        if self.phase is _Phase.HEADERS:
+            self._headers_in()
         self.phase = _Phase.BUSY
 
     def request_finished(self) -> None:
@@ -199,12 +201,15 @@ class GuardedConnection(web.RequestHandler):
     def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # the handler has answered (aiohttp calls this for every answer, its own errors too):
+        # from here the connection waits for its next request
+        self.request_finished()
         # an HTTP error aiohttp raised outside the app's middlewares (an Expect header it cannot
         # meet) is answered as JSON like every other error
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = http_error_response(resp, request.method)
             resp.force_close()
-        return super().finish_response(request, resp, start_time)
+        return _finish_response(self, request, resp, start_time)
 
     def handle_error(
         self,
@@ -243,28 +248,36 @@ class GuardedConnection(web.RequestHandler):
         return response
 
     # -- one timer per connection, moved rather than re-created on every request -----------------
+    # The timer ticks no more than the shorter timeout ahead: a deadline set later is never
+    # earlier than the tick, so a request moves only ``deadline``, and the tick that finds the
+    # deadline still ahead re-arms itself (exactly on it once it is that close).
 
     def _wait(self, phase: _Phase, seconds: float) -> None:
-        self.phase = phase
         if phase is _Phase.HEADERS:
             self.guard.awaiting_headers.add(self)
-        else:
+        elif self.phase is _Phase.HEADERS:
             self._headers_in()
+        self.phase = phase
         loop = self.event_loop
-        self.deadline = loop.time() + seconds
-        timer = self.timer
-        if timer is not None:
-            if timer.when() <= self.deadline:
+        now = loop.time()
+        self.deadline = deadline = now + seconds
+        if self.timer is not None:
+            if self.timer_at <= deadline:
                 return  # it fires first and moves itself on to the deadline
-            timer.cancel()
-        self.timer = loop.call_at(self.deadline, self._expired)
+            self.timer.cancel()
+        self._arm(min(deadline, now + self.guard.shortest_timeout))
+
+    def _arm(self, when: float) -> None:
+        self.timer_at = when
+        self.timer = self.event_loop.call_at(when, self._expired)
 
     def _expired(self) -> None:
         self.timer = None
         if self.phase is _Phase.BUSY or not self.admitted:
             return
-        if self.event_loop.time() < self.deadline:
-            self.timer = self.event_loop.call_at(self.deadline, self._expired)
+        now = self.event_loop.time()
+        if now < self.deadline:
+            self._arm(min(self.deadline, now + self.guard.shortest_timeout))
             return
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -283,6 +296,11 @@ class GuardedConnection(web.RequestHandler):
                 guard.headers_in.set()
 
 
+# aiohttp's own, called straight: these run on every request, and super() is a lookup each time
+_data_received = web.RequestHandler.data_received
+_finish_response = web.RequestHandler.finish_response
+
+
 class ConnectionGuard:
     """The limits of ``[server]``, applied to every connection (see the module's docstring)."""
 
@@ -291,6 +309,8 @@ class ConnectionGuard:
         self.max_per_client = options.max_connections_per_client
         self.header_timeout = float(options.header_timeout)
         self.keepalive_timeout = float(options.keepalive_timeout)
+        #: how far ahead a connection's timer may tick (see GuardedConnection._wait)
+        self.shortest_timeout = min(self.header_timeout, self.keepalive_timeout)
         self.trusted_proxies = options.trusted_networks
         self.active = 0
         self.per_client: dict[str, int] = {}
@@ -346,33 +366,41 @@ class ConnectionGuard:
         self._timed_out.inc()
 
     @web.middleware
-    async def middleware(
+    def middleware(
         self,
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        """Tells each connection when its request's handler starts; counts a request forwarded
+    ) -> Awaitable[web.StreamResponse]:
+        """Tells each connection when its request's handler starts (its answer, in
+        :meth:`GuardedConnection.finish_response`, tells when it ends); counts a request forwarded
         by a trusted proxy against its client, whose address becomes ``request.remote``."""
+        # a plain function handing back the handler's own coroutine: one frame less per request
         connection = request.protocol
         if not isinstance(connection, GuardedConnection):  # not served by this guard
-            return await handler(request)
+            return handler(request)
         connection.request_started()
         if connection.client is not None or connection.peer is None:
-            try:
-                return await handler(request)
-            finally:
-                connection.request_finished()
+            return handler(request)
+        return self._forwarded(request, handler, connection, connection.peer)
+
+    async def _forwarded(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        connection: GuardedConnection,
+        peer: IPAddress,
+    ) -> web.StreamResponse:
+        """A request from a trusted proxy, counted against the client it forwards for."""
         client = client_address(
-            connection.peer, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
+            peer, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
         )
         # a hop that is not an address: the request is counted as the proxy's own, and the
         # proxy's address is what sources see (an allow-list then refuses it)
-        client = client or connection.peer
+        client = client or peer
         key = client_key(client)
         held = self.per_client.get(key, 0)
         if held >= self.max_per_client:
             self._refused.labels("max_connections_per_client").inc()
-            connection.request_finished()
             response = http_error_response(
                 web.HTTPServiceUnavailable(
                     text="too many connections from your address; retry shortly"
@@ -387,7 +415,6 @@ class ConnectionGuard:
             return await handler(request.clone(remote=str(client)))
         finally:
             self._forget(key)
-            connection.request_finished()
 
     async def wait_for_headers(self, grace: float) -> int:
         """Wait until every admitted connection that owes request headers has sent them (or

@@ -95,18 +95,21 @@ class Ingest:
         self.store = store
         #: told which sinks have new deliveries (the dispatcher's wake-up)
         self.notify = notify
+        # the hooks' callers are looked up once; each keeps up with plugins registered later
+        self._received = pm.hook.event_received
+        self._normalised = pm.hook.event_normalised
 
     async def __call__(self, webhook: WebhookRequest) -> Outcome:
         """What becomes of one request (the steps are in the module's docstring)."""
         pm, source = self.pm, self.source
         try:
             self._authenticate(webhook)
-            if pm.hook.event_received.get_hookimpls():
+            if self._received.get_hookimpls():
                 await notify_observers(pm, "event_received", source=source, request=webhook)
             parsed = self._parse(webhook)
             event = (
                 await transform_event(pm, parsed, source)
-                if pm.hook.event_normalised.get_hookimpls()
+                if self._normalised.get_hookimpls()
                 else parsed
             )
             if event is None:
