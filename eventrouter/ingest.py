@@ -67,12 +67,34 @@ async def within_deadline(config: Config, operation: Awaitable[T], what: str) ->
     The operation is cancelled then; a write may still land (Redis may be executing it), so a
     503 after a timeout does not prove that nothing was stored.
     """
+    # asyncio.timeout's own steps (cancel the task when the timer fires; uncancel it on the way
+    # out), without its object and its two coroutines: this runs once per ingested request
     seconds = float(config.store.operation_timeout)
+    task = asyncio.current_task()
+    assert task is not None, "within_deadline runs in a task"
+    cancelling = task.cancelling()
+    expired: list[bool] = []
+    loop = asyncio.get_running_loop()
+    timer = loop.call_at(loop.time() + seconds, _expire, task, expired)
     try:
-        async with asyncio.timeout(seconds):
-            return await operation
-    except TimeoutError:
-        raise StoreUnavailable(f"the store did not answer within {seconds:g}s ({what})") from None
+        result = await operation
+    except BaseException as exc:
+        timer.cancel()
+        # our cancellation, not one from outside (a shutdown's), becomes the timeout
+        ours = bool(expired) and task.uncancel() <= cancelling
+        if isinstance(exc, TimeoutError) or (ours and isinstance(exc, asyncio.CancelledError)):
+            message = f"the store did not answer within {seconds:g}s ({what})"
+            raise StoreUnavailable(message) from None
+        raise
+    timer.cancel()
+    if expired:  # the operation finished regardless: the cancellation is withdrawn
+        task.uncancel()
+    return result
+
+
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 class Ingest:
