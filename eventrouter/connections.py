@@ -177,21 +177,21 @@ class GuardedConnection(web.RequestHandler):
         if not self.admitted:
             return
         self.admitted = False
-        self._headers_in()
         self.phase = _Phase.BUSY  # nothing more to time
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         self.guard.release(self)
+        self._headers_in()
         super().connection_lost(exc)
 
     # -- requests, as the guard's middleware and aiohttp report them -----------------------------
 
     def request_started(self) -> None:
         """The request's headers are in and its handler runs: no timer until it is answered."""
-        if self.phase is _Phase.HEADERS:
-            self._headers_in()
         self.phase = _Phase.BUSY
+        if self.guard.headers_in is not None:
+            self._headers_in()
 
     def request_finished(self) -> None:
         """Its handler has answered: the connection waits for the next request, or is idle."""
@@ -253,11 +253,9 @@ class GuardedConnection(web.RequestHandler):
     # deadline still ahead re-arms itself (exactly on it once it is that close).
 
     def _wait(self, phase: _Phase, seconds: float) -> None:
-        if phase is _Phase.HEADERS:
-            self.guard.awaiting_headers.add(self)
-        elif self.phase is _Phase.HEADERS:
-            self._headers_in()
         self.phase = phase
+        if self.guard.headers_in is not None and phase is not _Phase.HEADERS:
+            self._headers_in()
         loop = self.event_loop
         now = loop.time()
         self.deadline = deadline = now + seconds
@@ -283,17 +281,18 @@ class GuardedConnection(web.RequestHandler):
         if transport is None or transport.is_closing():
             return
         if self.phase is _Phase.HEADERS:
+            self.phase = _Phase.BUSY  # answered: it owes no headers any more
             self._headers_in()
             self.guard.count_timeout()
             transport.write(_TOO_SLOW)
         transport.close()
 
     def _headers_in(self) -> None:
+        """This connection owes no request headers any more: a graceful stop may be waiting for
+        the last one that did (see :meth:`ConnectionGuard.wait_for_headers`)."""
         guard = self.guard
-        if self in guard.awaiting_headers:
-            guard.awaiting_headers.discard(self)
-            if not guard.awaiting_headers and guard.headers_in is not None:
-                guard.headers_in.set()
+        if guard.headers_in is not None and not guard.awaiting_headers:
+            guard.headers_in.set()
 
 
 # aiohttp's own, called straight: these run on every request, and super() is a lookup each time
@@ -314,8 +313,8 @@ class ConnectionGuard:
         self.trusted_proxies = options.trusted_networks
         self.active = 0
         self.per_client: dict[str, int] = {}
-        #: admitted connections whose current request's headers have not arrived yet
-        self.awaiting_headers: set[GuardedConnection] = set()
+        #: the admitted connections
+        self.connections: set[GuardedConnection] = set()
         self.headers_in: asyncio.Event | None = None
         self._refused = metrics.connections_refused
         self._timed_out = metrics.connections_timed_out
@@ -348,10 +347,12 @@ class ConnectionGuard:
             self.per_client[key] = held + 1
             connection.client = key
         self.active += 1
+        self.connections.add(connection)
         return None
 
     def release(self, connection: GuardedConnection) -> None:
         self.active -= 1
+        self.connections.discard(connection)
         if connection.client is not None:
             self._forget(connection.client)
 
@@ -361,6 +362,12 @@ class ConnectionGuard:
             self.per_client[key] = held
         else:
             del self.per_client[key]
+
+    @property
+    def awaiting_headers(self) -> set[GuardedConnection]:
+        """Admitted connections whose current request's headers have not arrived yet (looked
+        for only while stopping: keeping a set up to date would cost every request)."""
+        return {c for c in self.connections if c.phase is _Phase.HEADERS}
 
     def count_timeout(self) -> None:
         self._timed_out.inc()
