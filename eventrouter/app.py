@@ -119,11 +119,12 @@ class _Receiver:
         self._requests = metrics.requests
         self._outcomes: dict[str, Any] = {}
 
-    def _count(self, outcome: str) -> None:
+    def _counter(self, outcome: str) -> Any:
+        """The requests counter of ``outcome`` (its child is made on first use, then kept)."""
         counter = self._outcomes.get(outcome)
         if counter is None:
             counter = self._outcomes[outcome] = self._requests.labels(self.name, outcome)
-        counter.inc()
+        return counter
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -144,9 +145,11 @@ class _Receiver:
                 )
                 outcome = await self.ingest(webhook)
         except Exception:
-            self._count("error")  # answered 503 by the json_errors middleware, which logs it
+            self._counter(
+                "error"
+            ).inc()  # answered 503 by the json_errors middleware, which logs it
             raise
-        self._count(outcome.label)
+        (self._outcomes.get(outcome.label) or self._counter(outcome.label)).inc()
         response = web.json_response(outcome.body, status=outcome.status)
         if outcome.retry_after is not None:
             response.headers["Retry-After"] = str(outcome.retry_after)
@@ -159,8 +162,9 @@ class _Receiver:
     def _read(self, request: web.Request) -> Awaitable[bytes]:
         """The whole body: at once if it arrived with the headers, else within read_timeout."""
         limit = self.limits.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        length = request.content_length  # a property that parses the header on every read
+        if length is not None and length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
         if request.content.is_eof():  # the whole body arrived with the headers: no timer
             return request.read()
         return self._read_within(request, float(self.limits.read_timeout))

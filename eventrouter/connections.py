@@ -149,6 +149,7 @@ class GuardedConnection(web.RequestHandler):
         self.phase = _Phase.HEADERS
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when the timer fires (kept: TimerHandle.when() is a call)
 
     # -- the connection's life, as asyncio reports it ------------------------------------------
 
@@ -170,26 +171,27 @@ class GuardedConnection(web.RequestHandler):
         if self.phase is _Phase.IDLE:  # the next request has begun: its headers are timed
             self._wait(_Phase.HEADERS, self.guard.header_timeout)
         if self.admitted:
-            super().data_received(data)
+            _data_received(self, data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.admitted:
             return
         self.admitted = False
-        self._headers_in()
         self.phase = _Phase.BUSY  # nothing more to time
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         self.guard.release(self)
+        self._headers_in()
         super().connection_lost(exc)
 
     # -- requests, as the guard's middleware and aiohttp report them -----------------------------
 
     def request_started(self) -> None:
         """The request's headers are in and its handler runs: no timer until it is answered."""
-        self._headers_in()
         self.phase = _Phase.BUSY
+        if self.guard.headers_in is not None:
+            self._headers_in()
 
     def request_finished(self) -> None:
         """Its handler has answered: the connection waits for the next request, or is idle."""
@@ -199,12 +201,15 @@ class GuardedConnection(web.RequestHandler):
     def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        # the handler has answered (aiohttp calls this for every answer, its own errors too):
+        # from here the connection waits for its next request
+        self.request_finished()
         # an HTTP error aiohttp raised outside the app's middlewares (an Expect header it cannot
         # meet) is answered as JSON like every other error
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = http_error_response(resp, request.method)
             resp.force_close()
-        return super().finish_response(request, resp, start_time)
+        return _finish_response(self, request, resp, start_time)
 
     def handle_error(
         self,
@@ -243,44 +248,56 @@ class GuardedConnection(web.RequestHandler):
         return response
 
     # -- one timer per connection, moved rather than re-created on every request -----------------
+    # The timer ticks no more than the shorter timeout ahead: a deadline set later is never
+    # earlier than the tick, so a request moves only ``deadline``, and the tick that finds the
+    # deadline still ahead re-arms itself (exactly on it once it is that close).
 
     def _wait(self, phase: _Phase, seconds: float) -> None:
         self.phase = phase
-        if phase is _Phase.HEADERS:
-            self.guard.awaiting_headers.add(self)
-        else:
+        if self.guard.headers_in is not None and phase is not _Phase.HEADERS:
             self._headers_in()
         loop = self.event_loop
-        self.deadline = loop.time() + seconds
-        timer = self.timer
-        if timer is not None:
-            if timer.when() <= self.deadline:
+        now = loop.time()
+        self.deadline = deadline = now + seconds
+        if self.timer is not None:
+            if self.timer_at <= deadline:
                 return  # it fires first and moves itself on to the deadline
-            timer.cancel()
-        self.timer = loop.call_at(self.deadline, self._expired)
+            self.timer.cancel()
+        self._arm(min(deadline, now + self.guard.shortest_timeout))
+
+    def _arm(self, when: float) -> None:
+        self.timer_at = when
+        self.timer = self.event_loop.call_at(when, self._expired)
 
     def _expired(self) -> None:
         self.timer = None
         if self.phase is _Phase.BUSY or not self.admitted:
             return
-        if self.event_loop.time() < self.deadline:
-            self.timer = self.event_loop.call_at(self.deadline, self._expired)
+        now = self.event_loop.time()
+        if now < self.deadline:
+            self._arm(min(self.deadline, now + self.guard.shortest_timeout))
             return
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         if self.phase is _Phase.HEADERS:
+            self.phase = _Phase.BUSY  # answered: it owes no headers any more
             self._headers_in()
             self.guard.count_timeout()
             transport.write(_TOO_SLOW)
         transport.close()
 
     def _headers_in(self) -> None:
+        """This connection owes no request headers any more: a graceful stop may be waiting for
+        the last one that did (see :meth:`ConnectionGuard.wait_for_headers`)."""
         guard = self.guard
-        if self in guard.awaiting_headers:
-            guard.awaiting_headers.discard(self)
-            if not guard.awaiting_headers and guard.headers_in is not None:
-                guard.headers_in.set()
+        if guard.headers_in is not None and not guard.awaiting_headers:
+            guard.headers_in.set()
+
+
+# aiohttp's own, called straight: these run on every request, and super() is a lookup each time
+_data_received = web.RequestHandler.data_received
+_finish_response = web.RequestHandler.finish_response
 
 
 class ConnectionGuard:
@@ -291,11 +308,13 @@ class ConnectionGuard:
         self.max_per_client = options.max_connections_per_client
         self.header_timeout = float(options.header_timeout)
         self.keepalive_timeout = float(options.keepalive_timeout)
+        #: how far ahead a connection's timer may tick (see GuardedConnection._wait)
+        self.shortest_timeout = min(self.header_timeout, self.keepalive_timeout)
         self.trusted_proxies = options.trusted_networks
         self.active = 0
         self.per_client: dict[str, int] = {}
-        #: admitted connections whose current request's headers have not arrived yet
-        self.awaiting_headers: set[GuardedConnection] = set()
+        #: the admitted connections
+        self.connections: set[GuardedConnection] = set()
         self.headers_in: asyncio.Event | None = None
         self._refused = metrics.connections_refused
         self._timed_out = metrics.connections_timed_out
@@ -328,10 +347,12 @@ class ConnectionGuard:
             self.per_client[key] = held + 1
             connection.client = key
         self.active += 1
+        self.connections.add(connection)
         return None
 
     def release(self, connection: GuardedConnection) -> None:
         self.active -= 1
+        self.connections.discard(connection)
         if connection.client is not None:
             self._forget(connection.client)
 
@@ -342,37 +363,51 @@ class ConnectionGuard:
         else:
             del self.per_client[key]
 
+    @property
+    def awaiting_headers(self) -> set[GuardedConnection]:
+        """Admitted connections whose current request's headers have not arrived yet (looked
+        for only while stopping: keeping a set up to date would cost every request)."""
+        return {c for c in self.connections if c.phase is _Phase.HEADERS}
+
     def count_timeout(self) -> None:
         self._timed_out.inc()
 
     @web.middleware
-    async def middleware(
+    def middleware(
         self,
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        """Tells each connection when its request's handler starts; counts a request forwarded
+    ) -> Awaitable[web.StreamResponse]:
+        """Tells each connection when its request's handler starts (its answer, in
+        :meth:`GuardedConnection.finish_response`, tells when it ends); counts a request forwarded
         by a trusted proxy against its client, whose address becomes ``request.remote``."""
+        # a plain function handing back the handler's own coroutine: one frame less per request
         connection = request.protocol
         if not isinstance(connection, GuardedConnection):  # not served by this guard
-            return await handler(request)
+            return handler(request)
         connection.request_started()
         if connection.client is not None or connection.peer is None:
-            try:
-                return await handler(request)
-            finally:
-                connection.request_finished()
+            return handler(request)
+        return self._forwarded(request, handler, connection, connection.peer)
+
+    async def _forwarded(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        connection: GuardedConnection,
+        peer: IPAddress,
+    ) -> web.StreamResponse:
+        """A request from a trusted proxy, counted against the client it forwards for."""
         client = client_address(
-            connection.peer, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
+            peer, request.headers.getall("X-Forwarded-For", ()), self.trusted_proxies
         )
         # a hop that is not an address: the request is counted as the proxy's own, and the
         # proxy's address is what sources see (an allow-list then refuses it)
-        client = client or connection.peer
+        client = client or peer
         key = client_key(client)
         held = self.per_client.get(key, 0)
         if held >= self.max_per_client:
             self._refused.labels("max_connections_per_client").inc()
-            connection.request_finished()
             response = http_error_response(
                 web.HTTPServiceUnavailable(
                     text="too many connections from your address; retry shortly"
@@ -387,7 +422,6 @@ class ConnectionGuard:
             return await handler(request.clone(remote=str(client)))
         finally:
             self._forget(key)
-            connection.request_finished()
 
     async def wait_for_headers(self, grace: float) -> int:
         """Wait until every admitted connection that owes request headers has sent them (or

@@ -67,12 +67,34 @@ async def within_deadline(config: Config, operation: Awaitable[T], what: str) ->
     The operation is cancelled then; a write may still land (Redis may be executing it), so a
     503 after a timeout does not prove that nothing was stored.
     """
+    # asyncio.timeout's own steps (cancel the task when the timer fires; uncancel it on the way
+    # out), without its object and its two coroutines: this runs once per ingested request
     seconds = float(config.store.operation_timeout)
+    task = asyncio.current_task()
+    assert task is not None, "within_deadline runs in a task"
+    cancelling = task.cancelling()
+    expired: list[bool] = []
+    loop = asyncio.get_running_loop()
+    timer = loop.call_at(loop.time() + seconds, _expire, task, expired)
     try:
-        async with asyncio.timeout(seconds):
-            return await operation
-    except TimeoutError:
-        raise StoreUnavailable(f"the store did not answer within {seconds:g}s ({what})") from None
+        result = await operation
+    except BaseException as exc:
+        timer.cancel()
+        # our cancellation, not one from outside (a shutdown's), becomes the timeout
+        ours = bool(expired) and task.uncancel() <= cancelling
+        if isinstance(exc, TimeoutError) or (ours and isinstance(exc, asyncio.CancelledError)):
+            message = f"the store did not answer within {seconds:g}s ({what})"
+            raise StoreUnavailable(message) from None
+        raise
+    timer.cancel()
+    if expired:  # the operation finished regardless: the cancellation is withdrawn
+        task.uncancel()
+    return result
+
+
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 class Ingest:
@@ -95,18 +117,21 @@ class Ingest:
         self.store = store
         #: told which sinks have new deliveries (the dispatcher's wake-up)
         self.notify = notify
+        # the hooks' callers are looked up once; each keeps up with plugins registered later
+        self._received = pm.hook.event_received
+        self._normalised = pm.hook.event_normalised
 
     async def __call__(self, webhook: WebhookRequest) -> Outcome:
         """What becomes of one request (the steps are in the module's docstring)."""
         pm, source = self.pm, self.source
         try:
             self._authenticate(webhook)
-            if pm.hook.event_received.get_hookimpls():
+            if self._received.get_hookimpls():
                 await notify_observers(pm, "event_received", source=source, request=webhook)
             parsed = self._parse(webhook)
             event = (
                 await transform_event(pm, parsed, source)
-                if pm.hook.event_normalised.get_hookimpls()
+                if self._normalised.get_hookimpls()
                 else parsed
             )
             if event is None:
