@@ -79,7 +79,7 @@ async def test_an_event_page_shows_each_attempt(console: Console):
     await console.settled(order)
     _, page = await _page(console, f"/events/{order}")
     row = page.split('<section class="delivery" id="delivery-flaky">')[1].split("</section>")[0]
-    assert 'flaky: <span class="state dead">dead</span>, 1 attempts' in row
+    assert 'flaky: <span class="state dead">dead</span>, 1 attempt' in row
     assert "recording sink refused attempt 1" in row
     assert "<td>first</td>" in row
 
