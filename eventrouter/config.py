@@ -145,10 +145,18 @@ class ConsoleConfig:
         return not (self.users or self.tokens or self.viewer_tokens)
 
 
+#: the largest [sinks.NAME.delivery] batch_size (a claim's events are held in memory)
+MAX_BATCH_SIZE = 10_000
+
+
 @frozen
 class DeliveryPolicy:
-    #: deliveries to this sink in flight at once
+    #: deliveries to this sink in flight at once (batches, for a sink with deliver_batch)
     concurrency: int = field(default=4, validator=attrs.validators.gt(0))
+    #: most events handed to a sink's deliver_batch at once (other sinks take them one by one)
+    batch_size: int = field(
+        default=100, validator=[attrs.validators.gt(0), attrs.validators.le(MAX_BATCH_SIZE)]
+    )
     #: delay before each retry; after the last one the delivery is dead-lettered
     retry_schedule: tuple[Duration, ...] = tuple(Duration(s) for s in DEFAULT_RETRY_SCHEDULE)
     #: each delay is varied by up to this fraction, so retries do not arrive in lock-step

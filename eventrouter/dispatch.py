@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,14 @@ from eventrouter.metrics import Metrics
 from eventrouter.operator_events import OperatorEvents
 from eventrouter.redact import Redactor
 from eventrouter.sinks import SinkContext
-from eventrouter.store.base import Attempt, AttemptOutcome, Delivery, Store
+from eventrouter.store.base import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryState,
+    Settlement,
+    Store,
+)
 
 __all__ = ["Dispatcher", "cancel_and_wait"]
 
@@ -111,6 +118,46 @@ class _AttemptNote:
         )
 
 
+class _Failure:
+    """A failed attempt as the worker judges it: the error kept (masked), whether it is
+    permanent, and the wait the sink asked for (Retry-After)."""
+
+    __slots__ = ("error", "permanent", "retry_after")
+
+    def __init__(self, error: str, *, permanent: bool, retry_after: float | None) -> None:
+        self.error = error
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class _Outcome:
+    """What attempts ended in: the settlements to record in the store (one write), then the
+    observer hooks to call (name, arguments but ``sink``)."""
+
+    __slots__ = ("notices", "settlements")
+
+    def __init__(
+        self,
+        settlements: list[Settlement] | None = None,
+        notices: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> None:
+        self.settlements = settlements or []
+        self.notices = notices or []
+
+    def add(self, other: _Outcome) -> None:
+        self.settlements.extend(other.settlements)
+        self.notices.extend(other.notices)
+
+
+def _which(deliveries: list[Delivery]) -> str:
+    """The deliveries named in a log line: an event id, or how many and the first ids."""
+    if len(deliveries) == 1:
+        return deliveries[0].event.id
+    shown = ", ".join(d.event.id for d in deliveries[:3])
+    more = ", ..." if len(deliveries) > 3 else ""
+    return f"{len(deliveries)} deliveries ({shown}{more})"
+
+
 class _SinkWorker:
     def __init__(self, name: str, spec: SinkSpec, dispatcher: Dispatcher) -> None:
         self.name = name
@@ -124,6 +171,8 @@ class _SinkWorker:
         self.spins = 0
         #: the store failed the last claim (its warning is logged once per outage)
         self.store_down = False
+        #: the sink delivers in batches (it implements ``deliver_batch``): one per slot
+        self.batches = spec.sink.delivers_batches
         #: circuit breaker, pause and rate limit of this sink (eventrouter.circuit)
         self.gate = SinkGate(
             name, spec.delivery, dispatcher.store, operator=dispatcher.operator, lease=self.lease
@@ -138,7 +187,8 @@ class _SinkWorker:
 
     async def run(self) -> None:
         store = self.dispatcher.store
-        concurrency = self.spec.delivery.concurrency
+        policy = self.spec.delivery
+        concurrency = policy.concurrency
         while not self.stopping:
             self.wakeup.clear()
             free = concurrency - len(self.inflight)
@@ -152,10 +202,14 @@ class _SinkWorker:
                 continue
             free = admission.limit
             # --
+            # a sink with deliver_batch takes a batch per slot; a probe, or a rate-limited
+            # sink, one delivery at a time all the same
+            limited = admission.probe or policy.rate_limit is not None
+            wanted = policy.batch_size if self.batches and not limited else free
             claimed: list[Delivery] = []
             claimed_at = time.monotonic()  # the lease starts no earlier than this
             try:
-                claimed = await store.claim(self.name, limit=free, lease=self.lease)
+                claimed = await store.claim(self.name, limit=wanted, lease=self.lease)
             except StoreUnavailable as exc:
                 if not self.store_down:
                     log.warning("sink %s: cannot claim deliveries: %s", self.name, exc)
@@ -169,14 +223,19 @@ class _SinkWorker:
             if claimed:
                 self.spins = 0
             await self.gate.claimed(admission, claimed)  # circuit: the probe, if it is one
-            for delivery in claimed:
-                task = asyncio.create_task(
-                    self.attempt(delivery, claimed_at=claimed_at), name=f"deliver-{self.name}"
-                )
-                self.inflight.add(task)
-                task.add_done_callback(self._done)
-            if len(claimed) < free:
+            if self.batches and claimed:
+                self._start(self.attempt_batch(claimed, claimed_at=claimed_at))
+            else:
+                for delivery in claimed:
+                    self._start(self.attempt(delivery, claimed_at=claimed_at))
+            if len(claimed) < wanted:
                 await self._sleep()  # nothing more is due now: until it is, or we are woken
+
+    def _start(self, attempt: Coroutine[Any, Any, None]) -> None:
+        """Run ``attempt`` in a slot of the sink's concurrency."""
+        task = asyncio.create_task(attempt, name=f"deliver-{self.name}")
+        self.inflight.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
@@ -219,19 +278,109 @@ class _SinkWorker:
                 await self.wakeup.wait()
 
     async def attempt(self, delivery: Delivery, *, claimed_at: float) -> None:
-        dispatcher = self.dispatcher
+        """Deliver one claimed delivery with the sink's ``deliver`` and record the outcome."""
         sink = self.spec.sink
         policy = self.spec.delivery
-        event = delivery.event
-        number = delivery.attempts + 1
-        started = time.monotonic()
-        # -- issue 13: attempt history
-        history = _AttemptNote(self.name, delivery, datetime.now(UTC), started)
-        # --
-        store = dispatcher.store
         record_by = claimed_at + self.lease - OUTCOME_WRITE_MARGIN
-        retry_after: float | None = None
-        permanent = False
+        unattempted = self._unattempted(delivery)
+        if unattempted is not None:
+            await self._record(unattempted, [delivery], record_by)
+            return
+        started = time.monotonic()
+        history = _AttemptNote(self.name, delivery, datetime.now(UTC), started)  # issue 13
+        failure: _Failure | None = None
+        event = delivery.event if policy.include_sensitive else delivery.event.redacted()
+        try:
+            async with asyncio.timeout(policy.timeout):
+                await sink.deliver(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each kind of failure is judged in _failure
+            failure = self._failure(exc, event, history)
+        # -- circuit: a failure while it is not closed counts no attempt (eventrouter.circuit) --
+        held = False
+        if failure is None:
+            await self.gate.succeeded(delivery)  # closes it, resets the failures
+        elif failure.permanent:
+            await self.gate.answered(delivery)
+        else:
+            held = await self.gate.failed(
+                delivery, error=failure.error, retry_after=failure.retry_after
+            )
+        # --
+        outcome = self._judge(delivery, event, history, failure, held=held)
+        await self._record(outcome, [delivery], record_by)
+
+    async def attempt_batch(self, deliveries: list[Delivery], *, claimed_at: float) -> None:
+        """Deliver claimed deliveries with one call of the sink's ``deliver_batch`` and record
+        every outcome in one store write.
+
+        For the circuit breaker the batch is one attempt: it succeeded if the sink took any of
+        its events (the failed ones are the events' fault, retried on schedule) and failed if
+        it took none. The timeout applies to the whole call.
+        """
+        sink = self.spec.sink
+        policy = self.spec.delivery
+        record_by = claimed_at + self.lease - OUTCOME_WRITE_MARGIN
+        outcome = _Outcome()
+        todo: list[Delivery] = []
+        for delivery in deliveries:
+            unattempted = self._unattempted(delivery)
+            if unattempted is None:
+                todo.append(delivery)
+            else:
+                outcome.add(unattempted)
+        if todo:
+            started = time.monotonic()
+            started_at = datetime.now(UTC)
+            events = [d.event if policy.include_sensitive else d.event.redacted() for d in todo]
+            notes = [_AttemptNote(self.name, d, started_at, started) for d in todo]
+            failures: dict[str, _Failure | None] = {}
+            try:
+                async with asyncio.timeout(policy.timeout):
+                    refused = await sink.deliver_batch(events) or {}
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - judged in _failure, for every event alike
+                failure = self._failure(exc, events[0], notes[0], batch=len(events))
+                for event, note in zip(events, notes, strict=True):
+                    note.status, note.excerpt = notes[0].status, notes[0].excerpt
+                    failures[event.id] = failure
+            else:
+                for event, note in zip(events, notes, strict=True):
+                    reported: object = refused.get(event.id)
+                    if reported is None:
+                        failures[event.id] = None
+                        continue
+                    if not isinstance(reported, Exception):  # a plugin's slip: keep what it said
+                        reported = RetryableError(str(reported))
+                    failures[event.id] = self._failure(reported, event, note)
+            # -- circuit: the batch is one attempt (see the docstring) --
+            held = False
+            judged = list(failures.values())
+            retryable = [f for f in judged if f is not None and not f.permanent]
+            if len(retryable) == len(judged):
+                first = retryable[0]
+                held = await self.gate.failed(
+                    todo[0], error=first.error, retry_after=first.retry_after
+                )
+            else:
+                for delivery, judgement in zip(todo, judged, strict=True):
+                    if judgement is None:
+                        await self.gate.succeeded(delivery)
+                    elif judgement.permanent:
+                        await self.gate.answered(delivery)
+            # --
+            for delivery, event, note in zip(todo, events, notes, strict=True):
+                outcome.add(self._judge(delivery, event, note, failures[event.id], held=held))
+        await self._record(outcome, deliveries, record_by)
+
+    def _unattempted(self, delivery: Delivery) -> _Outcome | None:
+        """The outcome of a delivery not to attempt (its workers keep dying; the circuit opened
+        since the claim), or None to attempt it."""
+        dispatcher = self.dispatcher
+        policy = self.spec.delivery
+        event = delivery.event
         if delivery.lost and delivery.attempts >= policy.max_attempts:
             # its workers died trying it (it may be what kills them): never try it again
             times = "time" if delivery.lost == 1 else "times"
@@ -241,94 +390,108 @@ class _SinkWorker:
             )
             log.error("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
-            await self._record_outcome(
-                lambda: store.dead_letter(delivery, error=reason, count_attempt=False),
-                delivery,
-                record_by,
-            )  # no attempt made: nothing joins the history
             self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
-            await notify_observers(
-                dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
+            # no attempt made: nothing joins the history
+            return _Outcome(
+                [
+                    Settlement(
+                        delivery=delivery, state=DeliveryState.DEAD, error=reason, counted=False
+                    )
+                ],
+                [("event_dead_lettered", {"event": event, "reason": reason})],
             )
-            return
         if not self.gate.may_attempt(delivery):  # circuit opened since the claim (circuit.py)
-            await self._record_outcome(
-                lambda: store.release(delivery, at=datetime.now(UTC), error=NOT_ATTEMPTED),
-                delivery,
-                record_by,
+            return _Outcome(
+                [
+                    Settlement(
+                        delivery=delivery,
+                        state=DeliveryState.PENDING,
+                        at=datetime.now(UTC),
+                        error=NOT_ATTEMPTED,
+                        counted=False,
+                    )
+                ]
             )
-            return
-        try:
-            if not policy.include_sensitive:
-                event = event.redacted()
-            async with asyncio.timeout(policy.timeout):
-                await sink.deliver(event)
-        except PermanentError as exc:
+        return None
+
+    def _failure(
+        self, exc: BaseException, event: Event, history: _AttemptNote, *, batch: int = 0
+    ) -> _Failure:
+        """What an exception from ``deliver`` (or ``deliver_batch``, or what it reported for one
+        event) means: the error to keep (masked), permanent or not, the Retry-After."""
+        retry_after: float | None = None
+        permanent = False
+        if isinstance(exc, PermanentError):
             error, permanent = exc.message, True
-            history.answered(exc, dispatcher.redactor)
-        except RetryableError as exc:
+            history.answered(exc, self.dispatcher.redactor)
+        elif isinstance(exc, RetryableError):
             error, retry_after = exc.message, exc.retry_after
-            history.answered(exc, dispatcher.redactor)
-        except TimeoutError:
-            error = f"timed out after {policy.timeout:g}s"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("sink %s raised an unexpected error delivering %s", self.name, event.id)
+            history.answered(exc, self.dispatcher.redactor)
+        elif isinstance(exc, TimeoutError):
+            error = f"timed out after {self.spec.delivery.timeout:g}s"
+        else:
+            what = f"a batch of {batch} events" if batch else event.id
+            log.error(
+                "sink %s raised an unexpected error delivering %s",
+                self.name,
+                what,
+                exc_info=exc,
+            )
             error = f"{type(exc).__name__}: {exc}"
-        else:
-            elapsed = time.monotonic() - started
-            dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
+        error = self.dispatcher.redactor(error, cut=True)[:2000]  # masked before it is stored
+        return _Failure(error, permanent=permanent, retry_after=retry_after)
+
+    def _judge(
+        self,
+        delivery: Delivery,
+        event: Event,
+        history: _AttemptNote,
+        failure: _Failure | None,
+        *,
+        held: bool,
+    ) -> _Outcome:
+        """The outcome of an attempt: delivered, retried, held back (not counted, due when the
+        circuit closes) or dead-lettered; logged and counted in the metrics here."""
+        dispatcher = self.dispatcher
+        policy = self.spec.delivery
+        number = delivery.attempts + 1
+        elapsed = time.monotonic() - history.started
+        dispatcher.metrics.delivery_latency.labels(self.name).observe(elapsed)
+        if failure is None:
             dispatcher.metrics.deliveries.labels(self.name, "delivered").inc()
-            done = history.ended(AttemptOutcome.DONE)
-            await self._record_outcome(
-                lambda: store.ack(delivery, attempt=done), delivery, record_by
+            return _Outcome(
+                [
+                    Settlement(
+                        delivery=delivery,
+                        state=DeliveryState.DONE,
+                        attempt=history.ended(AttemptOutcome.DONE),
+                    )
+                ],
+                [("delivery_succeeded", {"event": event, "attempt": number, "duration": elapsed})],
             )
-            await self.gate.succeeded(delivery)  # circuit: closes it, resets the failures
-            await notify_observers(
-                dispatcher.pm,
-                "delivery_succeeded",
-                event=event,
-                sink=sink,
-                attempt=number,
-                duration=elapsed,
-            )
-            return
-        dispatcher.metrics.delivery_latency.labels(self.name).observe(time.monotonic() - started)
-        error = dispatcher.redactor(error, cut=True)[:2000]  # masked before it is stored
-        # -- circuit: a failure while it is not closed counts no attempt (eventrouter.circuit) --
-        held = False
-        if permanent:
-            await self.gate.answered(delivery)
-        else:
-            held = await self.gate.failed(delivery, error=error, retry_after=retry_after)
-        # --
-        if permanent or (number >= policy.max_attempts and not held):
-            reason = error if permanent else f"gave up after {number} attempts: {error}"
+        error = failure.error
+        if failure.permanent or (number >= policy.max_attempts and not held):
+            reason = error if failure.permanent else f"gave up after {number} attempts: {error}"
             log.warning("sink %s: event %s dead-lettered: %s", self.name, event.id, reason)
             dispatcher.metrics.deliveries.labels(self.name, "dead").inc()
-            dead = history.ended(AttemptOutcome.DEAD, error=error)
-            await self._record_outcome(
-                lambda: store.dead_letter(delivery, error=reason, attempt=dead),
-                delivery,
-                record_by,
-            )
             self.gate.dead_lettered(event, reason)  # operator events (eventrouter.circuit)
-            await notify_observers(
-                dispatcher.pm,
-                "delivery_failed",
-                event=event,
-                sink=sink,
-                attempt=number,
-                error=error,
-                retry_at=None,
+            dead = history.ended(AttemptOutcome.DEAD, error=error)
+            return _Outcome(
+                [
+                    Settlement(
+                        delivery=delivery, state=DeliveryState.DEAD, error=reason, attempt=dead
+                    )
+                ],
+                [
+                    (
+                        "delivery_failed",
+                        {"event": event, "attempt": number, "error": error, "retry_at": None},
+                    ),
+                    ("event_dead_lettered", {"event": event, "reason": reason}),
+                ],
             )
-            await notify_observers(
-                dispatcher.pm, "event_dead_lettered", event=event, sink=sink, reason=reason
-            )
-            return
         # held back: not counted, due again when the circuit closes (eventrouter.circuit)
-        delay = 0.0 if held else self.delay(number, retry_after=retry_after)
+        delay = 0.0 if held else self.delay(number, retry_after=failure.retry_after)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         log.info(
             "sink %s: attempt %d for %s failed (%s); %s",
@@ -339,23 +502,37 @@ class _SinkWorker:
             "not counted: the circuit is open" if held else f"retry in {delay:.1f}s",
         )
         dispatcher.metrics.deliveries.labels(self.name, "retry").inc()
-        failed = history.ended(AttemptOutcome.RETRY, error=error)
-        await self._record_outcome(
-            lambda: self.gate.requeue(
-                delivery, at=retry_at, error=error, held_back=held, attempt=failed
-            ),
-            delivery,
-            record_by,
+        return _Outcome(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.PENDING,
+                    at=retry_at,
+                    error=error,
+                    counted=not held,
+                    attempt=history.ended(AttemptOutcome.RETRY, error=error),
+                )
+            ],
+            [
+                (
+                    "delivery_failed",
+                    {"event": event, "attempt": number, "error": error, "retry_at": retry_at},
+                )
+            ],
         )
-        await notify_observers(
-            dispatcher.pm,
-            "delivery_failed",
-            event=event,
-            sink=sink,
-            attempt=number,
-            error=error,
-            retry_at=retry_at,
-        )
+
+    async def _record(
+        self, outcome: _Outcome, deliveries: list[Delivery], record_by: float
+    ) -> None:
+        """Record the outcomes in the store (one write), then tell the observers."""
+        store = self.dispatcher.store
+        if outcome.settlements:
+            await self._record_outcome(
+                lambda: store.settle(outcome.settlements), deliveries, record_by
+            )
+        pm, sink = self.dispatcher.pm, self.spec.sink
+        for hook, arguments in outcome.notices:
+            await notify_observers(pm, hook, sink=sink, **arguments)
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), with jitter.
@@ -371,7 +548,7 @@ class _SinkWorker:
         return max(0.0, base * (1 + random.uniform(-policy.jitter, policy.jitter)))
 
     async def _record_outcome(
-        self, write: Callable[[], Awaitable[None]], delivery: Delivery, record_by: float
+        self, write: Callable[[], Awaitable[None]], deliveries: list[Delivery], record_by: float
     ) -> None:
         """Record an outcome, trying again with a short backoff (a store blip) until shortly
         before the lease ends; after that the delivery is taken over and attempted again.
@@ -394,7 +571,7 @@ class _SinkWorker:
                     log.info(
                         "sink %s: recorded the outcome for %s at try %d",
                         self.name,
-                        delivery.event.id,
+                        _which(deliveries),
                         tries,
                     )
                 return
@@ -403,10 +580,10 @@ class _SinkWorker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, OUTCOME_WRITE_BACKOFF[1])
         log.error(
-            "sink %s: could not record the outcome for %s after %d tries (%s); it will be "
-            "attempted again when its lease ends",
+            "sink %s: could not record the outcome for %s after %d tries (%s); attempted "
+            "again when the lease ends",
             self.name,
-            delivery.event.id,
+            _which(deliveries),
             tries,
             str(error) or type(error).__name__,
         )

@@ -6,7 +6,7 @@ import abc
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,7 +41,7 @@ class Sink(abc.ABC):
     """Base class of a sink type; one instance per ``[sinks.NAME]`` table.
 
     ``deliver`` is awaited once per event and attempt, up to the sink's ``concurrency`` at a
-    time. Return normally when the event is delivered (durably, if the sink stores it); raise
+    time (or ``deliver_batch``, once per batch, for a sink that implements it). Return normally when the event is delivered (durably, if the sink stores it); raise
     :class:`~eventrouter.errors.RetryableError` or :class:`~eventrouter.errors.PermanentError`
     otherwise. Any other exception counts as retryable.
     """
@@ -65,6 +65,23 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     async def deliver(self, event: Event) -> None:
         """Deliver ``event``; raise RetryableError or PermanentError when it cannot be."""
+
+    async def deliver_batch(self, events: Sequence[Event]) -> Mapping[str, DeliveryError] | None:
+        """Deliver several events at once (optional: a sink that writes or calls in batches).
+
+        A sink that implements it is handed up to its ``batch_size`` events per call, in the
+        order they became due, with ``concurrency`` calls in flight; ``deliver`` is then not
+        called. Return None (or an empty mapping) when every event is delivered, or map the id
+        of each event that was not to its error (RetryableError or PermanentError); the others
+        count as delivered. Raising fails the whole batch with that error. The sink's
+        ``timeout`` applies to the whole call.
+        """
+        raise NotImplementedError
+
+    @property
+    def delivers_batches(self) -> bool:
+        """Whether this sink type implements :meth:`deliver_batch`."""
+        return type(self).deliver_batch is not Sink.deliver_batch
 
     async def close(self) -> None:
         """Flush and release what ``start`` opened (called once at shutdown)."""

@@ -12,7 +12,9 @@ Functions: ``installed_types()``, ``installed_plugins()``, ``parse_config(docume
 API for plugin tests (docs/plugin-api.md); the core modules it draws on are not.
 
 A config may use ``plugin = "recording"`` sinks (options: ``fail_times``, ``fail_with`` =
-``"retryable"`` | ``"permanent"``, ``delay``) to capture what would be delivered.
+``"retryable"`` | ``"permanent"``, ``delay``) to capture what would be delivered, and
+``plugin = "recording-batch"`` sinks (the same, through ``deliver_batch``; ``refuse_types``: the
+event types it refuses one by one, with ``fail_with``) for batch delivery.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +34,7 @@ from attrs import define, field, frozen
 from eventrouter.app import STORE, create_app
 from eventrouter.config import Config, parse_config
 from eventrouter.converter import EMPTY_SECRET, Duration, converter
-from eventrouter.errors import PermanentError, RetryableError
+from eventrouter.errors import DeliveryError, PermanentError, RetryableError
 from eventrouter.events import Event, new_event_id
 from eventrouter.hookspecs import hookimpl
 from eventrouter.plugins import PluginInfo, Registry, create_plugin_manager, plugin_infos
@@ -45,6 +47,7 @@ __all__ = [
     "EMPTY_SECRET",
     "DeliveryState",
     "Recorder",
+    "RecordingBatchSink",
     "RecordingSink",
     "RouterHarness",
     "installed_plugins",
@@ -64,6 +67,8 @@ class Recorder:
 
     events: dict[str, list[Event]] = field(factory=dict)
     attempts: dict[str, int] = field(factory=dict)
+    #: the size of each batch ``recording-batch`` sinks were handed, in order
+    batches: dict[str, list[int]] = field(factory=dict)
     changed: asyncio.Event | None = None
 
     def record(self, sink: str, event: Event) -> None:
@@ -140,12 +145,44 @@ class RecordingSink(Sink):
         if self.options.delay:
             await asyncio.sleep(self.options.delay)
         if attempt <= self.options.fail_times:
-            if self.options.fail_with == "permanent":
-                raise PermanentError(f"recording sink refused attempt {attempt}")
-            raise RetryableError(
-                f"recording sink failed attempt {attempt}", retry_after=self.options.retry_after
-            )
+            raise self._failure(attempt)
         self.recorder.record(self.name, event)
+
+    def _failure(self, attempt: int) -> DeliveryError:
+        if self.options.fail_with == "permanent":
+            return PermanentError(f"recording sink refused attempt {attempt}")
+        return RetryableError(
+            f"recording sink failed attempt {attempt}", retry_after=self.options.retry_after
+        )
+
+
+@frozen
+class RecordingBatchOptions(RecordingOptions):
+    #: events of these types are refused one by one (as ``fail_with`` says), the rest delivered
+    refuse_types: list[str] = field(factory=list)
+
+
+class RecordingBatchSink(RecordingSink):
+    """A ``recording`` sink that takes its events in batches (``deliver_batch``), for tests."""
+
+    type_name = "recording-batch"
+    Options = RecordingBatchOptions
+
+    async def deliver_batch(self, events: Sequence[Event]) -> dict[str, DeliveryError]:
+        recorder = self.recorder
+        attempt = recorder.attempt(self.name)
+        recorder.batches.setdefault(self.name, []).append(len(events))
+        if self.options.delay:
+            await asyncio.sleep(self.options.delay)
+        if attempt <= self.options.fail_times:
+            raise self._failure(attempt)
+        refused: dict[str, DeliveryError] = {}
+        for event in events:
+            if event.type in self.options.refuse_types:
+                refused[event.id] = self._failure(attempt)
+            else:
+                recorder.record(self.name, event)
+        return refused
 
 
 class _RecordingPlugin:
@@ -159,8 +196,12 @@ class _RecordingPlugin:
         class BoundRecordingSink(RecordingSink):
             pass
 
-        BoundRecordingSink.recorder = recorder
-        register(BoundRecordingSink)
+        class BoundRecordingBatchSink(RecordingBatchSink):
+            pass
+
+        for bound in (BoundRecordingSink, BoundRecordingBatchSink):
+            bound.recorder = recorder
+            register(bound)
 
 
 def installed_types() -> Registry:

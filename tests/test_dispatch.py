@@ -370,17 +370,17 @@ async def test_a_failed_outcome_write_is_retried_before_the_lease_ends(
     """A store blip when recording a success must not lose it: delivered again a lease later."""
     router = await make_router(config_with({"ok": {"plugin": "recording"}}))
     store = router.store
-    real_ack = store.ack
+    real_settle = store.settle
     failures = 3
 
-    async def flaky_ack(delivery, **kwargs):
+    async def flaky_settle(settlements):
         nonlocal failures
         if failures:
             failures -= 1
             raise StoreUnavailable("Redis ack failed: Connection reset by peer")
-        await real_ack(delivery, **kwargs)
+        await real_settle(settlements)
 
-    monkeypatch.setattr(store, "ack", flaky_ack)
+    monkeypatch.setattr(store, "settle", flaky_settle)
     _, body = await router.post("demo", {"type": "x"})
 
     record = await wait_state(router, body["event_id"], "ok", "done", timeout=3)
@@ -399,11 +399,11 @@ async def test_an_outcome_that_cannot_be_written_is_given_up_before_the_lease_en
     )
     tries: list[float] = []
 
-    async def broken_ack(delivery, **kwargs):
+    async def broken_settle(settlements):
         tries.append(time.monotonic())
         raise StoreUnavailable("Redis ack failed")
 
-    monkeypatch.setattr(router.store, "ack", broken_ack)
+    monkeypatch.setattr(router.store, "settle", broken_settle)
     started = time.monotonic()
     await router.post("demo", {"type": "x"})
     await recorded.wait_for("ok", 1)

@@ -33,6 +33,7 @@ from eventrouter.store import (
     DeliveryRecord,
     DeliveryState,
     IngestResult,
+    Settlement,
     Store,
     Trigger,
 )
@@ -741,6 +742,78 @@ async def test_attempts_are_recorded_with_their_outcome_and_purged_with_the_even
 
     assert await store.purge(retention=86400) == 1
     assert await store.list_attempts(event.id) == []
+
+
+async def test_settle_records_a_batch_of_outcomes_each_as_its_own_operation_would(store_factory):
+    store, taker = await store_factory(), await store_factory()
+    events = [make_event() for _ in range(6)]
+    for event in events:
+        await store.ingest(event, ["alpha"])
+    claimed = await store.claim("alpha", limit=6, lease=30)
+    assert [d.event.id for d in claimed] == [e.id for e in events]
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+
+    def tried(delivery: Delivery, outcome: AttemptOutcome) -> Attempt:
+        return Attempt(
+            sink="alpha",
+            number=delivery.attempts + 1,
+            started_at=now,
+            duration=0.01,
+            outcome=outcome,
+            trigger=delivery.trigger,
+        )
+
+    done, retried, released, dead, given_up, unrecorded = claimed
+    settlements = [
+        Settlement(
+            delivery=done, state=DeliveryState.DONE, attempt=tried(done, AttemptOutcome.DONE)
+        ),
+        Settlement(
+            delivery=retried,
+            state=DeliveryState.PENDING,
+            at=later,
+            error="HTTP 503",
+            attempt=tried(retried, AttemptOutcome.RETRY),
+        ),
+        Settlement(
+            delivery=released, state=DeliveryState.PENDING, at=now, error="held", counted=False
+        ),
+        Settlement(
+            delivery=dead,
+            state=DeliveryState.DEAD,
+            error="HTTP 400",
+            attempt=tried(dead, AttemptOutcome.DEAD),
+        ),
+        Settlement(delivery=given_up, state=DeliveryState.DEAD, error="no more", counted=False),
+    ]
+    await store.settle(settlements)
+    await store.settle([])  # nothing to record: nothing happens
+
+    states = [record(await store.get_event(e.id), "alpha") for e in events]
+    assert [(r.state, r.attempts, r.last_error) for r in states] == [
+        (DeliveryState.DONE, 1, None),
+        (DeliveryState.PENDING, 1, "HTTP 503"),
+        (DeliveryState.PENDING, 0, "held"),
+        (DeliveryState.DEAD, 1, "HTTP 400"),
+        (DeliveryState.DEAD, 0, "no more"),
+        (DeliveryState.INFLIGHT, 0, None),
+    ]
+    assert_near(states[1].next_attempt_at, later, timedelta(milliseconds=5))
+    assert [a.outcome for a in await store.list_attempts(retried.event.id)] == [
+        AttemptOutcome.RETRY
+    ]
+    assert await store.list_attempts(released.event.id) == []
+    # the released one is due again at once, the retried one not before its time
+    assert [d.event.id for d in await taker.claim("alpha", limit=10, lease=30)] == [
+        released.event.id
+    ]
+    # settling the same claims again changes nothing: each claim's outcome is recorded once
+    await store.settle(settlements)
+    assert [record(await store.get_event(e.id), "alpha") for e in events[:2]] == states[:2]
+    assert len(await store.list_attempts(done.event.id)) == 1
+    with pytest.raises(ValueError, match="due again"):
+        await store.settle([Settlement(delivery=unrecorded, state=DeliveryState.PENDING)])
 
 
 async def test_a_bulk_action_never_revives_or_replays_a_delivery_twice(store):

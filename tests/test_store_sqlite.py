@@ -159,3 +159,28 @@ async def test_a_write_given_up_before_its_commit_began_is_not_made(store):
     assert abandoned.cancelled()
     assert [e.event.id for e in await store.list_events()] == ["evt_2"]
     assert store.pending_writes == 0
+
+
+async def test_only_bookkeeping_commits_without_its_own_fsync(store, monkeypatch):
+    """Ingest (and anything an operator does) is fsynced before the caller hears back; a batch
+    of claims and delivery outcomes alone is not (a power cut makes them claimable again)."""
+    seen: list[int] = []
+    execute = store._writer._execute
+
+    def spy(batch):
+        seen.append(store._writer.conn.execute("PRAGMA synchronous").fetchone()[0])
+        return execute(batch)
+
+    monkeypatch.setattr(store._writer, "_execute", spy)
+    full, normal = 2, 1
+
+    await store.ingest(event(1), ["a"])
+    [delivery] = await store.claim("a", limit=5, lease=30)
+    await store.ack(delivery)
+    await store.heartbeat("worker", ttl=30)
+    await store.replay(delivery.event.id, ["a"])
+    # both kinds in one commit: fsynced, for the ingest's sake
+    [again] = await store.claim("a", limit=5, lease=30)
+    await asyncio.gather(store.ingest(event(2), ["a"]), store.ack(again))
+
+    assert seen == [full, normal, normal, normal, full, normal, full]

@@ -34,6 +34,7 @@ __all__ = [
     "DeliveryRecord",
     "DeliveryState",
     "IngestResult",
+    "Settlement",
     "Store",
     "StoredEvent",
     "Trigger",
@@ -130,6 +131,23 @@ class Delivery:
     trigger: Trigger = Trigger.FIRST
 
 
+@frozen(kw_only=True)
+class Settlement:
+    """The outcome of one claimed delivery, for :meth:`Store.settle` to record with others.
+
+    ``state``: DONE (delivered), PENDING (due again at ``at``) or DEAD (given up, ``error`` the
+    reason). ``counted``: whether the attempt counts towards the delivery's attempts (not when
+    its sink's circuit was not closed, nor when a delivery is given up without an attempt).
+    """
+
+    delivery: Delivery
+    state: DeliveryState
+    at: datetime | None = None
+    error: str | None = None
+    counted: bool = True
+    attempt: Attempt | None = None
+
+
 @frozen
 class DeliveryRecord:
     """The state of one (event, sink) delivery, as listings show it."""
@@ -219,6 +237,37 @@ class Store(abc.ABC):
 
         ``count_attempt=False``: give up without attempting it again (its attempts, lost ones
         included, are used up already)."""
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record the outcomes of many claims (a batch delivery's) at once, each as
+        :meth:`ack`, :meth:`retry_later`, :meth:`dead_letter` or :meth:`release` would.
+
+        Outcomes may be lost in a power cut, never half-written: a delivery whose outcome is lost
+        stays claimed and is taken over when its lease ends, as after a crash (at-least-once).
+        A backend writes them together (one transaction, one round trip); this default records
+        them one by one.
+        """
+        for settlement in settlements:
+            delivery, attempt = settlement.delivery, settlement.attempt
+            if settlement.state is DeliveryState.DONE:
+                await self.ack(delivery, attempt=attempt)
+            elif settlement.state is DeliveryState.DEAD:
+                await self.dead_letter(
+                    delivery,
+                    error=settlement.error or "",
+                    count_attempt=settlement.counted,
+                    attempt=attempt,
+                )
+            elif settlement.at is None:
+                raise ValueError("a pending settlement needs the time it is due again (at)")
+            elif settlement.counted:
+                await self.retry_later(
+                    delivery, at=settlement.at, error=settlement.error or "", attempt=attempt
+                )
+            else:
+                await self.release(
+                    delivery, at=settlement.at, error=settlement.error or "", attempt=attempt
+                )
 
     @abc.abstractmethod
     async def get_event(self, event_id: str) -> StoredEvent | None:

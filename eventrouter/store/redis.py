@@ -84,11 +84,12 @@ from eventrouter.store.base import (
     DeliveryRecord,
     DeliveryState,
     IngestResult,
+    Settlement,
     Store,
     StoredEvent,
     Trigger,
 )
-from eventrouter.store.scripts import Keys, Outcome, Scripts, number
+from eventrouter.store.scripts import EndClaim, Keys, Outcome, Scripts, number
 
 if TYPE_CHECKING:
     from eventrouter.query import EventFilter
@@ -533,40 +534,64 @@ class RedisStore(Store):
             return None
         return datetime.now(UTC) + timedelta(seconds=delay)
 
-    async def _end_claim(
-        self,
-        delivery: Delivery,
-        outcome: Outcome,
-        *,
-        at: datetime | None = None,
-        error: str = "",
-        count_attempt: bool = True,
-        attempt: Attempt | None = None,
-    ) -> None:
-        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current)
-        and ``attempt`` in its history, in one script."""
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record the outcomes of claims (each ignored if its claim is no longer current) and
+        their attempts: one script each, sent together in one round trip."""
+        if not settlements:
+            return
         now = time.time()
-        with _unavailable(f"{outcome} update"):
-            scripts = await self._ready_scripts()
-            await scripts.end_claim(
-                delivery.sink,
-                delivery.event.id,
-                token=delivery.token,
-                outcome=outcome,
-                attempts=delivery.attempts + (1 if count_attempt else 0),
-                now=now,
-                due=at.timestamp() if at is not None else now,
-                error=error,
-                attempt="" if attempt is None else _attempt_json(attempt),
+        ends = []
+        for settled in settlements:
+            delivery, state = settled.delivery, settled.state
+            if state is DeliveryState.PENDING and settled.at is None:
+                raise ValueError("a pending settlement needs the time it is due again (at)")
+            outcome: Outcome = (
+                "done"
+                if state is DeliveryState.DONE
+                else "dead"
+                if state is DeliveryState.DEAD
+                else "pending"
             )
+            due = settled.at.timestamp() if state is DeliveryState.PENDING and settled.at else now
+            ends.append(
+                EndClaim(
+                    sink=delivery.sink,
+                    event_id=delivery.event.id,
+                    token=delivery.token,
+                    outcome=outcome,
+                    attempts=delivery.attempts + (1 if settled.counted else 0),
+                    now=now,
+                    due=due,
+                    error="" if state is DeliveryState.DONE else settled.error or "",
+                    attempt="" if settled.attempt is None else _attempt_json(settled.attempt),
+                )
+            )
+        with _unavailable("delivery outcome update"):
+            scripts = await self._ready_scripts()
+            if len(ends) == 1:
+                await scripts.end_claim(ends[0])
+            else:
+                await scripts.end_claims(ends)
 
     async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
-        await self._end_claim(delivery, "done", attempt=attempt)
+        await self.settle(
+            [Settlement(delivery=delivery, state=DeliveryState.DONE, attempt=attempt)]
+        )
 
     async def retry_later(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
-        await self._end_claim(delivery, "pending", at=at, error=error, attempt=attempt)
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.PENDING,
+                    at=at,
+                    error=error,
+                    attempt=attempt,
+                )
+            ]
+        )
 
     async def dead_letter(
         self,
@@ -576,8 +601,16 @@ class RedisStore(Store):
         count_attempt: bool = True,
         attempt: Attempt | None = None,
     ) -> None:
-        await self._end_claim(
-            delivery, "dead", error=error, count_attempt=count_attempt, attempt=attempt
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.DEAD,
+                    error=error,
+                    counted=count_attempt,
+                    attempt=attempt,
+                )
+            ]
         )
 
     # -- listings and operations ---------------------------------------------------------
@@ -786,8 +819,17 @@ class RedisStore(Store):
     async def release(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
-        await self._end_claim(
-            delivery, "pending", at=at, error=error, count_attempt=False, attempt=attempt
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.PENDING,
+                    at=at,
+                    error=error,
+                    counted=False,
+                    attempt=attempt,
+                )
+            ]
         )
 
     # -- queries, attempt history, heartbeats ---------------------------------------------

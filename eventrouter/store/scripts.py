@@ -22,6 +22,7 @@ __all__ = [
     "GROUP",
     "SCRIPT_NAMES",
     "Claimed",
+    "EndClaim",
     "Keys",
     "Outcome",
     "Scripts",
@@ -155,12 +156,28 @@ class Claimed:
     trigger: str
 
 
+@frozen(kw_only=True)
+class EndClaim:
+    """The outcome of one claim, for the ``end_claim`` script (``attempt``: JSON, or '')."""
+
+    sink: str
+    event_id: str
+    token: str
+    outcome: Outcome
+    attempts: int
+    now: float
+    due: float
+    error: str
+    attempt: str = ""
+
+
 class Scripts:
     """The scripts, registered with ``client`` (which loads them on first use, and again after
     the server restarted)."""
 
     def __init__(self, client: Redis, keys: Keys) -> None:
         self.keys = keys
+        self._client = client
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
@@ -234,49 +251,48 @@ class Scripts:
             for eid, attempts, token, body, n, trigger in rows
         ]
 
-    async def end_claim(
-        self,
-        sink: str,
-        event_id: str,
-        *,
-        token: str,
-        outcome: Outcome,
-        attempts: int,
-        now: float,
-        due: float,
-        error: str,
-        attempt: str = "",
-    ) -> bool:
-        """Record the outcome of the claim ``token`` (and ``attempt``, JSON, in the history);
-        False when it is no longer the current claim of the delivery (taken over, or recorded
-        already), which then stays as it is."""
+    def _end_claim_call(self, end: EndClaim) -> tuple[list[str], list[str | int]]:
         k = self.keys
-        ended = await self._run(
-            "end_claim",
-            [
-                k.queue(sink),
-                k.lease(sink),
-                k.event(event_id),
-                k.retry(sink),
-                k.dead(sink),
-                k.attempts(event_id),
-            ],
-            [
-                sink,
-                GROUP,
-                token,
-                outcome,
-                attempts,
-                number(now),
-                number(due),
-                number(due - now),
-                error,
-                event_id,
-                k.wake(sink),
-                attempt,
-            ],
-        )
-        return bool(ended)
+        keys = [
+            k.queue(end.sink),
+            k.lease(end.sink),
+            k.event(end.event_id),
+            k.retry(end.sink),
+            k.dead(end.sink),
+            k.attempts(end.event_id),
+        ]
+        args: list[str | int] = [
+            end.sink,
+            GROUP,
+            end.token,
+            end.outcome,
+            end.attempts,
+            number(end.now),
+            number(end.due),
+            number(end.due - end.now),
+            end.error,
+            end.event_id,
+            k.wake(end.sink),
+            end.attempt,
+        ]
+        return keys, args
+
+    async def end_claim(self, end: EndClaim) -> bool:
+        """Record the outcome of the claim ``end.token`` (and ``end.attempt``, JSON, in the
+        history); False when it is no longer the current claim of the delivery (taken over, or
+        recorded already), which then stays as it is."""
+        keys, args = self._end_claim_call(end)
+        return bool(await self._run("end_claim", keys, args))
+
+    async def end_claims(self, ends: Sequence[EndClaim]) -> list[bool]:
+        """:meth:`end_claim` for each of ``ends``, sent together (one round trip, not atomic:
+        each outcome is its own script, as it would be alone)."""
+        pipe = self._client.pipeline(transaction=False)
+        script = self._scripts["end_claim"]
+        for end in ends:
+            keys, args = self._end_claim_call(end)
+            await script(keys=keys, args=args, client=pipe)
+        return [bool(ended) for ended in await pipe.execute()]
 
     async def revive(
         self, event_id: str, sink: str, *, listed_entry: str, now: float, action: str = ""

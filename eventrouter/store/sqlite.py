@@ -2,7 +2,10 @@
 
 Writes queue up while a commit is under way; each commit takes every queued write in one
 transaction and one fsync (``synchronous = FULL``), so ingest does not serialise on the disk,
-and a caller hears back only once its write is durable. Reads go through a second connection on
+and a caller hears back only once its write is durable. A batch of bookkeeping only (claims,
+delivery outcomes, heartbeats) commits without its own fsync (``synchronous = NORMAL``): a power
+cut may undo it, which makes the deliveries claimable again (at-least-once allows a repeat), and
+the next durable commit makes it durable too, since the write-ahead log is written in order. Reads go through a second connection on
 their own thread; WAL lets them run beside the writer. Checkpoints run on a third.
 """
 
@@ -34,6 +37,7 @@ from eventrouter.store.base import (
     DeliveryRecord,
     DeliveryState,
     IngestResult,
+    Settlement,
     Store,
     StoredEvent,
     Trigger,
@@ -58,6 +62,8 @@ T = TypeVar("T")
 
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
+#: a claim rebuilds this many events from their JSON, then lets the event loop run other work
+DECODE_SLICE = 64
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -73,6 +79,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+#: a job of the group commit: the statements, whether its commit must be fsynced, its caller
+_Job = tuple[Callable[[sqlite3.Connection], Any], bool, "asyncio.Future[Any]"]
+
+
 class _GroupCommit:
     """Every write submitted while a commit is under way goes into the next one.
 
@@ -85,29 +95,36 @@ class _GroupCommit:
     def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 512) -> None:
         self.conn = conn
         self.max_batch = max_batch
-        self.pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self.pending: list[_Job] = []
         self.batches = 0
+        #: the connection's ``synchronous`` setting now (FULL: _connect's)
+        self.synchronous = "FULL"
         self._blocking = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="eventrouter-sqlite-commit"
         )
         self._drain: asyncio.Task[None] | None = None
         self.closed = False
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> asyncio.Future[T]:
+        """Queue ``fn`` for the next commit. ``durable``: its commit is fsynced before the
+        caller hears back; else it may be undone by a power cut (never by a crash)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.pending.append((fn, future))
+        self.pending.append((fn, durable, future))
         if self._drain is None:
             self._drain = loop.create_task(self._run(), name="eventrouter-sqlite-group-commit")
         return future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        batch: list[_Job] = []
         try:
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
                 try:
+                    self._synchronous("FULL" if any(job[1] for job in batch) else "NORMAL")
                     await self._begin(loop)
                     results = self._execute(batch)
                     await loop.run_in_executor(self._blocking, self.conn.execute, "COMMIT")
@@ -131,6 +148,12 @@ class _GroupCommit:
         finally:
             self._drain = None
 
+    def _synchronous(self, level: str) -> None:
+        """Set the fsync level of the next commit (outside a transaction, where it applies)."""
+        if level != self.synchronous:
+            self.conn.execute(f"PRAGMA synchronous = {level}")
+            self.synchronous = level
+
     async def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take the write lock: at once on the loop when it is free (a file lock, microseconds),
         else on the helper thread, waiting up to the busy timeout for another process."""
@@ -148,9 +171,7 @@ class _GroupCommit:
         finally:
             self.conn.execute("PRAGMA busy_timeout = 0")
 
-    def _execute(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _execute(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run the batch's jobs in the open transaction.
 
         A job's own error (a bug, a constraint) is handed back to its caller: the transaction is
@@ -161,7 +182,7 @@ class _GroupCommit:
         failed: dict[int, Exception] = {}
         while True:
             results: list[tuple[bool, Any]] = []
-            for index, (fn, future) in enumerate(batch):
+            for index, (fn, _, future) in enumerate(batch):
                 if index in failed:
                     results.append((False, failed[index]))
                     continue
@@ -200,12 +221,9 @@ class _GroupCommit:
         self._blocking.shutdown(wait=True)
 
 
-def _answer(
-    batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
-    results: list[tuple[bool, Any]],
-) -> None:
+def _answer(batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
     """Hand each waiting caller its write's result (ok, value) or error (not ok, exception)."""
-    for (_, future), (ok, value) in zip(batch, results, strict=True):
+    for (_, _, future), (ok, value) in zip(batch, results, strict=True):
         if future.done():
             continue
         if ok:
@@ -339,12 +357,14 @@ class SQLiteStore(Store):
     def pending_writes(self) -> int:
         return self._pending
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``fn`` in the group commit; ``durable=False`` for bookkeeping that a power cut
+        may undo without losing an event (claims, outcomes: see the module's docstring)."""
         if self._writer is None:
             raise StoreUnavailable("the store is closed")
         self._pending += 1
         try:
-            return await self._writer.submit(fn)
+            return await self._writer.submit(fn, durable=durable)
         finally:
             self._pending -= 1
 
@@ -415,20 +435,25 @@ class SQLiteStore(Store):
             _insert_attempts(conn, lost_attempts)
             return ends, [(eid, att, lst, body, trg) for eid, att, lst, _, body, trg in claimed]
 
-        ends, rows = await self._write(write)
+        ends, rows = await self._write(write, durable=False)
         # the token is the lease's end: an outcome recorded for this claim after another worker
         # has taken the delivery over (a new lease) changes nothing
-        return [
-            Delivery(
-                event=Event.from_json(body),
-                sink=sink,
-                attempts=attempts,
-                token=repr(ends),
-                lost=lost,
-                trigger=Trigger(trigger),
+        token = repr(ends)
+        claimed = []
+        for n, (_, attempts, lost, body, trigger) in enumerate(rows, 1):
+            claimed.append(
+                Delivery(
+                    event=Event.from_json(body),
+                    sink=sink,
+                    attempts=attempts,
+                    token=token,
+                    lost=lost,
+                    trigger=Trigger(trigger),
+                )
             )
-            for _, attempts, lost, body, trigger in rows
-        ]
+            if n % DECODE_SLICE == 0:
+                await asyncio.sleep(0)  # a big claim lets requests in between its events
+        return claimed
 
     async def next_due(self, sink: str) -> datetime | None:
         row = await self._read(
@@ -439,65 +464,63 @@ class SQLiteStore(Store):
         )
         return _ts(row[0])
 
-    async def _end_claim(
-        self,
-        delivery: Delivery,
-        state: DeliveryState,
-        *,
-        attempts: int,
-        at: float,
-        error: str | None,
-        attempt: Attempt | None,
-    ) -> None:
-        """Record the outcome of ``delivery``'s claim (ignored if the claim is no longer current),
-        and ``attempt`` in its history in the same transaction."""
-        lease_end = float(delivery.token)  # the claim's lease end: see claim()
-        # the next attempt of a delivery made pending again is a retry
-        trigger = Trigger.RETRY.value if state is DeliveryState.PENDING else delivery.trigger.value
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record the outcomes of claims (each ignored if its claim is no longer current) and
+        their attempts, in one transaction, not fsynced on its own (see the module docstring)."""
+        if not settlements:
+            return
+        now = time.time()
+        rows = []
+        for settled in settlements:
+            delivery = settled.delivery
+            state = settled.state
+            # the next attempt of a delivery made pending again is a retry
+            pending = state is DeliveryState.PENDING
+            trigger = Trigger.RETRY.value if pending else delivery.trigger.value
+            due = settled.at.timestamp() if pending and settled.at is not None else now
+            if pending and settled.at is None:
+                raise ValueError("a pending settlement needs the time it is due again (at)")
+            attempts = delivery.attempts + (1 if settled.counted else 0)
+            error = None if state is DeliveryState.DONE else settled.error
+            # the token is the claim's lease end (see claim())
+            update = (state.value, attempts, due, error, now, trigger)
+            key = (delivery.event.id, delivery.sink, float(delivery.token))
+            history = None if settled.attempt is None else attempt_row(key[0], settled.attempt)
+            rows.append((update + key, history))
 
         def write(conn: sqlite3.Connection) -> None:
-            changed = conn.execute(
-                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
-                " updated_at = ?, trigger = ?"
-                " WHERE event_id = ? AND sink = ? AND state = 'inflight' AND next_attempt_at = ?",
-                (
-                    state.value,
-                    attempts,
-                    at,
-                    error,
-                    time.time(),
-                    trigger,
-                    delivery.event.id,
-                    delivery.sink,
-                    lease_end,
-                ),
-            ).rowcount
-            if changed and attempt is not None:
-                _insert_attempts(conn, [attempt_row(delivery.event.id, attempt)])
+            attempts = []
+            for params, history in rows:
+                changed = conn.execute(
+                    "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,"
+                    " last_error = ?, updated_at = ?, trigger = ? WHERE event_id = ? AND sink = ?"
+                    " AND state = 'inflight' AND next_attempt_at = ?",
+                    params,
+                ).rowcount
+                if changed and history is not None:
+                    attempts.append(history)
+            _insert_attempts(conn, attempts)
 
-        await self._write(write)
+        await self._write(write, durable=False)
 
     async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
-        now = time.time()
-        await self._end_claim(
-            delivery,
-            DeliveryState.DONE,
-            attempts=delivery.attempts + 1,
-            at=now,
-            error=None,
-            attempt=attempt,
+        await self.settle(
+            [Settlement(delivery=delivery, state=DeliveryState.DONE, attempt=attempt)]
         )
 
     async def retry_later(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
-        await self._end_claim(
-            delivery,
-            DeliveryState.PENDING,
-            attempts=delivery.attempts + 1,
-            at=at.timestamp(),
-            error=error,
-            attempt=attempt,
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.PENDING,
+                    at=at,
+                    error=error,
+                    attempt=attempt,
+                )
+            ]
         )
 
     async def dead_letter(
@@ -508,10 +531,16 @@ class SQLiteStore(Store):
         count_attempt: bool = True,
         attempt: Attempt | None = None,
     ) -> None:
-        now = time.time()
-        attempts = delivery.attempts + (1 if count_attempt else 0)
-        await self._end_claim(
-            delivery, DeliveryState.DEAD, attempts=attempts, at=now, error=error, attempt=attempt
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.DEAD,
+                    error=error,
+                    counted=count_attempt,
+                    attempt=attempt,
+                )
+            ]
         )
 
     # -- listings and operations ---------------------------------------------------------
@@ -713,13 +742,17 @@ class SQLiteStore(Store):
     async def release(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
-        await self._end_claim(
-            delivery,
-            DeliveryState.PENDING,
-            attempts=delivery.attempts,
-            at=at.timestamp(),
-            error=error,
-            attempt=attempt,
+        await self.settle(
+            [
+                Settlement(
+                    delivery=delivery,
+                    state=DeliveryState.PENDING,
+                    at=at,
+                    error=error,
+                    counted=False,
+                    attempt=attempt,
+                )
+            ]
         )
 
     # -- queries, attempt history, heartbeats ---------------------------------------------
@@ -760,7 +793,7 @@ class SQLiteStore(Store):
             )
             conn.execute("DELETE FROM heartbeats WHERE expires_at < ?", (now,))
 
-        await self._write(write)
+        await self._write(write, durable=False)  # a heartbeat lost to a power cut is next one's
 
     async def last_heartbeat(self) -> datetime | None:
         row = await self._read(

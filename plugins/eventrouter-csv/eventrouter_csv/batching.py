@@ -41,7 +41,7 @@ async def run_locked(lock: asyncio.Lock, function: Callable[..., T], *args: obje
 @frozen
 class _Pending:
     path: Path
-    line: bytes
+    lines: list[bytes]
     done: asyncio.Future[None]
 
 
@@ -75,10 +75,28 @@ class GroupCommit:
 
     async def append(self, path: Path, line: bytes) -> None:
         """Queue ``line`` for ``path`` and wait until it is durably written."""
+        await self._queue(path, [line])
+
+    async def append_many(self, lines: dict[Path, list[bytes]]) -> dict[Path, RetryableError]:
+        """Queue each file's lines and wait until they are durably written; the error of each
+        file whose lines could not be (every line of a file is written, or none)."""
+        paths = list(lines)
+        results = await asyncio.gather(
+            *(self._queue(path, lines[path]) for path in paths), return_exceptions=True
+        )
+        errors = {}
+        for path, result in zip(paths, results, strict=True):
+            if isinstance(result, RetryableError):
+                errors[path] = result
+            elif isinstance(result, BaseException):
+                raise result
+        return errors
+
+    async def _queue(self, path: Path, lines: list[bytes]) -> None:
         if self._closing or self._task is None:
             raise RetryableError("the csv sink is not running")
         done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(path, line, done))
+        self._pending.append(_Pending(path, lines, done))
         self._wakeup.set()
         await done
 
@@ -105,11 +123,12 @@ class GroupCommit:
             return
         grouped: dict[Path, list[bytes]] = {}
         for item in batch:
-            grouped.setdefault(item.path, []).append(item.line)
+            grouped.setdefault(item.path, []).extend(item.lines)
         try:
             errors = await run_locked(self.lock, self._write, grouped)
         except Exception as exc:
-            self.logger.exception("csv: writing a batch of %d rows failed", len(batch))
+            rows = sum(len(item.lines) for item in batch)
+            self.logger.exception("csv: writing a batch of %d rows failed", rows)
             errors = dict.fromkeys(grouped, f"{type(exc).__name__}: {exc}")
         self.batches += 1
         for item in batch:
