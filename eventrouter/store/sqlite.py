@@ -470,36 +470,33 @@ class SQLiteStore(Store):
         if not settlements:
             return
         now = time.time()
-        rows = []
+        # (event id, sink) -> the claim's lease end (its token: see claim()), the row's new
+        # values, the attempt for the history
+        claims: dict[tuple[str, str], tuple[float, tuple[Any, ...], tuple[Any, ...] | None]] = {}
         for settled in settlements:
             delivery = settled.delivery
             state = settled.state
-            # the next attempt of a delivery made pending again is a retry
             pending = state is DeliveryState.PENDING
-            trigger = Trigger.RETRY.value if pending else delivery.trigger.value
-            due = settled.at.timestamp() if pending and settled.at is not None else now
             if pending and settled.at is None:
                 raise ValueError("a pending settlement needs the time it is due again (at)")
+            # the next attempt of a delivery made pending again is a retry
+            trigger = Trigger.RETRY.value if pending else delivery.trigger.value
+            due = settled.at.timestamp() if pending and settled.at is not None else now
             attempts = delivery.attempts + (1 if settled.counted else 0)
             error = None if state is DeliveryState.DONE else settled.error
-            # the token is the claim's lease end (see claim())
-            update = (state.value, attempts, due, error, now, trigger)
-            key = (delivery.event.id, delivery.sink, float(delivery.token))
+            key = (delivery.event.id, delivery.sink)
+            values = (state.value, attempts, due, error, now, trigger, *key)
             history = None if settled.attempt is None else attempt_row(key[0], settled.attempt)
-            rows.append((update + key, history))
+            claims[key] = (float(delivery.token), values, history)
 
         def write(conn: sqlite3.Connection) -> None:
-            attempts = []
-            for params, history in rows:
-                changed = conn.execute(
-                    "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,"
-                    " last_error = ?, updated_at = ?, trigger = ? WHERE event_id = ? AND sink = ?"
-                    " AND state = 'inflight' AND next_attempt_at = ?",
-                    params,
-                ).rowcount
-                if changed and history is not None:
-                    attempts.append(history)
-            _insert_attempts(conn, attempts)
+            current = _current_claims(conn, {key: lease for key, (lease, _, _) in claims.items()})
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,"
+                " last_error = ?, updated_at = ?, trigger = ? WHERE event_id = ? AND sink = ?",
+                [claims[key][1] for key in current],
+            )
+            _insert_attempts(conn, [h for key in current if (h := claims[key][2]) is not None])
 
         await self._write(write, durable=False)
 
@@ -802,6 +799,31 @@ class SQLiteStore(Store):
             ).fetchone()
         )
         return _ts(row[0])
+
+
+#: how many deliveries one statement looks up (well under SQLite's limit on parameters)
+LOOKUP_CHUNK = 500
+
+
+def _current_claims(
+    conn: sqlite3.Connection, leases: dict[tuple[str, str], float]
+) -> list[tuple[str, str]]:
+    """The (event id, sink) of ``leases`` still claimed with that lease end: the claims whose
+    outcome may be recorded (a claim taken over since, or recorded already, is not)."""
+    wanted: dict[str, list[str]] = {}
+    for event_id, sink in leases:
+        wanted.setdefault(sink, []).append(event_id)
+    current: list[tuple[str, str]] = []
+    for sink, ids in wanted.items():
+        for first in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[first : first + LOOKUP_CHUNK]
+            rows = conn.execute(
+                "SELECT event_id, next_attempt_at FROM deliveries WHERE sink = ?"  # noqa: S608 - placeholders only
+                f" AND state = 'inflight' AND event_id IN ({', '.join('?' * len(chunk))})",
+                (sink, *chunk),
+            )
+            current.extend((eid, sink) for eid, ends in rows if leases[eid, sink] == ends)
+    return current
 
 
 def _insert_attempts(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -187,17 +187,25 @@ class CSVSink(Sink):
             )
         return [path for path, _, _ in repaired]
 
-    def path_for(self, event: Event) -> Path:
-        """The file ``event``'s row is appended to; never outside the archive directory."""
+    def path_for(self, event: Event, *, resolved: dict[str, Path] | None = None) -> Path:
+        """The file ``event``'s row is appended to; never outside the archive directory.
+
+        ``resolved``: the paths found so far for this batch, by relative path (resolving a path
+        walks the file system; the events of a batch share a handful of files).
+        """
         relative = self.template.render(
             day=event.received_at.astimezone(UTC).date(),
             event_type=event.type,
             source=event.source,
         )
+        if resolved is not None and relative in resolved:
+            return resolved[relative]
         root = self.root
         path = (root / relative).resolve()
         if root not in path.parents:
             raise PermanentError(f"path {relative!r} leads outside the archive directory")
+        if resolved is not None:
+            resolved[relative] = path
         return path
 
     async def deliver(self, event: Event) -> None:
@@ -212,9 +220,10 @@ class CSVSink(Sink):
         refused: dict[str, DeliveryError] = {}
         views = [archive_view(event) for event in events]
         paths: dict[str, Path] = {}
+        resolved: dict[str, Path] = {}
         for view in views:
             try:
-                paths[view.id] = self.path_for(view)
+                paths[view.id] = self.path_for(view, resolved=resolved)
             except PermanentError as exc:
                 refused[view.id] = exc
         views = [view for view in views if view.id in paths]
