@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -346,6 +346,11 @@ class _SinkWorker:
             try:
                 async with asyncio.timeout(policy.timeout):
                     refused = await sink.deliver_batch(events) or {}
+                if not isinstance(refused, Mapping):
+                    raise TypeError(  # a plugin's slip: the batch counts as failed, and says why
+                        f"deliver_batch returned {type(refused).__name__}, not a mapping of "
+                        "event ids to errors"
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - judged in _failure, for every event alike

@@ -14,12 +14,12 @@ from eventrouter.testing import Recorder, new_event_id
 
 
 def batch_sink(**options: Any) -> dict[str, Any]:
+    return batch_sink_of("recording-batch", **options)
+
+
+def batch_sink_of(plugin: str, **options: Any) -> dict[str, Any]:
     delivery = {"retry_schedule": ["50ms", "50ms"], "jitter": 0, "batch_size": 20}
-    return {
-        "plugin": "recording-batch",
-        **options,
-        "delivery": {**delivery, **options.pop("delivery", {})},
-    }
+    return {"plugin": plugin, **options, "delivery": {**delivery, **options.pop("delivery", {})}}
 
 
 def event(kind: str = "call.ended") -> Event:
@@ -183,3 +183,36 @@ async def test_a_rate_limited_batch_sink_takes_one_event_at_a_time(
     await queue(router, "bulk", [event() for _ in range(5)])
     await recorded.wait_for("bulk", 5)
     assert recorded.batches["bulk"] == [1] * 5
+
+
+async def test_a_batch_answer_that_is_not_a_mapping_fails_the_batch_and_says_why(
+    make_router, config_with, register_plugin, caplog
+):
+    from eventrouter import Sink
+
+    class Sloppy(Sink):
+        type_name = "sloppy"
+
+        async def deliver(self, event: Event) -> None:
+            raise AssertionError("a batching sink gets batches")
+
+        async def deliver_batch(self, events):
+            return [event.id for event in events]  # not what the contract asks
+
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register):
+            register(Sloppy)
+
+    register_plugin(Plugin())
+    router = await make_router(config_with({"sloppy": batch_sink_of("sloppy")}))
+    backlog = [event() for _ in range(3)]
+    await queue(router, "sloppy", backlog)
+    for _ in range(100):
+        if all(attempts for _, attempts in await states(router, backlog, "sloppy")):
+            break
+        await asyncio.sleep(0.05)
+    stored = await router.store.get_event(backlog[0].id)
+    error = stored.deliveries[0].last_error
+    assert error == "TypeError: deliver_batch returned list, not a mapping of event ids to errors"
+    assert "sink sloppy raised an unexpected error delivering a batch of 3 events" in caplog.text

@@ -117,7 +117,7 @@ def test_several_problems_in_one_table_are_all_reported(registry):
                 "slow": {
                     "plugin": "http",
                     "url": "ftp://x",
-                    "delivery": {"concurrency": 0, "jitter": 5},
+                    "delivery": {"concurrency": 0, "jitter": 5, "batch_size": 20000},
                 },
                 # nor does an unknown key
                 "typo": {"plugin": "http", "url": "gopher://y", "bogus": 1},
@@ -136,6 +136,7 @@ def test_several_problems_in_one_table_are_all_reported(registry):
             "sources.demo.secrets: at least one secret is required",
             "sinks.slow.delivery.concurrency: must be > 0: 0",
             "sinks.slow.delivery.jitter: must be <= 1: 5.0",
+            "sinks.slow.delivery.batch_size: must be <= 10000: 20000",
             "sinks.slow.url: expected an http:// or https:// URL, got 'ftp://x'",
             "sinks.typo: unknown key 'bogus' (expected one of: headers, url)",
             "sinks.typo.url: expected an http:// or https:// URL, got 'gopher://y'",

@@ -88,6 +88,7 @@ from eventrouter.store.base import (
     Store,
     StoredEvent,
     Trigger,
+    claimed_deliveries,
 )
 from eventrouter.store.scripts import EndClaim, Keys, Outcome, Scripts, number
 
@@ -515,17 +516,17 @@ class RedisStore(Store):
                 now=time.time(),
                 error=LOST_WORKER,
             )
-        return [
-            Delivery(
+        return await claimed_deliveries(
+            claimed,
+            lambda row: Delivery(
                 event=Event.from_json(row.body),
                 sink=sink,
                 attempts=row.attempts,
                 token=row.token,
                 lost=row.lost,
                 trigger=Trigger(row.trigger),
-            )
-            for row in claimed
-        ]
+            ),
+        )
 
     async def next_due(self, sink: str) -> datetime | None:
         with _unavailable("next_due"):

@@ -41,6 +41,7 @@ from eventrouter.store.base import (
     Store,
     StoredEvent,
     Trigger,
+    claimed_deliveries,
 )
 from eventrouter.store.sqlite_query import (
     attempt_row,
@@ -62,8 +63,6 @@ T = TypeVar("T")
 
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
-#: a claim rebuilds this many events from their JSON, then lets the event loop run other work
-DECODE_SLICE = 64
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -439,21 +438,17 @@ class SQLiteStore(Store):
         # the token is the lease's end: an outcome recorded for this claim after another worker
         # has taken the delivery over (a new lease) changes nothing
         token = repr(ends)
-        claimed = []
-        for n, (_, attempts, lost, body, trigger) in enumerate(rows, 1):
-            claimed.append(
-                Delivery(
-                    event=Event.from_json(body),
-                    sink=sink,
-                    attempts=attempts,
-                    token=token,
-                    lost=lost,
-                    trigger=Trigger(trigger),
-                )
-            )
-            if n % DECODE_SLICE == 0:
-                await asyncio.sleep(0)  # a big claim lets requests in between its events
-        return claimed
+        return await claimed_deliveries(
+            rows,
+            lambda row: Delivery(
+                event=Event.from_json(row[3]),
+                sink=sink,
+                attempts=row[1],
+                token=token,
+                lost=row[2],
+                trigger=Trigger(row[4]),
+            ),
+        )
 
     async def next_due(self, sink: str) -> datetime | None:
         row = await self._read(
