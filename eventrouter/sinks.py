@@ -66,15 +66,16 @@ class Sink(abc.ABC):
     async def deliver(self, event: Event) -> None:
         """Deliver ``event``; raise RetryableError or PermanentError when it cannot be."""
 
-    async def deliver_batch(self, events: Sequence[Event]) -> Mapping[str, DeliveryError] | None:
+    async def deliver_batch(self, events: Sequence[Event]) -> Mapping[str, Exception] | None:
         """Deliver several events at once (optional: a sink that writes or calls in batches).
 
         A sink that implements it is handed up to its ``batch_size`` events per call, in the
         order they became due, with ``concurrency`` calls in flight; ``deliver`` is then not
         called. Return None (or an empty mapping) when every event is delivered, or map the id
-        of each event that was not to its error (RetryableError or PermanentError); the others
-        count as delivered. Raising fails the whole batch with that error. The sink's
-        ``timeout`` applies to the whole call.
+        of each event that was not to its error (RetryableError or PermanentError; any other
+        exception counts as retryable and is logged, as from ``deliver``); the others count as
+        delivered. Raising fails the whole batch with that error. The sink's ``timeout`` applies
+        to the whole call.
         """
         raise NotImplementedError
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
 
 from eventrouter import Event, Sink, SinkContext
 from eventrouter_crm.backends import BACKENDS, CRMBackend, backend_type
@@ -70,6 +71,20 @@ class CRMSink(Sink):
             await self.backend.record_call(plan.call, contact_id=contact_id)
         if plan.note is not None and contact_id is not None:
             await self.backend.add_note(plan.note, contact_id=contact_id)
+
+    async def deliver_batch(self, events: Sequence[Event]) -> dict[str, Exception]:
+        """Deliver the events together: the backend gathers their writes into batch requests
+        (up to ``batch_size`` records each); the events whose writes failed, with the error."""
+        results = await asyncio.gather(
+            *(self.deliver(event) for event in events), return_exceptions=True
+        )
+        refused: dict[str, Exception] = {}
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, Exception):
+                refused[event.id] = result
+            elif isinstance(result, BaseException):
+                raise result  # a cancellation: not the events'
+        return refused
 
     async def close(self) -> None:
         backend = getattr(self, "backend", None)

@@ -955,3 +955,26 @@ async def test_close_sends_what_is_pending(hubspot, make_sink, call_event):
     await sink.backend.close()  # a shutdown: pending batches go now, not after the window
     await asyncio.wait_for(delivery, 2)
     assert len(hubspot.objects["calls"]) == 1
+
+
+async def test_a_delivered_batch_shares_its_requests_and_refuses_only_the_bad_event(
+    hubspot, make_sink, call_event
+):
+    sink = await make_sink(batch_window=0.1, property_mapping={"Payment Amount": "payment_amount"})
+    assert sink.delivers_batches
+    good = [
+        call_event(key=f"cll_{n}", phone=f"+5212345678{n:02d}", extracted={"Payment Amount": "9"})
+        for n in range(4)
+    ]
+    bad = call_event(key="cll_bad", phone="+521234567899", extracted={"Payment Amount": "nine"})
+
+    refused = await sink.deliver_batch([*good, bad])
+
+    assert list(refused) == [bad.id]
+    assert isinstance(refused[bad.id], PermanentError)
+    assert "INVALID_FLOAT" in refused[bad.id].message
+    # the batch's contacts went in one request (the bad one then alone), its calls in one
+    assert [len(r.body["inputs"]) for r in hubspot.posted(UPSERT_CONTACTS)][0] == 5
+    (create,) = hubspot.posted(CREATE_CALLS)
+    assert len(create.body["inputs"]) == 4
+    assert len(hubspot.objects["calls"]) == 4
