@@ -16,7 +16,9 @@ the backlog (pending + in-flight deliveries, from ``/metrics``) when the load st
 next rate the backlog must drain (at most ``--settle`` seconds), or the run stops rising; two
 rates missed in a row stop it too. A second at the lowest rate warms each target up. A rate is
 *sustained* when its backlog at the end is under one second's worth of events and its p99 ack
-is under 50 ms; each target's sustained rate is the highest such rate.
+is under 50 ms; each target's sustained rate is the highest such rate. Each rate gets up to
+``--rounds`` tries (default 2) on every target alike, the best counted: on a shared machine a
+neighbour's burst spoils a round's p99, not the server's ability.
 
 Then the drain: a store is filled with ``--backlog`` pending CSV deliveries through the store's
 own ``ingest`` (as the server writes them), ``eventrouter serve`` is started on it, and the time
@@ -24,7 +26,7 @@ until the backlog is empty (or what was delivered by ``--drain-timeout``) gives 
 With ``--profile FILE``, py-spy samples the draining server: how busy each thread was, and where
 the event loop's busy time went.
 
-    python bench/endtoend.py [--rates 100,200,300,500,750,1000,1500,2000] [--seconds 5]
+    python bench/endtoend.py [--rates 100,200,300,500,750,1000,1500,2000,3000] [--seconds 5] [--rounds 2]
                              [--log-level info] [--backlog 100000] [--skip-drain]
                              [--targets csv,http,flask] [--profile FILE]
 
@@ -210,26 +212,37 @@ def run_rates(
     if has_queue:
         asyncio.run(wait_drained(base, args.settle))
     for rate in args.rates:
-        requests = signed_requests(config, int(rate * args.seconds), f"{name[:3]}{rate}")
-        latencies, lateness, failed = asyncio.run(open_loop(base + path, requests, rate))
-        left = asyncio.run(backlog(base)) if has_queue else None
-        latencies.sort()
-        lateness.sort()
-        step = Step(
-            rate=rate,
-            sent=len(requests),
-            p50=percentile(latencies, 0.5) * 1000,
-            p99=percentile(latencies, 0.99) * 1000,
-            failed=failed,
-            late_p99=percentile(lateness, 0.99) * 1000,
-            backlog=left,
-        )
+        rounds = []
+        for round_ in range(args.rounds):
+            tag = f"{name[:3]}{rate}r{round_}"
+            requests = signed_requests(config, int(rate * args.seconds), tag)
+            latencies, lateness, failed = asyncio.run(open_loop(base + path, requests, rate))
+            left = asyncio.run(backlog(base)) if has_queue else None
+            latencies.sort()
+            lateness.sort()
+            step = Step(
+                rate=rate,
+                sent=len(requests),
+                p50=percentile(latencies, 0.5) * 1000,
+                p99=percentile(latencies, 0.99) * 1000,
+                failed=failed,
+                late_p99=percentile(lateness, 0.99) * 1000,
+                backlog=left,
+            )
+            rounds.append(step)
+            print(f"  {name} {rate}/s round {round_ + 1}: {step}", file=sys.stderr)
+            drained = not has_queue or asyncio.run(wait_drained(base, args.settle)) is not None
+            if not drained:
+                break
+            if step.sustained:
+                break  # sustained: another round cannot do better
+        # the best round counts (the shared machine's hiccups hit some rounds, not the server)
+        step = min(rounds, key=lambda s: (not s.sustained, s.p99))
         steps.append(step)
-        print(f"  {name} {rate}/s: {step}", file=sys.stderr)
         # one rate missed may be the shared machine's doing: two in a row end the climb
         if not step.sustained and len(steps) > 1 and not steps[-2].sustained:
             break
-        if has_queue and asyncio.run(wait_drained(base, args.settle)) is None:
+        if not drained:
             print(f"  {name}: the backlog did not drain in {args.settle}s", file=sys.stderr)
             break
     return steps
@@ -429,10 +442,17 @@ def main() -> None:
     parser.add_argument(
         "--rates",
         type=lambda text: [int(r) for r in text.split(",")],
-        default=[100, 200, 300, 500, 750, 1000, 1500, 2000],
+        default=[100, 200, 300, 500, 750, 1000, 1500, 2000, 3000],
         help="rising request rates, comma-separated",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="load time per rate")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="tries per rate for every target alike, the best counted (a round that sustains "
+        "the rate ends the tries)",
+    )
     parser.add_argument("--settle", type=float, default=30.0, help="max wait for a drain")
     parser.add_argument(
         "--log-level", default="info", help="eventrouter's --log-level (its default: info)"
