@@ -420,7 +420,7 @@ class SQLiteStore(Store):
         # has taken the delivery over (a new lease) changes nothing
         return [
             Delivery(
-                event=Event.from_json(body),
+                event=Event.from_stored_json(body),
                 sink=sink,
                 attempts=attempts,
                 token=repr(ends),
@@ -539,7 +539,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             return StoredEvent(
-                event=Event.from_json(row[0]), deliveries=self._records(conn, event_id)
+                event=Event.from_stored_json(row[0]), deliveries=self._records(conn, event_id)
             )
 
         return await self._read(read)
@@ -561,7 +561,7 @@ class SQLiteStore(Store):
                 (*params, limit),
             ).fetchall()
             return [
-                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                StoredEvent(event=Event.from_stored_json(body), deliveries=self._records(conn, eid))
                 for eid, body in rows
             ]
 
@@ -732,7 +732,7 @@ class SQLiteStore(Store):
     ) -> list[StoredEvent]:
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
             return [
-                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                StoredEvent(event=Event.from_stored_json(body), deliveries=self._records(conn, eid))
                 for eid, body in find_events(conn, where, limit=limit, after=after)
             ]
 
