@@ -21,7 +21,12 @@ TRICKY = st.text(
     alphabet=st.sampled_from(list('a é,"\r\n\x00=+-@\t\x85\u2028 0123456789')) | st.characters(),
     max_size=12,
 )
-ROWS = st.lists(st.lists(TRICKY, min_size=1, max_size=5), max_size=6)
+#: rows of any length (none, one cell, many), some with cells that are not text
+ROWS = st.lists(
+    st.lists(TRICKY | st.sampled_from(['"', ",", "\r", "\n", ""]), max_size=6)
+    | st.lists(TRICKY | st.none() | st.integers() | st.floats(), max_size=3),
+    max_size=6,
+)
 
 
 def _csv_module(cells):
@@ -31,6 +36,7 @@ def _csv_module(cells):
 
 
 @given(ROWS)
+@example([[""], [], ["", ""], ["a,b", 'say "hi"', "x"], ["\r", "\n"], ["", None, 1.5]])
 def test_a_batch_is_the_records_one_after_another(rows):
     batch = encode_rows(rows)
     assert batch == b"".join(encode_row(cells) for cells in rows)
