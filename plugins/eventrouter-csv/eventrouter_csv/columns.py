@@ -119,12 +119,6 @@ def _one_line(text: str) -> str:
     return _LINE_BREAK.sub(" ", text).replace("\x00", "")
 
 
-def _text(text: str) -> str:
-    # isprintable() is False for CR, LF and NUL (and other control characters): a cheap test
-    # that most cells pass, where the substitution would scan them for nothing
-    return neutralise(text if text.isprintable() else _one_line(text))
-
-
 def _transcript(turns: Iterable[TranscriptTurn]) -> str:
     return " | ".join(f"{turn.speaker}: {turn.text}" for turn in turns)
 
@@ -135,29 +129,31 @@ _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 def _cell(value: Any) -> str:
     """One value as the text of its cell."""
-    if value is None:
-        return ""
     if isinstance(value, str):  # most cells (vocabularies too: StrEnum), so tested first
-        return _text(value)
-    if isinstance(value, bool):
+        text = value
+    elif value is None:
+        return ""
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    elif isinstance(value, int | float):
         return str(value)
-    if isinstance(value, datetime):
+    elif isinstance(value, datetime):
         # astimezone(UTC) returns a UTC time as it is: skip the call for the usual case
         return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
-    if isinstance(value, dict):
-        if not value:
-            return ""
+    elif isinstance(value, dict | tuple | list) and not value:
+        return ""  # no attributes, stats, attempts or transcript: the most common case
+    elif isinstance(value, dict):
         text = _JSON.encode(value)
     elif isinstance(value, tuple | list):
-        if value and all(isinstance(item, TranscriptTurn) for item in value):
+        if all(isinstance(item, TranscriptTurn) for item in value):
             text = _transcript(value)
         else:
             text = " ".join(str(item) for item in value)
     else:
         text = str(value)
-    return _text(text)
+    # isprintable() is False for CR, LF and NUL (and other control characters): a cheap test
+    # that most cells pass, where the substitution would scan them for nothing
+    return neutralise(text if text.isprintable() else _one_line(text))
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,7 +166,11 @@ def render_row(
     event: Event, columns: Sequence[str], *, report_file: str | None = None
 ) -> list[str]:
     """The cells of ``event``'s row, in ``columns`` order."""
-    return [_cell(report_file if get is None else get(event)) for get in _getters(tuple(columns))]
+    cells = []
+    for get in _getters(tuple(columns)):
+        value = report_file if get is None else get(event)
+        cells.append("" if value is None else _cell(value))  # absent values: no call
+    return cells
 
 
 def encode_row(cells: Sequence[str]) -> bytes:
