@@ -117,3 +117,28 @@ def test_events_never_store_nan_or_infinity_as_null(bad, where):
         event = event.evolve(data=EventData(campaign=Campaign(stats={"rate": bad})))
     with pytest.raises(PayloadError, match="cannot represent"):
         event.to_json()
+
+
+#: text where runs of digits of every length around 19 are likely, among non-ASCII digits
+#: (which are not JSON's), multi-byte characters and lone surrogates
+DIGIT_RUNS = st.lists(
+    st.sampled_from(["0", "9", "5", "-", " ", "é", "٣", "\ud800", "e", '"'])
+    | st.text(alphabet="0123456789", min_size=15, max_size=22),
+    max_size=12,
+).map("".join)
+
+
+@given(DIGIT_RUNS)
+def test_long_numbers_are_found_where_the_regex_finds_them(text):
+    expected = re.search(r"[0-9]{19}", text) is not None
+    assert fastjson._has_long_number(text) is expected
+    encoded = text.encode("utf-8", "surrogatepass")
+    assert fastjson._has_long_number(encoded) is expected
+
+
+@pytest.mark.parametrize("document", ['{"id": -9223372036854775809}', '{"id": 2e5, "n": 1}'])
+def test_text_documents_read_as_json_reads_them(document):
+    # the stores hand events back as str: the same answers as for bytes
+    got = fastjson.loads(document, json.loads)
+    assert got == json.loads(document)
+    assert _types(got) == _types(json.loads(document))

@@ -374,7 +374,7 @@ class RedisStore(Store):
                 for body in bodies:
                     if not body:
                         continue
-                    event = Event.from_json(body)
+                    event = Event.from_stored_json(body)
                     indexes = self._indexes(event)
                     received = event.received_at.timestamp()
                     for index in indexes:
@@ -519,7 +519,7 @@ class RedisStore(Store):
         return await claimed_deliveries(
             claimed,
             lambda row: Delivery(
-                event=Event.from_json(row.body),
+                event=Event.from_stored_json(row.body),
                 sink=sink,
                 attempts=row.attempts,
                 token=row.token,
@@ -640,7 +640,7 @@ class RedisStore(Store):
                     last_error=rec.get("error") or None,
                 )
             )
-        return StoredEvent(event=Event.from_json(body), deliveries=tuple(records))
+        return StoredEvent(event=Event.from_stored_json(body), deliveries=tuple(records))
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         with _unavailable("read"):

@@ -441,7 +441,7 @@ class SQLiteStore(Store):
         return await claimed_deliveries(
             rows,
             lambda row: Delivery(
-                event=Event.from_json(row[3]),
+                event=Event.from_stored_json(row[3]),
                 sink=sink,
                 attempts=row[1],
                 token=token,
@@ -560,7 +560,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             return StoredEvent(
-                event=Event.from_json(row[0]), deliveries=self._records(conn, event_id)
+                event=Event.from_stored_json(row[0]), deliveries=self._records(conn, event_id)
             )
 
         return await self._read(read)
@@ -582,7 +582,7 @@ class SQLiteStore(Store):
                 (*params, limit),
             ).fetchall()
             return [
-                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                StoredEvent(event=Event.from_stored_json(body), deliveries=self._records(conn, eid))
                 for eid, body in rows
             ]
 
@@ -757,7 +757,7 @@ class SQLiteStore(Store):
     ) -> list[StoredEvent]:
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
             return [
-                StoredEvent(event=Event.from_json(body), deliveries=self._records(conn, eid))
+                StoredEvent(event=Event.from_stored_json(body), deliveries=self._records(conn, eid))
                 for eid, body in find_events(conn, where, limit=limit, after=after)
             ]
 

@@ -974,7 +974,8 @@ async def test_a_delivered_batch_shares_its_requests_and_refuses_only_the_bad_ev
     assert isinstance(refused[bad.id], PermanentError)
     assert "INVALID_FLOAT" in refused[bad.id].message
     # the batch's contacts went in one request (the bad one then alone), its calls in one
-    assert [len(r.body["inputs"]) for r in hubspot.posted(UPSERT_CONTACTS)][0] == 5
+    sizes = [len(r.body["inputs"]) for r in hubspot.posted(UPSERT_CONTACTS)]
+    assert sizes[0] == 5, sizes
     (create,) = hubspot.posted(CREATE_CALLS)
     assert len(create.body["inputs"]) == 4
     assert len(hubspot.objects["calls"]) == 4

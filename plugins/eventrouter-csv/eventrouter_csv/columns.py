@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import json
 import re
@@ -26,6 +27,7 @@ __all__ = [
     "REPORT_FILE_COLUMN",
     "archive_view",
     "encode_row",
+    "encode_rows",
     "neutralise",
     "render_row",
 ]
@@ -121,30 +123,43 @@ def _transcript(turns: Iterable[TranscriptTurn]) -> str:
     return " | ".join(f"{turn.speaker}: {turn.text}" for turn in turns)
 
 
+#: json.dumps makes an encoder per call when given options; one made once writes the same text
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
 def _cell(value: Any) -> str:
     """One value as the text of its cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, str):
+    if isinstance(value, str):  # most cells (vocabularies too: StrEnum), so tested first
         text = value
+    elif value is None:
+        return ""
+    elif isinstance(value, bool):
+        return "true" if value else "false"
+    elif isinstance(value, int | float):
+        return str(value)
+    elif isinstance(value, datetime):
+        # astimezone(UTC) returns a UTC time as it is: skip the call for the usual case
+        return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
+    elif isinstance(value, dict | tuple | list) and not value:
+        return ""  # no attributes, stats, attempts or transcript: the most common case
     elif isinstance(value, dict):
-        if not value:
-            return ""
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        text = _JSON.encode(value)
     elif isinstance(value, tuple | list):
-        if value and all(isinstance(item, TranscriptTurn) for item in value):
+        if all(isinstance(item, TranscriptTurn) for item in value):
             text = _transcript(value)
         else:
             text = " ".join(str(item) for item in value)
     else:
         text = str(value)
-    return neutralise(_one_line(text))
+    # isprintable() is False for CR, LF and NUL (and other control characters): a cheap test
+    # that most cells pass, where the substitution would scan them for nothing
+    return neutralise(text if text.isprintable() else _one_line(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _getters(columns: tuple[str, ...]) -> tuple[_Getter | None, ...]:
+    """Where each column's value comes from; None for the report file (the sink's to give)."""
+    return tuple(None if name == REPORT_FILE_COLUMN else COLUMNS[name] for name in columns)
 
 
 def render_row(
@@ -152,16 +167,22 @@ def render_row(
 ) -> list[str]:
     """The cells of ``event``'s row, in ``columns`` order."""
     cells = []
-    for name in columns:
-        value = report_file if name == REPORT_FILE_COLUMN else COLUMNS[name](event)
-        cells.append(_cell(value))
+    for get in _getters(tuple(columns)):
+        value = report_file if get is None else get(event)
+        cells.append("" if value is None else _cell(value))  # absent values: no call
     return cells
 
 
 def encode_row(cells: Sequence[str]) -> bytes:
     """One CSV record, UTF-8, ending in a single ``\\n``."""
+    return encode_rows((cells,))
+
+
+def encode_rows(rows: Iterable[Sequence[str]]) -> bytes:
+    """CSV records, UTF-8, each ending in a single ``\\n``: what :func:`encode_row` gives for
+    each row, joined, for the price of one writer (a batch of rows is appended at once)."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue().encode("utf-8", "replace")
 
 

@@ -25,6 +25,7 @@ from eventrouter_csv.columns import (
     DEFAULT_COLUMNS,
     archive_view,
     encode_row,
+    encode_rows,
     render_row,
 )
 from eventrouter_csv.files import archive_files, make_directories, repair_file
@@ -233,18 +234,18 @@ class CSVSink(Sink):
                 *(self._fetch_report(view, paths[view.id].parent) for view in views),
                 return_exceptions=True,
             )
-        lines: dict[Path, list[bytes]] = {}
+        rows: dict[Path, list[list[str]]] = {}
         written: dict[Path, list[str]] = {}
         for n, (view, report) in enumerate(zip(views, reports, strict=True), 1):
             if isinstance(report, BaseException):
                 refused[view.id] = _as_delivery_error(report)
                 continue
             path = paths[view.id]
-            row = encode_row(render_row(view, self.columns, report_file=report))
-            lines.setdefault(path, []).append(row)
+            rows.setdefault(path, []).append(render_row(view, self.columns, report_file=report))
             written.setdefault(path, []).append(view.id)
             if n % RENDER_SLICE == 0:
                 await asyncio.sleep(0)  # a big batch lets requests in between its rows
+        lines = {path: [encode_rows(cells)] for path, cells in rows.items()}
         for path, error in (await self.writer.append_many(lines)).items():
             refused.update(dict.fromkeys(written[path], error))
         return refused
