@@ -435,6 +435,25 @@ def print_table(results: dict[str, list[Step]]) -> dict[str, int]:
     return sustained
 
 
+#: issue 18's reference: eventrouter's ack p50 at half its maximum load (default log level, CSV
+#: sink) before batch delivery, from its wrk run; the target is within 2x of it
+HALF_LOAD_P50_MS = 3.7
+
+
+def half_load(steps: list[Step], sustained: int) -> None:
+    """Print the ack p50 at the measured rate nearest half the sustained rate, against the
+    reference (a light load on the router: what a sender waits for most of the time)."""
+    if not sustained or not steps:
+        return
+    step = min(steps, key=lambda s: abs(s.rate - sustained / 2))
+    verdict = "met" if step.p50 <= 2 * HALF_LOAD_P50_MS else "NOT met"
+    print(
+        f"ack p50 at half the sustained rate ({step.rate}/s): {step.p50:.1f} ms (reference"
+        f" {HALF_LOAD_P50_MS} ms at half load before batch delivery; target <="
+        f" {2 * HALF_LOAD_P50_MS:.1f} ms: {verdict})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -500,6 +519,7 @@ def main() -> None:
         mine = sustained.get(f"eventrouter {sink}")
         if baseline and mine is not None:
             print(f"eventrouter {sink} / flask baseline: {mine / baseline:.2f}x (target >= 2x)")
+    half_load(results.get("eventrouter csv", []), sustained.get("eventrouter csv", 0))
     if drain is not None:
         finished = "drained" if drain.delivered == args.backlog else "not drained"
         print(
