@@ -39,6 +39,7 @@ from eventrouter_csv import columns
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "plugins/eventrouter-altur/tests/fixtures/campaign_status_changed.json"
+PELCRO = ROOT / "plugins/eventrouter-pelcro/tests/fixtures/campaign_triggered.json"
 BATCH = 100
 
 
@@ -63,6 +64,18 @@ def bench_event() -> Event:
         config = load_config(path, Registry.collect(create_plugin_manager()))
     body = next(endtoend.bodies(1, "perevent"))
     return config.sources["bench"].parse(WebhookRequest(body=body))
+
+
+def pelcro_event() -> Event:
+    """A Pelcro campaign.triggered event: its magic-link token is a credential (``sensitive``),
+    as the core hands it to a sink (redacted)."""
+    from eventrouter_pelcro import PelcroOptions, PelcroSource
+    from eventrouter_pelcro.signature import SIGNATURE_HEADER, sign
+
+    body = PELCRO.read_bytes()
+    source = PelcroSource("pelcro", PelcroOptions(secrets=["perevent"]))
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, "perevent")}
+    return source.parse(WebhookRequest(body=body, headers=headers)).redacted()
 
 
 def best(function: Callable[[], object], number: int) -> float:
@@ -102,6 +115,7 @@ def main() -> None:
     stored = event.to_json()
     ingest_body = next(endtoend.bodies(1, "ingest"))
     small_body = SMALL.read_bytes()
+    sensitive = pelcro_event()
     names = columns.DEFAULT_COLUMNS
     cells = columns.render_row(event, names)
     batch = [cells] * BATCH
@@ -163,6 +177,11 @@ def main() -> None:
                 old_json,
             ),
             lambda: Event.from_json(stored),
+        ),
+        (
+            "archive_view, Pelcro event with a credential",
+            old(lambda m: lambda: m.archive_view(sensitive), old_columns),
+            lambda: columns.archive_view(sensitive),
         ),
         (
             f"render_row ({len(names)} columns)",

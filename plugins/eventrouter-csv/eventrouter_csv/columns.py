@@ -6,7 +6,6 @@ a spreadsheet would run as a formula is neutralised. ``raw`` is never read.
 
 from __future__ import annotations
 
-import copy
 import csv
 import functools
 import io
@@ -190,23 +189,34 @@ def archive_view(event: Event) -> Event:
     """``event`` as it may be archived: credential fields blanked even if the sink got them.
 
     The core hands sinks ``event.redacted()`` unless ``include_sensitive`` is set; this sink
-    never writes credentials either way. Each sensitive path is also tried in
-    ``data.attributes`` without its leading parts (``data.user.token`` -> ``user.token``,
+    never writes credentials either way. Each sensitive path is blanked in ``data.attributes``,
+    and tried there without its leading parts too (``data.user.token`` -> ``user.token``,
     ``token``), since a source may keep the field at a shallower place there than in ``raw``.
+    ``raw`` is never archived: the view holds none (rather than a redacted copy of it).
     """
-    event = event.redacted()
-    if not event.sensitive or not event.data.attributes:
+    if not event.sensitive:
         return event
-    attributes = copy.deepcopy(event.data.attributes)
+    attributes = event.data.attributes
     for path in event.sensitive:
         parts = path.split(".")
         for start in range(len(parts)):
-            _blank(attributes, parts[start:])
-    return event.evolve(data=attrs.evolve(event.data, attributes=attributes))
+            attributes = _blanked(attributes, parts[start:])
+    return event.evolve(raw=None, data=attrs.evolve(event.data, attributes=attributes))
 
 
-def _blank(node: Any, parts: Sequence[str]) -> None:
-    for part in parts[:-1]:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict) and node.get(parts[-1]) is not None:
-        node[parts[-1]] = REDACTED
+def _blanked(node: Any, parts: Sequence[str]) -> Any:
+    """``node`` with the value at ``parts`` (a number indexes a list) reading ``[redacted]``,
+    if it is there and not None. The dicts and lists on the way are copied and the rest shared,
+    not deep-copied: the event is left as it was, and the view is only read."""
+    key: str | int = parts[0]
+    if isinstance(node, list) and parts[0].isdigit() and int(parts[0]) < len(node):
+        key = int(parts[0])
+    elif not isinstance(node, dict) or key not in node:
+        return node
+    child = node[key]
+    blanked = _blanked(child, parts[1:]) if len(parts) > 1 else REDACTED
+    if child is None or blanked is child:
+        return node
+    copied = node.copy()
+    copied[key] = blanked
+    return copied

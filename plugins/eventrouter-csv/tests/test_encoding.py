@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from eventrouter import Contact, EventData
 from eventrouter_csv import DEFAULT_COLUMNS, neutralise
-from eventrouter_csv.columns import encode_row, encode_rows, render_row
+from eventrouter_csv.columns import archive_view, encode_row, encode_rows, render_row
 
 #: text rich in what CSV must quote or the archive must rewrite: quotes, delimiters, line
 #: breaks of every kind, NUL, formula triggers, non-ASCII letters and line separators
@@ -98,3 +98,40 @@ def test_columns_may_be_any_sequence_and_change_between_calls(call_ended):
         "evt_call_ended",
     ]
     assert render_row(call_ended, ["event_id"]) == ["evt_call_ended"]
+
+
+# -- the archive view: credentials blanked in attributes, raw left out ---------------------------
+
+KEY = st.sampled_from(["token", "user", "data", "items", "0", "1"])
+ATTRIBUTES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEY, children, max_size=3),
+    max_leaves=12,
+).filter(lambda value: isinstance(value, dict))
+PATHS = st.lists(st.lists(KEY, min_size=1, max_size=4).map(".".join), max_size=3).map(tuple)
+
+
+def _suffixes(paths):
+    return tuple(
+        ".".join(path.split(".")[start:]) for path in paths for start in range(path.count(".") + 1)
+    )
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # events are frozen
+@given(attributes=ATTRIBUTES, paths=PATHS)
+@example(
+    attributes={"items": [{"token": "t1"}, {"token": None}, "t3"], "user": {"token": "t4"}},
+    paths=("data.items.0.token", "items.1.token", "items.2", "data.user.token", "items.9"),
+)
+def test_the_archive_view_blanks_each_sensitive_path_and_its_tails(
+    campaign_triggered, attributes, paths
+):
+    event = campaign_triggered.evolve(sensitive=paths, data=EventData(attributes=attributes))
+    before = json.dumps(attributes)
+    view = archive_view(event)
+    # Event.redacted() blanks dotted paths (list indices too): given every path's tails, the
+    # attributes it gives are the archive's
+    expected = event.evolve(sensitive=_suffixes(paths)).redacted().data.attributes
+    assert view.data.attributes == expected
+    assert json.dumps(event.data.attributes) == before  # the event is left as it was
+    assert view.raw is None if paths else view is event
