@@ -24,7 +24,9 @@ Then the drain: a store is filled with ``--backlog`` pending CSV deliveries thro
 own ``ingest`` (as the server writes them), ``eventrouter serve`` is started on it, and the time
 until the backlog is empty (or what was delivered by ``--drain-timeout``) gives the drain rate.
 With ``--profile FILE``, py-spy samples the draining server: how busy each thread was, and where
-the event loop's busy time went.
+the event loop's busy time went. Last, ingest and drain together: ``--shared-backlog`` pending
+deliveries (default 30,000) and webhooks at ``--shared-rate`` (default 300/s) while they drain:
+the acks' p50/p99 and the deliveries made meanwhile (neither side may starve the other).
 
     python bench/endtoend.py [--rates 100,200,300,500,750,1000,1500,2000,3000] [--seconds 5] [--rounds 2]
                              [--log-level info] [--backlog 100000] [--skip-drain]
@@ -370,6 +372,51 @@ def measure_drain(tmp: Path, args: argparse.Namespace) -> Drain:
     )
 
 
+@attrs.frozen
+class Shared:
+    """Ingest while a backlog drains: the load's step, and the deliveries made meanwhile."""
+
+    step: Step
+    seconds: float
+    delivered: int
+
+
+def measure_shared(tmp: Path, args: argparse.Namespace) -> Shared:
+    """Fill a store with ``args.shared_backlog`` deliveries, start ``serve`` on it and, while it
+    drains them, send webhooks at ``args.shared_rate`` for ``args.seconds``: whether acks stay
+    quick while delivery runs flat out, and delivery goes on under ingest (neither starves)."""
+    directory = tmp / "shared"
+    directory.mkdir()
+    config = load_config(write_config(directory, 0, sink="csv"), installed_types())
+    print(
+        f"  filling a store with {args.shared_backlog:,} pending CSV deliveries, then"
+        f" {args.shared_rate}/s while it drains",
+        file=sys.stderr,
+    )
+    asyncio.run(fill(config, args.shared_backlog))
+    requests = signed_requests(config, int(args.shared_rate * args.seconds), "shared")
+    with eventrouter(directory, args, sink="csv") as (base, _, _):
+        asyncio.run(wait_ready(f"{base}/healthz", timeout=60))
+        started = time.monotonic()
+        latencies, lateness, failed = asyncio.run(
+            open_loop(base + "/hooks/bench", requests, args.shared_rate)
+        )
+        seconds = time.monotonic() - started
+        left = asyncio.run(backlog(base))
+    latencies.sort()
+    lateness.sort()
+    step = Step(
+        rate=args.shared_rate,
+        sent=len(requests),
+        p50=percentile(latencies, 0.5) * 1000,
+        p99=percentile(latencies, 0.99) * 1000,
+        failed=failed,
+        late_p99=percentile(lateness, 0.99) * 1000,
+        backlog=left,
+    )
+    return Shared(step=step, seconds=seconds, delivered=args.shared_backlog + len(requests) - left)
+
+
 def start_profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid``'s busy threads into ``output`` as collapsed stacks."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -480,6 +527,15 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=150.0)
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument(
+        "--shared-backlog",
+        type=int,
+        default=30_000,
+        help="deliveries pending when ingest and drain share the server (0: skip that part)",
+    )
+    parser.add_argument(
+        "--shared-rate", type=int, default=300, help="webhooks/s sent while that backlog drains"
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="sample the drain with py-spy into FILE (collapsed stacks)",
@@ -503,6 +559,7 @@ def main() -> None:
             signer = load_config(write_config(tmp / "signer", 0, sink="csv"), installed_types())
             results["flask baseline"] = measure_flask(tmp, args, signer)
         drain = None if args.skip_drain else measure_drain(tmp, args)
+        shared = None if args.skip_drain or not args.shared_backlog else measure_shared(tmp, args)
 
     print(
         f"\nend-to-end benchmark: open-loop load, {args.seconds:.0f}s per rate, distinct signed"
@@ -532,6 +589,14 @@ def main() -> None:
         if drain.profile:
             print(f"where the drain's time goes (py-spy samples in {args.profile}):")
             print("\n".join(f"  {line}" for line in drain.profile))
+    if shared is not None:
+        step = shared.step
+        print(
+            f"ingest while draining: {args.shared_backlog:,} pending, {step.sent:,} webhooks at"
+            f" {step.rate}/s: ack p50 {step.p50:.1f} ms, p99 {step.p99:.1f} ms, non-200"
+            f" {step.failed}; {shared.delivered:,} delivered in those {shared.seconds:.1f}s"
+            f" ({shared.delivered / shared.seconds:,.0f} events/s), {step.backlog:,} left"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: a claim rebuilds this many events from their JSON, then lets the event loop run other work
-DECODE_SLICE = 64
+DECODE_SLICE = 16
 
 
 async def claimed_deliveries(rows: Iterable[T], make: Callable[[T], Delivery]) -> list[Delivery]:

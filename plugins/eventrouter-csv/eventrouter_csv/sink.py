@@ -44,7 +44,7 @@ __all__ = ["HOUSEKEEPING_INTERVAL", "CSVOptions", "CSVSink"]
 #: seconds between housekeeping runs (the first runs at start)
 HOUSEKEEPING_INTERVAL = 3600.0
 #: a batch renders this many rows, then lets the event loop run other work
-RENDER_SLICE = 64
+RENDER_SLICE = 16
 
 
 @frozen
