@@ -519,7 +519,8 @@ class SQLiteStore(Store):
     @staticmethod
     def _records(conn: sqlite3.Connection, event_id: str) -> tuple[DeliveryRecord, ...]:
         rows = conn.execute(
-            "SELECT sink, state, attempts, next_attempt_at, last_error FROM deliveries WHERE event_id = ? ORDER BY sink",
+            "SELECT sink, state, attempts, next_attempt_at, last_error, updated_at FROM deliveries"
+            " WHERE event_id = ? ORDER BY sink",
             (event_id,),
         ).fetchall()
         return tuple(
@@ -529,8 +530,9 @@ class SQLiteStore(Store):
                 attempts=attempts,
                 next_attempt_at=_ts(due) if state in ("pending", "inflight") else None,
                 last_error=error,
+                updated_at=_ts(updated),
             )
-            for sink, state, attempts, due, error in rows
+            for sink, state, attempts, due, error, updated in rows
         )
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
