@@ -714,16 +714,20 @@ async def test_dead_letters_of_the_events_a_filter_matches(store):
     assert refused.value.field == "state"
 
 
-async def test_pages_walk_every_event_once_newest_first_with_ties(store):
+@pytest.mark.parametrize("where", [EventFilter(), EventFilter(campaign_id="camp-1")])
+async def test_pages_walk_every_event_once_newest_first_with_ties(store, where):
     same = datetime.now(UTC) - timedelta(minutes=5)
-    events = [make_event(received_at=same + timedelta(seconds=i // 3)) for i in range(8)]
+    events = [
+        contact_event(campaign="camp-1", received_at=same + timedelta(seconds=i // 3))
+        for i in range(8)
+    ]
     for event in events:
         await store.ingest(event, ["alpha"])
     expected = [e.id for e in sorted(events, key=lambda e: (e.received_at, e.id), reverse=True)]
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = await query.find_events(store, EventFilter(), PageRequest(limit=3, cursor=cursor))
+        page = await query.find_events(store, where, PageRequest(limit=3, cursor=cursor))
         seen += [stored.event.id for stored in page.events]
         # an event arriving meanwhile does not shift the pages (it is newer than the cursor)
         await store.ingest(make_event(), ["alpha"])
