@@ -59,6 +59,9 @@ T = TypeVar("T")
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
 
+#: the write-ahead log's size past which a checkpoint makes it start over (see _Checkpointer)
+WAL_LIMIT = 64 * 2**20
+
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
@@ -216,20 +219,31 @@ def _answer(
 
 class _Checkpointer(threading.Thread):
     """Copies the write-ahead log into the database in the background (PASSIVE: never blocks
-    the writer), so that a commit never pays for a checkpoint and the log stays small."""
+    the writer), so that a commit never pays for a checkpoint and the log stays small.
 
-    def __init__(self, path: Path, *, interval: float = 0.5) -> None:
+    Under steady writes a passive checkpoint always ends behind the latest commit, and SQLite
+    starts the log again from its beginning only once a checkpoint has caught up: the log (and
+    its index, mapped in memory) would grow for as long as the writes go on (1.2 GiB in 30 s of
+    bench/backlog.py). So once it holds more than ``restart_after`` bytes, a RESTART checkpoint
+    waits for the commit under way and the readers (milliseconds), catches up, and the next
+    commit starts the log over, cut back to ``restart_after`` (``journal_size_limit``).
+    """
+
+    def __init__(
+        self, path: Path, *, interval: float = 0.5, restart_after: int = WAL_LIMIT
+    ) -> None:
         super().__init__(name="eventrouter-sqlite-checkpoint", daemon=True)
         self.path = path
         self.interval = interval
+        self.restart_after = restart_after
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        conn = _connect(self.path)
+        conn = self.connect()
         try:
             while not self.stopped.wait(self.interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoint(conn)
                 except sqlite3.Error as exc:
                     log.warning("background checkpoint failed: %s", exc)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -237,6 +251,18 @@ class _Checkpointer(threading.Thread):
             log.warning("final checkpoint failed: %s", exc)
         finally:
             conn.close()
+
+    def connect(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        conn.execute(f"PRAGMA journal_size_limit = {self.restart_after}")
+        return conn
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One round: passive, then a restart when the log has grown past ``restart_after``."""
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if frames * page_size > self.restart_after:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
 
 def ingest_write(
@@ -307,8 +333,10 @@ class SQLiteStore(Store):
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
         writer = _connect(self.path)
-        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
+        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits;
+        # the commit that starts the log over cuts the file back to WAL_LIMIT
         writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         # the write lock is taken without waiting on the event loop (see _GroupCommit._begin)
         writer.execute("PRAGMA busy_timeout = 0")
         self._writer = _GroupCommit(writer)
