@@ -61,6 +61,9 @@ BUSY_TIMEOUT_MS = 30000
 
 #: the write-ahead log's size past which a checkpoint makes it start over (see _Checkpointer)
 WAL_LIMIT = 64 * 2**20
+#: how long that checkpoint waits for the commit under way and the readers (it holds up the
+#: next commit meanwhile); past it, it gives up until the next round
+RESTART_WAIT_MS = 100
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -225,8 +228,9 @@ class _Checkpointer(threading.Thread):
     starts the log again from its beginning only once a checkpoint has caught up: the log (and
     its index, mapped in memory) would grow for as long as the writes go on (1.2 GiB in 30 s of
     bench/backlog.py). So once it holds more than ``restart_after`` bytes, a RESTART checkpoint
-    waits for the commit under way and the readers (milliseconds), catches up, and the next
-    commit starts the log over, cut back to ``restart_after`` (``journal_size_limit``).
+    waits for the commit under way and the readers (up to RESTART_WAIT_MS, else it tries again
+    next round), catches up, and the next commit starts the log over, cut back to
+    ``restart_after`` (``journal_size_limit``).
     """
 
     def __init__(
@@ -253,8 +257,11 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
     def connect(self) -> sqlite3.Connection:
+        """The checkpointer's own connection (a passive checkpoint never waits; a restart waits
+        RESTART_WAIT_MS at most, since commits wait for it)."""
         conn = _connect(self.path)
         conn.execute(f"PRAGMA journal_size_limit = {self.restart_after}")
+        conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
         return conn
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
