@@ -160,7 +160,7 @@ def run_server(directory: Path, *, seconds: float, ingest: int, tag: str) -> dic
             [sinks.slow]
             plugin = "http"
             url = "http://127.0.0.1:{dead_port}/unreachable"
-            delivery = {{ concurrency = 16, retry_schedule = ["2s", "5s", "30s", "60s", "120s"] }}
+            delivery = {{ concurrency = 16, retry_schedule = ["2s", "5s", "30s", "60s", "120s"], circuit_failures = 0 }}
             [[routes]]
             sinks = ["slow"]
             """

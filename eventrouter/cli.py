@@ -392,17 +392,19 @@ class _Moment(click.ParamType[datetime, Any]):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-#: the query layer's filters, as options (``events``, ``dlq retry``, ``replay``)
+_STATE_OPTION = click.option(
+    "--state",
+    type=click.Choice([s.value for s in DeliveryState]),
+    help="Only events with a delivery in this state.",
+)
+
+#: the query layer's filters, as options (``events``, ``dlq list``, ``dlq retry``, ``replay``)
 _FILTER_OPTIONS = [
     click.option("--source", help="Only events from this source."),
     click.option(
         "--type", "type_glob", help="Only events whose type matches this glob ('call.*')."
     ),
-    click.option(
-        "--state",
-        type=click.Choice([s.value for s in DeliveryState]),
-        help="Only events with a delivery in this state.",
-    ),
+    _STATE_OPTION,
     click.option("--since", type=_Moment(), help="Received at or after (ISO 8601 or 24h, 7d)."),
     click.option("--until", type=_Moment(), help="Received before (ISO 8601 or 24h, 7d)."),
     click.option("--key", "idempotency_key", help="Only the event with this idempotency key."),
@@ -420,6 +422,14 @@ def _with_filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The filter options but ``--sink`` (which ``replay`` declares its own way)."""
     for option in reversed(_FILTER_OPTIONS):
         fn = option(fn)
+    return fn
+
+
+def _with_dead_letter_filters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter options but ``--state`` (dead letters are dead) and ``--sink``."""
+    for option in reversed(_FILTER_OPTIONS):
+        if option is not _STATE_OPTION:
+            fn = option(fn)
     return fn
 
 
@@ -516,7 +526,7 @@ def _filter(options: dict[str, Any]) -> EventFilter:
         return EventFilter.build(
             source=options.pop("source"),
             type=options.pop("type_glob"),
-            state=options.pop("state"),
+            state=options.pop("state", None),
             sink=options.pop("sink"),
             since=options.pop("since"),
             until=options.pop("until"),
@@ -657,20 +667,35 @@ def dlq() -> None:
 
 @dlq.command(
     "list",
+    short_help="List dead letters, newest event first.",
     epilog=_examples(
         f"eventrouter dlq list {EXAMPLE_CONFIG}",
         f"eventrouter dlq list {EXAMPLE_CONFIG} --sink archive --json",
+        f"eventrouter dlq list {EXAMPLE_CONFIG} --sink crm --campaign cmp_2026_12 --since 24h",
     ),
 )
 @config_option
-@click.option("--sink", help="Only this sink's dead letters.")
-@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
+@_SINK_OPTION
+@_with_dead_letter_filters
+@click.option(
+    "--limit", default=100, show_default=True, help="How many events' dead letters per page."
+)
+@click.option("--cursor", help="Where the previous page ended (it prints it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> None:
-    """List dead letters, newest first."""
+def dlq_list(
+    config_path: Path, limit: int, cursor: str | None, as_json: bool, **filters: Any
+) -> None:
+    """List dead letters, newest event first: all of them, or those of the events matching the
+    filters (the same as `dlq retry` takes)."""
     config = _load_store_access(config_path)
-    letters = _with_store(config, lambda store: store.list_dead_letters(sink=sink, limit=limit))
-    for letter in letters:
+    where = _filter(filters)
+    page = _with_store(
+        config,
+        lambda store: query.find_dead_letters(
+            store, where, PageRequest(limit=limit, cursor=cursor)
+        ),
+    )
+    for letter in page.letters:
         if as_json:
             click.echo(
                 json.dumps(
@@ -691,7 +716,9 @@ def dlq_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> 
                 f"({_shown(letter.type)}, {_plural(letter.attempts, 'attempt')}): "
                 f"{_shown(letter.reason)}"
             )
-    if not letters and not as_json:
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+    if not page.letters and not as_json:
         click.echo("no dead letters")
 
 

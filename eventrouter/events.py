@@ -11,6 +11,7 @@ import json
 import math
 import random
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -159,11 +160,15 @@ _ids = random.Random(secrets.randbits(128))  # ids must be unique, not secret
 
 
 def new_event_id() -> str:
-    """A new, unique event id: 128 random bits from a generator seeded once from the OS.
+    """A new, unique event id: 32 hex digits, the time in milliseconds (48 bits) then 80 random
+    bits from a generator seeded once from the OS.
 
-    Ids are not secrets, so they need not cost a system call each (``secrets`` makes one).
+    Time first, so the ids of one moment sort together: the store's keys on the event id (events,
+    deliveries, attempts) grow at their end, and a commit writes a few pages of each instead of a
+    page per event. 80 random bits keep the ids of a millisecond unique, across processes too.
+    Ids are not secrets, so they need not cost a system call each.
     """
-    return f"evt_{_ids.getrandbits(128):032x}"
+    return f"evt_{time.time_ns() // 1_000_000:012x}{_ids.getrandbits(80):020x}"
 
 
 def _aware(value: datetime) -> datetime:

@@ -28,6 +28,7 @@ from eventrouter.payload import email_address, phone_e164
 from eventrouter.store.base import (
     Attempt,
     AttemptOutcome,
+    DeadLetter,
     DeliveryState,
     Store,
     StoredEvent,
@@ -40,6 +41,7 @@ __all__ = [
     "AttemptOutcome",
     "BulkAction",
     "Cursor",
+    "DeadLetterPage",
     "DeliveryPlan",
     "EventFilter",
     "EventPage",
@@ -48,6 +50,7 @@ __all__ = [
     "Trigger",
     "delivery_plan",
     "event_with_attempts",
+    "find_dead_letters",
     "find_events",
     "indexed_values",
     "normalise_contact",
@@ -300,6 +303,41 @@ async def find_events(
         last = events[-1].event
         next_cursor = Cursor(last.received_at.timestamp(), last.id).encode()
     return EventPage(events=events, next_cursor=next_cursor)
+
+
+@frozen
+class DeadLetterPage:
+    """The dead letters of a page of events, newest event first; ``next_cursor`` is None on the
+    last page."""
+
+    letters: tuple[DeadLetter, ...]
+    next_cursor: str | None
+
+
+async def find_dead_letters(
+    store: Store, where: EventFilter, page: PageRequest = PageRequest()
+) -> DeadLetterPage:
+    """The dead letters of the events matching ``where`` (a page of events: each event's dead
+    deliveries, to ``where.sink`` only when it is set), newest event first."""
+    if where.state not in (None, DeliveryState.DEAD):
+        raise QueryError("state", "dead letters are the deliveries in the state dead")
+    found = await find_events(store, attrs.evolve(where, state=DeliveryState.DEAD), page)
+    letters = tuple(
+        DeadLetter(
+            event_id=stored.event.id,
+            source=stored.event.source,
+            type=stored.event.type,
+            sink=record.sink,
+            attempts=record.attempts,
+            reason=record.last_error or "",
+            # both stores record it (None only in a record made by hand: the event's time then)
+            dead_at=record.updated_at or stored.event.received_at,
+        )
+        for stored in found.events
+        for record in stored.deliveries
+        if record.state is DeliveryState.DEAD and where.sink in (None, record.sink)
+    )
+    return DeadLetterPage(letters=letters, next_cursor=found.next_cursor)
 
 
 async def timeline(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -267,3 +270,18 @@ def test_an_empty_subject_is_no_subject():
     event = full_event().evolve(subject="")
     assert event.subject is None
     assert "subject" not in event.to_cloudevent().get_attributes()
+
+
+def test_event_ids_sort_in_the_order_they_were_made_and_stay_unique():
+    # time first (milliseconds), then 80 random bits: the stores' keys on the id grow at their end
+    batches = []
+    for _ in range(3):
+        batches.append([new_event_id() for _ in range(2000)])
+        time.sleep(0.002)
+    ids = [i for batch in batches for i in batch]
+    assert all(re.fullmatch(r"evt_[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    for earlier, later in itertools.pairwise(batches):
+        assert max(earlier) < min(later)
+    made = int(ids[0][4:16], 16) / 1000
+    assert abs(made - time.time()) < 60

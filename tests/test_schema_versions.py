@@ -16,7 +16,7 @@ from eventrouter.query import EventFilter
 from eventrouter.store import DeliveryState
 from eventrouter.store.redis import LAYOUT_VERSION, RedisStore
 from eventrouter.store.sqlite import SQLiteStore
-from eventrouter.store.sqlite_schema import SCHEMA_VERSION
+from eventrouter.store.sqlite_schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from tests.redis_server import RedisServer, redis_server_fixture  # noqa: F401 - the fixture
 from tests.stores import make_event
 
@@ -53,6 +53,42 @@ async def test_a_store_written_before_versions_opens_migrated_and_answers_querie
     again = SQLiteStore(path)
     await again.open()
     await again.close()
+
+
+async def test_a_version_2_store_gets_the_shorter_contact_and_campaign_indexes(tmp_path):
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(BASE_SCHEMA)
+    for migration in MIGRATIONS[:2]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        event = make_event()
+        await store.ingest(event, ["crm"])
+        conn = sqlite3.connect(path)
+        # (value, received time): the event id made each entry twice as long (see _V3)
+        for index, column in (
+            ("events_phone", "contact_phone"),
+            ("events_email", "contact_email"),
+            ("events_call", "call_id"),
+            ("events_campaign", "campaign_id"),
+        ):
+            names = [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
+            assert names == [column, "received_at"], index
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM events WHERE campaign_id = ?"
+            " AND (received_at, id) < (?, ?) ORDER BY received_at DESC, id DESC LIMIT 51",
+            ("camp-1", 1e10, "evt_"),
+        ).fetchall()
+        assert "USING INDEX events_campaign (campaign_id=? AND received_at<?)" in str(plan)
+        conn.close()
+        page = await query.find_events(store, EventFilter(source=event.source))
+        assert [s.event.id for s in page.events] == [event.id]
+    finally:
+        await store.close()
 
 
 async def test_a_store_written_by_a_newer_release_is_refused(tmp_path):

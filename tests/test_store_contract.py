@@ -179,9 +179,10 @@ async def test_claim_then_ack(store):
     await store.ack(delivery)
 
     done = record(await store.get_event(event.id), "alpha")
-    assert done == DeliveryRecord(
+    assert evolve(done, updated_at=None) == DeliveryRecord(
         sink="alpha", state=DeliveryState.DONE, attempts=1, next_attempt_at=None, last_error=None
     )
+    assert_near(done.updated_at, datetime.now(UTC))
     assert record(await store.get_event(event.id), "beta").state == DeliveryState.PENDING
     assert await store.queue_depth() == {"beta": {"pending": 1}}
     assert await store.next_due("alpha") is None
@@ -243,7 +244,8 @@ async def test_dead_letter_list_and_retry(store):
     died = datetime.now(UTC)
 
     dead = record(await store.get_event(first.id), "alpha")
-    assert dead == DeliveryRecord(
+    assert_near(dead.updated_at, died)
+    assert evolve(dead, updated_at=None) == DeliveryRecord(
         sink="alpha",
         state=DeliveryState.DEAD,
         attempts=1,
@@ -675,16 +677,58 @@ async def test_every_filter_finds_its_events_newest_first(store):
         assert refused.value.field == "text"
 
 
-async def test_pages_walk_every_event_once_newest_first_with_ties(store):
+async def test_dead_letters_of_the_events_a_filter_matches(store):
+    base = datetime.now(UTC) - timedelta(hours=1)
+    ana = contact_event(phone="+525512345678", campaign="camp-1", received_at=base, source="altur")
+    bob = contact_event(
+        phone="+14155550100", campaign="camp-1", received_at=base + timedelta(minutes=1)
+    )
+    cy = contact_event(campaign="camp-1", received_at=base + timedelta(minutes=2))
+    for event, sinks in ((ana, ["crm", "slack"]), (bob, ["crm"]), (cy, ["crm"])):
+        await store.ingest(event, sinks)
+    await store.dead_letter(await claim_one(store, "slack"), error="HTTP 400: no channel")
+    for delivery in await store.claim("crm", limit=2, lease=30):  # ana's and bob's, not cy's
+        await store.dead_letter(delivery, error=f"HTTP 410: gone ({delivery.event.id})")
+    died = datetime.now(UTC)
+
+    async def letters(limit: int = 50, cursor: str | None = None, **filters: object):
+        where = EventFilter.build(**filters)  # type: ignore[arg-type]
+        page = await query.find_dead_letters(store, where, PageRequest(limit=limit, cursor=cursor))
+        return [(d.event_id, d.sink) for d in page.letters], page
+
+    everything, page = await letters()
+    assert everything == [(bob.id, "crm"), (ana.id, "crm"), (ana.id, "slack")]
+    first = page.letters[1]
+    assert (first.source, first.type, first.attempts) == ("altur", "order.paid", 1)
+    assert first.reason == f"HTTP 410: gone ({ana.id})"
+    assert_near(first.dead_at, died)
+    assert (await letters(sink="slack"))[0] == [(ana.id, "slack")]
+    assert (await letters(contact="+52 55 1234 5678"))[0] == [(ana.id, "crm"), (ana.id, "slack")]
+    assert (await letters(campaign_id="camp-1", source="shop"))[0] == [(bob.id, "crm")]
+    assert (await letters(until=base + timedelta(seconds=30), sink="crm"))[0] == [(ana.id, "crm")]
+    # a page of events: the next one starts after the last event shown
+    newest, page = await letters(limit=1)
+    assert newest == [(bob.id, "crm")]
+    assert (await letters(cursor=page.next_cursor))[0] == [(ana.id, "crm"), (ana.id, "slack")]
+    with pytest.raises(QueryError, match="state dead") as refused:
+        await letters(state="pending")
+    assert refused.value.field == "state"
+
+
+@pytest.mark.parametrize("where", [EventFilter(), EventFilter(campaign_id="camp-1")])
+async def test_pages_walk_every_event_once_newest_first_with_ties(store, where):
     same = datetime.now(UTC) - timedelta(minutes=5)
-    events = [make_event(received_at=same + timedelta(seconds=i // 3)) for i in range(8)]
+    events = [
+        contact_event(campaign="camp-1", received_at=same + timedelta(seconds=i // 3))
+        for i in range(8)
+    ]
     for event in events:
         await store.ingest(event, ["alpha"])
     expected = [e.id for e in sorted(events, key=lambda e: (e.received_at, e.id), reverse=True)]
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = await query.find_events(store, EventFilter(), PageRequest(limit=3, cursor=cursor))
+        page = await query.find_events(store, where, PageRequest(limit=3, cursor=cursor))
         seen += [stored.event.id for stored in page.events]
         # an event arriving meanwhile does not shift the pages (it is newer than the cursor)
         await store.ingest(make_event(), ["alpha"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
 from eventrouter.errors import StoreUnavailable
 from eventrouter.events import Event, utcnow
-from eventrouter.store.sqlite import SQLiteStore
+from eventrouter.store.sqlite import SQLiteStore, _Checkpointer, _connect
 from eventrouter.store.sqlite_schema import BASE_SCHEMA
 
 
@@ -184,3 +186,45 @@ async def test_only_bookkeeping_commits_without_its_own_fsync(store, monkeypatch
     await asyncio.gather(store.ingest(event(2), ["a"]), store.ack(again))
 
     assert seen == [full, normal, normal, normal, full, normal, full]
+
+
+def test_a_log_that_checkpoints_never_catch_up_on_starts_over_past_its_limit(tmp_path):
+    """A passive checkpoint that ends behind the latest commit (here: a reader still on an older
+    snapshot) leaves the log to grow; past its limit the checkpointer waits for the reader,
+    catches up, and the next commit starts the log over, cut back to the limit."""
+    path = tmp_path / "store.db"
+    limit = 64 * 1024
+    checkpointer = _Checkpointer(path, restart_after=limit)
+    writer, reader, own = _connect(path), _connect(path), None
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute(f"PRAGMA journal_size_limit = {limit}")
+        writer.execute("CREATE TABLE blobs (data TEXT)")
+        log = Path(f"{path}-wal")
+
+        def commit(size: int) -> None:
+            writer.execute("INSERT INTO blobs VALUES (?)", ("x" * size,))
+
+        commit(4 * limit)  # the log now holds more than the limit
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM blobs").fetchone()  # a snapshot, held
+        commit(1000)
+        released = threading.Event()
+
+        def finish_reading() -> None:
+            released.wait(10)
+            reader.execute("COMMIT")
+
+        finishing = threading.Thread(target=finish_reading)
+        finishing.start()
+        threading.Timer(0.2, released.set).start()  # the reader ends while the round waits
+        own = checkpointer.connect()
+        own.execute("PRAGMA busy_timeout = 10000")  # a slow machine's timer: wait for the reader
+        checkpointer.checkpoint(own)
+        finishing.join(10)
+        commit(1000)
+        assert log.stat().st_size <= limit
+    finally:
+        for conn in (writer, reader, own):
+            if conn is not None:
+                conn.close()

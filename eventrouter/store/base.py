@@ -175,6 +175,8 @@ class DeliveryRecord:
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
+    #: when its state last changed (a dead letter's: when it was given up on)
+    updated_at: datetime | None = None
 
 
 @frozen

@@ -638,6 +638,7 @@ class RedisStore(Store):
                         else None
                     ),
                     last_error=rec.get("error") or None,
+                    updated_at=_ts(rec.get("updated")),
                 )
             )
         return StoredEvent(event=Event.from_stored_json(body), deliveries=tuple(records))

@@ -64,6 +64,12 @@ T = TypeVar("T")
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
 
+#: the write-ahead log's size past which a checkpoint makes it start over (see _Checkpointer)
+WAL_LIMIT = 64 * 2**20
+#: how long that checkpoint waits for the commit under way and the readers (it holds up the
+#: next commit meanwhile); past it, it gives up until the next round
+RESTART_WAIT_MS = 100
+
 
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
@@ -233,20 +239,32 @@ def _answer(batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
 
 class _Checkpointer(threading.Thread):
     """Copies the write-ahead log into the database in the background (PASSIVE: never blocks
-    the writer), so that a commit never pays for a checkpoint and the log stays small."""
+    the writer), so that a commit never pays for a checkpoint and the log stays small.
 
-    def __init__(self, path: Path, *, interval: float = 0.5) -> None:
+    Under steady writes a passive checkpoint always ends behind the latest commit, and SQLite
+    starts the log again from its beginning only once a checkpoint has caught up: the log (and
+    its index, mapped in memory) would grow for as long as the writes go on (1.2 GiB in 30 s of
+    bench/backlog.py). So once it holds more than ``restart_after`` bytes, a RESTART checkpoint
+    waits for the commit under way and the readers (up to RESTART_WAIT_MS, else it tries again
+    next round), catches up, and the next commit starts the log over, cut back to
+    ``restart_after`` (``journal_size_limit``).
+    """
+
+    def __init__(
+        self, path: Path, *, interval: float = 0.5, restart_after: int = WAL_LIMIT
+    ) -> None:
         super().__init__(name="eventrouter-sqlite-checkpoint", daemon=True)
         self.path = path
         self.interval = interval
+        self.restart_after = restart_after
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        conn = _connect(self.path)
+        conn = self.connect()
         try:
             while not self.stopped.wait(self.interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoint(conn)
                 except sqlite3.Error as exc:
                     log.warning("background checkpoint failed: %s", exc)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -254,6 +272,21 @@ class _Checkpointer(threading.Thread):
             log.warning("final checkpoint failed: %s", exc)
         finally:
             conn.close()
+
+    def connect(self) -> sqlite3.Connection:
+        """The checkpointer's own connection (a passive checkpoint never waits; a restart waits
+        RESTART_WAIT_MS at most, since commits wait for it)."""
+        conn = _connect(self.path)
+        conn.execute(f"PRAGMA journal_size_limit = {self.restart_after}")
+        conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        return conn
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One round: passive, then a restart when the log has grown past ``restart_after``."""
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if frames * page_size > self.restart_after:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
 
 def ingest_write(
@@ -324,8 +357,10 @@ class SQLiteStore(Store):
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store at {self.path}: {exc}") from None
         writer = _connect(self.path)
-        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits
+        # checkpoints run on their own thread (_Checkpointer), not inside ingest's commits;
+        # the commit that starts the log over cuts the file back to WAL_LIMIT
         writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         # the write lock is taken without waiting on the event loop (see _GroupCommit._begin)
         writer.execute("PRAGMA busy_timeout = 0")
         self._writer = _GroupCommit(writer)
@@ -540,7 +575,8 @@ class SQLiteStore(Store):
     @staticmethod
     def _records(conn: sqlite3.Connection, event_id: str) -> tuple[DeliveryRecord, ...]:
         rows = conn.execute(
-            "SELECT sink, state, attempts, next_attempt_at, last_error FROM deliveries WHERE event_id = ? ORDER BY sink",
+            "SELECT sink, state, attempts, next_attempt_at, last_error, updated_at FROM deliveries"
+            " WHERE event_id = ? ORDER BY sink",
             (event_id,),
         ).fetchall()
         return tuple(
@@ -550,8 +586,9 @@ class SQLiteStore(Store):
                 attempts=attempts,
                 next_attempt_at=_ts(due) if state in ("pending", "inflight") else None,
                 last_error=error,
+                updated_at=_ts(updated),
             )
-            for sink, state, attempts, due, error in rows
+            for sink, state, attempts, due, error, updated in rows
         )
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
