@@ -157,6 +157,12 @@ class DeliveryPolicy:
     batch_size: int = field(
         default=100, validator=[attrs.validators.gt(0), attrs.validators.le(MAX_BATCH_SIZE)]
     )
+    #: after a claim got less than a full batch, how long the next one gathers before it is
+    #: claimed (sinks with deliver_batch: bigger batches while events trickle in)
+    batch_wait: Duration = field(
+        default=Duration(0.05),
+        validator=[attrs.validators.ge(Duration(0)), attrs.validators.le(Duration(5))],
+    )
     #: delay before each retry; after the last one the delivery is dead-lettered
     retry_schedule: tuple[Duration, ...] = tuple(Duration(s) for s in DEFAULT_RETRY_SCHEDULE)
     #: each delay is varied by up to this fraction, so retries do not arrive in lock-step

@@ -166,6 +166,8 @@ class _SinkWorker:
         self.wakeup = asyncio.Event()
         self.inflight: set[asyncio.Task[None]] = set()
         self.stopping = False
+        #: set with ``stopping``: ends a wait that a wake-up must not end (see _linger)
+        self.halt = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         #: looks in a row that found work due but claimed none (see SPIN_BACKOFF)
         self.spins = 0
@@ -236,6 +238,10 @@ class _SinkWorker:
                 for delivery in claimed:
                     self._start(self.attempt(delivery, claimed_at=claimed_at))
             if len(claimed) < wanted:
+                if self.batches and claimed and policy.batch_wait:
+                    # a part batch: the next gathers a moment instead of being claimed event by
+                    # event as they arrive (each claim and outcome write costs per batch)
+                    await self._linger(float(policy.batch_wait))
                 await self._sleep()  # nothing more is due now: until it is, or we are woken
 
     def _start(self, attempt: Coroutine[Any, Any, None]) -> None:
@@ -255,6 +261,12 @@ class _SinkWorker:
                 self.name,
                 exc_info=exc,
             )
+
+    async def _linger(self, seconds: float) -> None:
+        """Wait ``seconds`` whatever wakes the worker, unless it is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.halt.wait()
 
     async def _wait(self, seconds: float) -> None:
         """Wait ``seconds`` (the sink's gate said so), or until something wakes the worker."""
@@ -665,6 +677,7 @@ class Dispatcher:
         """Stop claiming, let running attempts finish (up to ``grace`` seconds), close the sinks."""
         for worker in self.workers.values():
             worker.stopping = True
+            worker.halt.set()
             worker.wakeup.set()
         if self.watcher is not None:
             await cancel_and_wait(self.watcher)

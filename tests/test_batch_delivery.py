@@ -216,3 +216,25 @@ async def test_a_batch_answer_that_is_not_a_mapping_fails_the_batch_and_says_why
     error = stored.deliveries[0].last_error
     assert error == "TypeError: deliver_batch returned list, not a mapping of event ids to errors"
     assert "sink sloppy raised an unexpected error delivering a batch of 3 events" in caplog.text
+
+
+async def test_events_that_trickle_in_gather_into_batches_for_batch_wait(
+    make_router, config_with, recorded
+):
+    router = await make_router(config_with({"bulk": batch_sink(delivery={"batch_wait": "300ms"})}))
+    trickle = [event() for _ in range(10)]
+    for e in trickle:  # one every 20 ms: without the wait, nearly one claim each
+        await queue(router, "bulk", [e])
+        await asyncio.sleep(0.02)
+    await recorded.wait_for("bulk", 10)
+    assert len(recorded.batches["bulk"]) <= 3, recorded.batches["bulk"]
+
+
+async def test_a_long_batch_wait_does_not_hold_up_a_stop(make_router, config_with, recorded):
+    router = await make_router(config_with({"bulk": batch_sink(delivery={"batch_wait": "5s"})}))
+    await queue(router, "bulk", [event()])
+    await recorded.wait_for("bulk", 1)
+    await asyncio.sleep(0.1)  # the worker is in its wait now
+    dispatcher = router.client.app[DISPATCHER]
+    async with asyncio.timeout(2):
+        await dispatcher.stop(grace=1)
