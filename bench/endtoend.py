@@ -96,6 +96,27 @@ class Step:
     late_p99: float
     backlog: int | None
 
+    @classmethod
+    def of(
+        cls,
+        rate: int,
+        sent: int,
+        answers: tuple[list[float], list[float], int],
+        *,
+        backlog: int | None,
+    ) -> Step:
+        """The step from what :func:`open_loop` measured (latencies, lateness, non-200s)."""
+        latencies, lateness, failed = sorted(answers[0]), sorted(answers[1]), answers[2]
+        return cls(
+            rate=rate,
+            sent=sent,
+            p50=percentile(latencies, 0.5) * 1000,
+            p99=percentile(latencies, 0.99) * 1000,
+            failed=failed,
+            late_p99=percentile(lateness, 0.99) * 1000,
+            backlog=backlog,
+        )
+
     @property
     def sustained(self) -> bool:
         backlog_ok = self.backlog is None or self.backlog < self.rate
@@ -218,19 +239,9 @@ def run_rates(
         for round_ in range(args.rounds):
             tag = f"{name[:3]}{rate}r{round_}"
             requests = signed_requests(config, int(rate * args.seconds), tag)
-            latencies, lateness, failed = asyncio.run(open_loop(base + path, requests, rate))
+            answers = asyncio.run(open_loop(base + path, requests, rate))
             left = asyncio.run(backlog(base)) if has_queue else None
-            latencies.sort()
-            lateness.sort()
-            step = Step(
-                rate=rate,
-                sent=len(requests),
-                p50=percentile(latencies, 0.5) * 1000,
-                p99=percentile(latencies, 0.99) * 1000,
-                failed=failed,
-                late_p99=percentile(lateness, 0.99) * 1000,
-                backlog=left,
-            )
+            step = Step.of(rate, len(requests), answers, backlog=left)
             rounds.append(step)
             print(f"  {name} {rate}/s round {round_ + 1}: {step}", file=sys.stderr)
             drained = not has_queue or asyncio.run(wait_drained(base, args.settle)) is not None
@@ -398,22 +409,10 @@ def measure_shared(tmp: Path, args: argparse.Namespace) -> Shared:
     with eventrouter(directory, args, sink="csv") as (base, _, _):
         asyncio.run(wait_ready(f"{base}/healthz", timeout=60))
         started = time.monotonic()
-        latencies, lateness, failed = asyncio.run(
-            open_loop(base + "/hooks/bench", requests, args.shared_rate)
-        )
+        answers = asyncio.run(open_loop(base + "/hooks/bench", requests, args.shared_rate))
         seconds = time.monotonic() - started
         left = asyncio.run(backlog(base))
-    latencies.sort()
-    lateness.sort()
-    step = Step(
-        rate=args.shared_rate,
-        sent=len(requests),
-        p50=percentile(latencies, 0.5) * 1000,
-        p99=percentile(latencies, 0.99) * 1000,
-        failed=failed,
-        late_p99=percentile(lateness, 0.99) * 1000,
-        backlog=left,
-    )
+    step = Step.of(args.shared_rate, len(requests), answers, backlog=left)
     return Shared(step=step, seconds=seconds, delivered=args.shared_backlog + len(requests) - left)
 
 

@@ -41,7 +41,8 @@ class Sink(abc.ABC):
     """Base class of a sink type; one instance per ``[sinks.NAME]`` table.
 
     ``deliver`` is awaited once per event and attempt, up to the sink's ``concurrency`` at a
-    time (or ``deliver_batch``, once per batch, for a sink that implements it). Return normally when the event is delivered (durably, if the sink stores it); raise
+    time (``deliver_batch`` once per batch instead, for a sink that implements it). Return
+    normally when the event is delivered (durably, if the sink stores it); raise
     :class:`~eventrouter.errors.RetryableError` or :class:`~eventrouter.errors.PermanentError`
     otherwise. Any other exception counts as retryable.
     """

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import attrs
 from attrs import frozen
 
 from eventrouter.circuit import SinkControl
@@ -235,16 +236,30 @@ class Store(abc.ABC):
         """When the next delivery for ``sink`` becomes due (None when there is none)."""
 
     @abc.abstractmethod
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record the outcomes of claims, a batch delivery's or a single attempt's, together (one
+        transaction, one round trip): each is ignored if its claim is no longer current (taken
+        over, or recorded already), and its ``attempt`` joins the history in the same write.
+
+        A pending settlement without ``at`` is a ValueError. Outcomes may be lost in a power
+        cut, never half-written: a delivery whose outcome is lost stays claimed and is taken over
+        when its lease ends, as after a crash (at-least-once)."""
+
     async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
         """Mark a claimed delivery done; ``attempt`` joins its history in the same write."""
+        await self.settle(
+            [Settlement(delivery=delivery, state=DeliveryState.DONE, attempt=attempt)]
+        )
 
-    @abc.abstractmethod
     async def retry_later(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
         """Count a failed attempt and make the delivery due again at ``at``."""
+        pending = Settlement(
+            delivery=delivery, state=DeliveryState.PENDING, at=at, error=error, attempt=attempt
+        )
+        await self.settle([pending])
 
-    @abc.abstractmethod
     async def dead_letter(
         self,
         delivery: Delivery,
@@ -257,37 +272,14 @@ class Store(abc.ABC):
 
         ``count_attempt=False``: give up without attempting it again (its attempts, lost ones
         included, are used up already)."""
-
-    async def settle(self, settlements: Sequence[Settlement]) -> None:
-        """Record the outcomes of many claims (a batch delivery's) at once, each as
-        :meth:`ack`, :meth:`retry_later`, :meth:`dead_letter` or :meth:`release` would.
-
-        Outcomes may be lost in a power cut, never half-written: a delivery whose outcome is lost
-        stays claimed and is taken over when its lease ends, as after a crash (at-least-once).
-        A backend writes them together (one transaction, one round trip); this default records
-        them one by one.
-        """
-        for settlement in settlements:
-            delivery, attempt = settlement.delivery, settlement.attempt
-            if settlement.state is DeliveryState.DONE:
-                await self.ack(delivery, attempt=attempt)
-            elif settlement.state is DeliveryState.DEAD:
-                await self.dead_letter(
-                    delivery,
-                    error=settlement.error or "",
-                    count_attempt=settlement.counted,
-                    attempt=attempt,
-                )
-            elif settlement.at is None:
-                raise ValueError("a pending settlement needs the time it is due again (at)")
-            elif settlement.counted:
-                await self.retry_later(
-                    delivery, at=settlement.at, error=settlement.error or "", attempt=attempt
-                )
-            else:
-                await self.release(
-                    delivery, at=settlement.at, error=settlement.error or "", attempt=attempt
-                )
+        dead = Settlement(
+            delivery=delivery,
+            state=DeliveryState.DEAD,
+            error=error,
+            counted=count_attempt,
+            attempt=attempt,
+        )
+        await self.settle([dead])
 
     @abc.abstractmethod
     async def get_event(self, event_id: str) -> StoredEvent | None:
@@ -363,13 +355,16 @@ class Store(abc.ABC):
         return the seconds to wait before asking again. Shared by every process on Redis,
         by the process on SQLite."""
 
-    @abc.abstractmethod
     async def release(
         self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
     ) -> None:
         """Make a claimed delivery pending again at ``at`` without counting the attempt (its
         sink's circuit was not closed: the outage is not the event's); ``attempt``, when one
         was made, still joins the history."""
+        pending = Settlement(
+            delivery=delivery, state=DeliveryState.PENDING, at=at, error=error, attempt=attempt
+        )
+        await self.settle([attrs.evolve(pending, counted=False)])
 
     # -- queries (eventrouter.query), attempt history, heartbeats (issue 13) ---------------
 

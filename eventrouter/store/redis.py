@@ -574,46 +574,6 @@ class RedisStore(Store):
             else:
                 await scripts.end_claims(ends)
 
-    async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
-        await self.settle(
-            [Settlement(delivery=delivery, state=DeliveryState.DONE, attempt=attempt)]
-        )
-
-    async def retry_later(
-        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.PENDING,
-                    at=at,
-                    error=error,
-                    attempt=attempt,
-                )
-            ]
-        )
-
-    async def dead_letter(
-        self,
-        delivery: Delivery,
-        *,
-        error: str,
-        count_attempt: bool = True,
-        attempt: Attempt | None = None,
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.DEAD,
-                    error=error,
-                    counted=count_attempt,
-                    attempt=attempt,
-                )
-            ]
-        )
-
     # -- listings and operations ---------------------------------------------------------
 
     @staticmethod
@@ -817,22 +777,6 @@ class RedisStore(Store):
     async def rate_permit(self, sink: str, *, interval: float) -> float:
         with _unavailable("rate limit"):
             return await (await self._ready_scripts()).rate_permit(sink, interval=interval)
-
-    async def release(
-        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.PENDING,
-                    at=at,
-                    error=error,
-                    counted=False,
-                    attempt=attempt,
-                )
-            ]
-        )
 
     # -- queries, attempt history, heartbeats ---------------------------------------------
 

@@ -5,8 +5,9 @@ transaction and one fsync (``synchronous = FULL``), so ingest does not serialise
 and a caller hears back only once its write is durable. A batch of bookkeeping only (claims,
 delivery outcomes, heartbeats) commits without its own fsync (``synchronous = NORMAL``): a power
 cut may undo it, which makes the deliveries claimable again (at-least-once allows a repeat), and
-the next durable commit makes it durable too, since the write-ahead log is written in order. Reads go through a second connection on
-their own thread; WAL lets them run beside the writer. Checkpoints run on a third.
+the next durable commit makes it durable too, since the write-ahead log is written in order.
+Reads go through a second connection on their own thread; WAL lets them run beside the writer.
+Checkpoints run on a third.
 """
 
 from __future__ import annotations
@@ -530,46 +531,6 @@ class SQLiteStore(Store):
 
         await self._write(write, durable=False)
 
-    async def ack(self, delivery: Delivery, *, attempt: Attempt | None = None) -> None:
-        await self.settle(
-            [Settlement(delivery=delivery, state=DeliveryState.DONE, attempt=attempt)]
-        )
-
-    async def retry_later(
-        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.PENDING,
-                    at=at,
-                    error=error,
-                    attempt=attempt,
-                )
-            ]
-        )
-
-    async def dead_letter(
-        self,
-        delivery: Delivery,
-        *,
-        error: str,
-        count_attempt: bool = True,
-        attempt: Attempt | None = None,
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.DEAD,
-                    error=error,
-                    counted=count_attempt,
-                    attempt=attempt,
-                )
-            ]
-        )
-
     # -- listings and operations ---------------------------------------------------------
 
     @staticmethod
@@ -767,22 +728,6 @@ class SQLiteStore(Store):
         if self._rates is None:
             self._rates = LocalRates()
         return self._rates.permit(sink, interval)
-
-    async def release(
-        self, delivery: Delivery, *, at: datetime, error: str, attempt: Attempt | None = None
-    ) -> None:
-        await self.settle(
-            [
-                Settlement(
-                    delivery=delivery,
-                    state=DeliveryState.PENDING,
-                    at=at,
-                    error=error,
-                    counted=False,
-                    attempt=attempt,
-                )
-            ]
-        )
 
     # -- queries, attempt history, heartbeats ---------------------------------------------
 
