@@ -11,11 +11,9 @@ from pathlib import Path, PurePosixPath
 from attrs import field, frozen
 
 from eventrouter import (
-    DeliveryError,
     Duration,
     Event,
     PermanentError,
-    RetryableError,
     Sink,
     SinkContext,
 )
@@ -216,9 +214,9 @@ class CSVSink(Sink):
         line = encode_row(render_row(event, self.columns, report_file=report_file))
         await self.writer.append(path, line)
 
-    async def deliver_batch(self, events: Sequence[Event]) -> dict[str, DeliveryError]:
+    async def deliver_batch(self, events: Sequence[Event]) -> dict[str, Exception]:
         """Archive many events with one write and one fsync per file; the events refused."""
-        refused: dict[str, DeliveryError] = {}
+        refused: dict[str, Exception] = {}
         views = [archive_view(event) for event in events]
         paths: dict[str, Path] = {}
         resolved: dict[str, Path] = {}
@@ -238,7 +236,9 @@ class CSVSink(Sink):
         written: dict[Path, list[str]] = {}
         for n, (view, report) in enumerate(zip(views, reports, strict=True), 1):
             if isinstance(report, BaseException):
-                refused[view.id] = _as_delivery_error(report)
+                if not isinstance(report, Exception):
+                    raise report  # a cancellation: not the event's
+                refused[view.id] = report  # as deliver would have raised it
                 continue
             path = paths[view.id]
             rows.setdefault(path, []).append(render_row(view, self.columns, report_file=report))
@@ -295,15 +295,6 @@ class CSVSink(Sink):
             except Exception:
                 self.logger.exception("csv: housekeeping failed; trying again in an hour")
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-
-
-def _as_delivery_error(exc: BaseException) -> DeliveryError:
-    """An error of one event's report download as ``deliver`` would have raised it."""
-    if isinstance(exc, DeliveryError):
-        return exc
-    if not isinstance(exc, Exception):
-        raise exc  # a cancellation: not the event's
-    return RetryableError(f"{type(exc).__name__}: {exc}")
 
 
 def _make_root(root: Path) -> None:
