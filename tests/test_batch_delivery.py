@@ -227,7 +227,7 @@ async def test_events_that_trickle_in_gather_into_batches_for_batch_wait(
         await queue(router, "bulk", [e])
         await asyncio.sleep(0.02)
     await recorded.wait_for("bulk", 10)
-    assert len(recorded.batches["bulk"]) <= 3, recorded.batches["bulk"]
+    assert len(recorded.batches["bulk"]) <= 5, recorded.batches["bulk"]  # 10 without the wait
 
 
 async def test_a_long_batch_wait_does_not_hold_up_a_stop(make_router, config_with, recorded):
