@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pluggy
+from attrs import define, field, frozen
 
 from eventrouter.circuit import SinkGate
 from eventrouter.config import SinkSpec
@@ -118,31 +119,23 @@ class _AttemptNote:
         )
 
 
+@frozen
 class _Failure:
     """A failed attempt as the worker judges it: the error kept (masked), whether it is
     permanent, and the wait the sink asked for (Retry-After)."""
 
-    __slots__ = ("error", "permanent", "retry_after")
-
-    def __init__(self, error: str, *, permanent: bool, retry_after: float | None) -> None:
-        self.error = error
-        self.permanent = permanent
-        self.retry_after = retry_after
+    error: str
+    permanent: bool = field(kw_only=True)
+    retry_after: float | None = field(kw_only=True)
 
 
+@define
 class _Outcome:
     """What attempts ended in: the settlements to record in the store (one write), then the
     observer hooks to call (name, arguments but ``sink``)."""
 
-    __slots__ = ("notices", "settlements")
-
-    def __init__(
-        self,
-        settlements: list[Settlement] | None = None,
-        notices: list[tuple[str, dict[str, Any]]] | None = None,
-    ) -> None:
-        self.settlements = settlements or []
-        self.notices = notices or []
+    settlements: list[Settlement] = field(factory=list)
+    notices: list[tuple[str, dict[str, Any]]] = field(factory=list)
 
     def add(self, other: _Outcome) -> None:
         self.settlements.extend(other.settlements)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import attrs
 from attrs import frozen
 
 from eventrouter.circuit import SinkControl
@@ -361,10 +360,15 @@ class Store(abc.ABC):
         """Make a claimed delivery pending again at ``at`` without counting the attempt (its
         sink's circuit was not closed: the outage is not the event's); ``attempt``, when one
         was made, still joins the history."""
-        pending = Settlement(
-            delivery=delivery, state=DeliveryState.PENDING, at=at, error=error, attempt=attempt
+        released = Settlement(
+            delivery=delivery,
+            state=DeliveryState.PENDING,
+            at=at,
+            error=error,
+            counted=False,
+            attempt=attempt,
         )
-        await self.settle([attrs.evolve(pending, counted=False)])
+        await self.settle([released])
 
     # -- queries (eventrouter.query), attempt history, heartbeats (issue 13) ---------------
 
