@@ -104,6 +104,8 @@ PROBES = ["50ms", "100ms", "200ms", "500ms"]
 PROBE_SECONDS = [0.05, 0.1, 0.2, 0.5]
 OUTAGE = 3.0
 CONCURRENCY = 8
+#: how late a probe may come on a busy machine (never early)
+LATE = 0.3
 
 
 def outage_sinks(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -177,13 +179,18 @@ async def play_outage(routers: list[Any], switch: Switch, *, events: int) -> dic
     assert failed[FAILURES - 1].at <= opened_at
     # attempts claimed before the opening was seen: a few rounds of every worker's slots at most
     assert FAILURES <= len(before) <= FAILURES + 4 * workers * CONCURRENCY, len(before)
-    # then single probes, at the documented intervals: 50 ms, 100 ms, 200 ms, then 500 ms
+    # then single probes, at the documented intervals: 50 ms, 100 ms, 200 ms, then 500 ms.
+    # A probe never comes early; it may come late when the shared machine stalls a worker
+    # (CI saw one 124 ms late), so lateness is bounded loosely and a stall must stay rare.
     probes = [a for a in failed if a.at > straggling]
-    assert PROBE_SECONDS[0] - 0.01 <= probes[0].at - opened_at <= PROBE_SECONDS[0] + 0.1
+    assert PROBE_SECONDS[0] - 0.01 <= probes[0].at - opened_at <= PROBE_SECONDS[0] + LATE
     gaps = [b.at - a.at for a, b in itertools.pairwise(probes)]
+    late = 0
     for number, gap in enumerate(gaps, 1):
         expected = PROBE_SECONDS[min(number, len(PROBE_SECONDS) - 1)]
-        assert expected - 0.01 <= gap <= expected + 0.1, (number, gap, gaps)
+        assert expected - 0.01 <= gap <= expected + LATE, (number, gap, gaps)
+        late += gap > expected + 0.1
+    assert late <= 1, gaps
     assert len(probes) >= 5, gaps
     while_down = len(failed)
     # the backlog drains oldest first after the successful probe
