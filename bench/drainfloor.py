@@ -17,7 +17,14 @@ Each is run ``--rounds`` times, alternating, and the best round kept; the figure
 CPU time (every thread) per delivery, so a busy machine weighs less than on a wall clock. A
 drain at 20,000 events/s leaves 50 µs per event, everything included.
 
+CPU time on this shared machine still moves by a third between runs. ``--instructions`` counts
+instead (valgrind's callgrind, every thread): each of ``csv`` and ``discard`` drains ``--small``
+and then ``--large`` events in a process of its own, the store filled beforehand by another, and
+the difference over the extra events is what one delivery costs, start-up cancelling out. It
+moves by well under 1% between runs: the figure to compare a change with. About 3 minutes.
+
     python bench/drainfloor.py [--events 20000] [--rounds 3]
+    python bench/drainfloor.py --instructions [--small 500] [--large 2500]
 
 Prints figures; asserts nothing about time.
 """
@@ -26,7 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,11 +107,13 @@ def stored_events_pre_read(path: Path) -> Iterator[None]:
         Event.from_stored_json = real  # type: ignore[method-assign]
 
 
-async def drain(directory: Path, kind: str, count: int) -> float:
-    """CPU seconds per delivery to drain ``count`` pending deliveries into ``kind``."""
+async def drain(directory: Path, kind: str, count: int, *, fill: bool = True) -> float:
+    """CPU seconds per delivery to drain ``count`` pending deliveries into ``kind`` (the store
+    filled first unless ``fill`` is False: then it must hold them already)."""
     pm, registry = plugin_manager()
     config = load_config(write_config(directory, kind), registry)
-    await endtoend.fill(config, count)
+    if fill:
+        await endtoend.fill(config, count)
     pre_read = stored_events_pre_read(directory / "bench.db") if "pre-read" in kind else None
     with pre_read or _nothing():
         app = create_app(config, pm=pm)
@@ -121,13 +133,76 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+def instructions(directory: Path, kind: str, count: int) -> int:
+    """Instructions (every thread) of a process that drains ``count`` deliveries into ``kind``
+    from a store filled beforehand."""
+    _, registry = plugin_manager()
+    config = load_config(write_config(directory, kind), registry)
+    asyncio.run(endtoend.fill(config, count))
+    out = directory / "callgrind.out"
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--drain-only",
+            str(directory),
+            kind,
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    totals = re.search(
+        r"^(?:summary|totals):\s+(\d+)", out.read_text() if out.exists() else "", re.M
+    )
+    if done.returncode or totals is None:
+        raise SystemExit(f"{kind}, {count} events: the drain failed\n{done.stderr[-3000:]}")
+    return int(totals.group(1))
+
+
+def count_instructions(small: int, large: int) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    kinds = KINDS[:2]  # reading the events beforehand would be counted too
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="eventrouter-drainfloor-") as tmp:
+        for kind in kinds:
+            counts = []
+            for count in (small, large):
+                directory = Path(tmp) / f"{kind}-{count}"
+                directory.mkdir()
+                counts.append(instructions(directory, kind, count))
+                print(f"  {kind}, {count} events: {counts[-1]:,} instructions", file=sys.stderr)
+            figures[kind] = (counts[1] - counts[0]) / (large - small)
+    print(f"instructions per drained delivery (callgrind, every thread; {large} minus {small})")
+    for kind in kinds:
+        print(f"  {kind:<30} {figures[kind]:12,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--large", type=int, default=2500)
+    parser.add_argument(
+        "--drain-only", nargs=3, metavar=("DIR", "KIND", "COUNT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.drain_only:
+        directory, kind, count = args.drain_only
+        asyncio.run(drain(Path(directory), kind, int(count), fill=False))
+        return
+    if args.instructions:
+        count_instructions(args.small, args.large)
+        return
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="eventrouter-drainfloor-") as tmp:
         for round_ in range(args.rounds):
