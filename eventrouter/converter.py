@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import enum
-import functools
 import re
-from collections.abc import Callable
 from datetime import datetime
-from types import NoneType, UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any
 
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
@@ -21,7 +18,6 @@ __all__ = [
     "converter",
     "parse_duration",
     "parse_secret",
-    "stored_converter",
 ]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -158,67 +154,3 @@ def _make() -> cattrs.Converter:
 
 converter: cattrs.Converter = _make()
 """Shared by events (JSON round trip) and configuration (unknown keys refused)."""
-
-
-def _as_written(value: Any, _: Any) -> Any:
-    return value
-
-
-@functools.cache
-def _members(type_: type[enum.Enum]) -> dict[Any, enum.Enum]:
-    return {member.value: member for member in type_}
-
-
-def _enum_member(value: Any, type_: type[enum.Enum]) -> enum.Enum:
-    """A member by its value, looked up in a dict (a fraction of the cost of calling the enum
-    class); a value that is no member is refused by :func:`_enum`, with its message."""
-    try:
-        return _members(type_)[value]
-    except (KeyError, TypeError):  # TypeError: an unhashable value
-        return _enum(value, type_)
-
-
-def _is_optional(type_: Any) -> bool:
-    args = get_args(type_)
-    return get_origin(type_) in (Union, UnionType) and len(args) == 2 and NoneType in args
-
-
-def _optional_hook(type_: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    """``X | None``: the hook for ``X`` looked up once (cattrs looks it up for every value)."""
-    inner_type = next(arg for arg in type_.__args__ if arg is not NoneType)
-    inner = conv.get_structure_hook(inner_type)
-    if inner is _as_written:
-        return _as_written
-
-    def structure(value: Any, _: Any) -> Any:
-        return None if value is None else inner(value, inner_type)
-
-    return structure
-
-
-def _is_homogenous_tuple(type_: Any) -> bool:
-    return get_origin(type_) is tuple and _is_homogenous(type_)
-
-
-def _make_stored() -> cattrs.Converter:
-    conv = make_converter(forbid_extra_keys=True, detailed_validation=False)
-    # to_dict wrote text, numbers and JSON containers (payload, attributes, stats) as they were
-    # in the event: reading them back as they are gives the same values, checked or not
-    for scalar in (str, int, float, bool):
-        conv.register_structure_hook(scalar, _as_written)
-    containers = (dict[str, Any], dict[str, int | float])
-    conv.register_structure_hook_func(lambda type_: type_ in containers, _as_written)
-    conv.register_structure_hook(datetime, _structure_datetime)
-    for base in (enum.StrEnum, enum.IntEnum, enum.Enum):  # before str and int, as in _make
-        conv.register_structure_hook(base, _enum_member)
-    conv.register_structure_hook_factory(_is_optional, lambda type_: _optional_hook(type_, conv))
-    conv.register_structure_hook_factory(
-        _is_homogenous_tuple, lambda type_: homogenous_tuple_structure_factory(type_, conv)
-    )
-    return conv
-
-
-stored_converter: cattrs.Converter = _make_stored()
-"""Events from JSON eventrouter wrote itself (what a store hands back), structured without the
-checks that JSON passed on its way in (the type of each text and number, one message per field),
-in about two thirds of :data:`converter`'s time. :data:`converter` is for anyone else's JSON."""

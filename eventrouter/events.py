@@ -14,14 +14,15 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
+import msgspec
 from attrs import field, frozen
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from eventrouter import fastjson
-from eventrouter.converter import converter, stored_converter
+from eventrouter.converter import converter
 from eventrouter.errors import PayloadError
 
 __all__ = [
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 REDACTED = "[redacted]"
+
+#: a timestamp with its offset: the model holds no naive times (``Meta(tz=True)`` makes the
+#: stores' reader refuse one; the converter's datetime hook refuses one everywhere else)
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class EventType(enum.StrEnum):
@@ -108,7 +113,7 @@ class TranscriptTurn:
 
     speaker: str
     text: str
-    at: datetime | None = None
+    at: AwareDatetime | None = None
 
 
 @frozen
@@ -120,8 +125,8 @@ class Call:
     status: CallStatus = CallStatus.UNKNOWN
     provider_status: str | None = None
     answered_by: AnsweredBy | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
     duration_seconds: int | None = None
     recording_url: str | None = None
     transcript: tuple[TranscriptTurn, ...] = ()
@@ -141,7 +146,7 @@ class Campaign:
     previous_status: CampaignStatus | None = None
     run_id: str | None = None
     cycle: int | None = None
-    next_cycle_at: datetime | None = None
+    next_cycle_at: AwareDatetime | None = None
     report_url: str | None = None
     stats: dict[str, int | float] = field(factory=dict)
 
@@ -194,11 +199,11 @@ class Event:
     id: str
     source: str
     type: str
-    time: datetime = field(converter=_aware)
+    time: AwareDatetime = field(converter=_aware)
     provider: str
     provider_type: str
     idempotency_key: str
-    received_at: datetime = field(converter=_aware)
+    received_at: AwareDatetime = field(converter=_aware)
     data: EventData = field(factory=EventData)
     raw: Any = None
     #: an empty subject is no subject (CloudEvents requires a non-empty one when present)
@@ -263,10 +268,18 @@ class Event:
 
     @classmethod
     def from_stored_json(cls, text: str | bytes) -> Event:
-        """An event from JSON that :meth:`to_json` wrote (a store's own), read without the checks
-        that JSON passed on its way in: what the stores call on the delivery path. For anyone
-        else's JSON use :meth:`from_json`."""
-        event: Event = stored_converter.structure(fastjson.loads(text, json.loads), cls)
+        """An event from JSON that :meth:`to_json` wrote (a store's own): what the stores call
+        on the delivery path. For anyone else's JSON use :meth:`from_json`.
+
+        msgspec reads the text straight into the model's classes, checking each value's type
+        as it goes, in a third of the time cattrs takes over a parsed document. It does not
+        run the classes' ``__init__``: what to_json wrote had been through it. Keys the model
+        does not know are skipped (an event written by a later version of eventrouter still
+        delivers after a downgrade); a value of the wrong type, a vocabulary word that is no
+        member, or a time without its offset is refused (``msgspec.ValidationError``, a
+        ValueError naming the path).
+        """
+        event: Event = _STORED_READER.decode(text)
         return event
 
     def to_cloudevent(self) -> Any:
@@ -315,6 +328,10 @@ class Event:
             raw=payload["raw"],
             sensitive=tuple(sensitive.split(",")) if sensitive else (),
         )
+
+
+#: reads the stores' JSON (:meth:`Event.from_stored_json`); one decoder made once
+_STORED_READER = msgspec.json.Decoder(Event)
 
 
 def _strict_dumps(value: Any) -> str:
