@@ -53,6 +53,7 @@ from eventrouter.app import STORE, create_app
 from eventrouter.config import load_config
 from eventrouter.events import Event
 from eventrouter.plugins import Registry, create_plugin_manager
+from eventrouter.runner import tune_collector
 
 KINDS = ("csv", "discard", "discard, events pre-read")
 
@@ -118,6 +119,7 @@ async def drain(directory: Path, kind: str, count: int, *, fill: bool = True) ->
     with pre_read or _nothing():
         app = create_app(config, pm=pm)
         server = TestServer(app, host="127.0.0.1")
+        tune_collector()  # as serve does once the app has started
         cpu = time.process_time()
         await server.start_server()
         store = app[STORE]
