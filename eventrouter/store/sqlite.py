@@ -432,11 +432,13 @@ class SQLiteStore(Store):
         return await self._write(write)
 
     async def claim(self, sink: str, *, limit: int, lease: float) -> list[Delivery]:
-        def write(conn: sqlite3.Connection) -> tuple[float, list[tuple[str, int, int, str, str]]]:
+        def write(conn: sqlite3.Connection) -> tuple[float, list[tuple[str, int, int, bytes, str]]]:
             now = time.time()
             ends = now + lease
+            # the body as the bytes stored (UTF-8), which the event reader takes as they are: as
+            # text, SQLite's bytes would be decoded into a str only to be encoded back for it
             rows = conn.execute(
-                "SELECT d.event_id, d.state, d.attempts, d.lost, d.last_error, e.body,"
+                "SELECT d.event_id, d.state, d.attempts, d.lost, d.last_error, CAST(e.body AS BLOB),"
                 " d.trigger, d.updated_at FROM deliveries d JOIN events e ON e.id = d.event_id"
                 " WHERE d.sink = ? AND d.state IN ('pending', 'inflight') AND d.next_attempt_at <= ?"
                 " ORDER BY d.next_attempt_at LIMIT ?",
