@@ -186,25 +186,26 @@ class CSVSink(Sink):
             )
         return [path for path, _, _ in repaired]
 
-    def path_for(self, event: Event, *, resolved: dict[str, Path] | None = None) -> Path:
+    def path_for(
+        self, event: Event, *, resolved: dict[tuple[date, str, str], Path] | None = None
+    ) -> Path:
         """The file ``event``'s row is appended to; never outside the archive directory.
 
-        ``resolved``: the paths found so far for this batch, by relative path (resolving a path
-        walks the file system; the events of a batch share a handful of files).
+        ``resolved``: the paths found so far for this batch, by the template's values (rendering
+        and resolving a path costs more than the row; the events of a batch share a handful of
+        files).
         """
-        relative = self.template.render(
-            day=event.received_at.astimezone(UTC).date(),
-            event_type=event.type,
-            source=event.source,
-        )
-        if resolved is not None and relative in resolved:
-            return resolved[relative]
+        day = event.received_at.astimezone(UTC).date()
+        values = (day, event.type, event.source)
+        if resolved is not None and (known := resolved.get(values)) is not None:
+            return known
+        relative = self.template.render(day=day, event_type=event.type, source=event.source)
         root = self.root
         path = (root / relative).resolve()
         if root not in path.parents:
             raise PermanentError(f"path {relative!r} leads outside the archive directory")
         if resolved is not None:
-            resolved[relative] = path
+            resolved[values] = path
         return path
 
     async def deliver(self, event: Event) -> None:
@@ -219,7 +220,7 @@ class CSVSink(Sink):
         refused: dict[str, Exception] = {}
         views = [archive_view(event) for event in events]
         paths: dict[str, Path] = {}
-        resolved: dict[str, Path] = {}
+        resolved: dict[tuple[date, str, str], Path] = {}
         for view in views:
             try:
                 paths[view.id] = self.path_for(view, resolved=resolved)
