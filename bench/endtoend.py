@@ -136,10 +136,14 @@ def write_config(directory: Path, port: int, *, sink: str, endpoint: str = "") -
 
 
 def bodies(count: int, tag: str) -> Iterator[bytes]:
-    """Distinct on_call_end payloads (each call id new), as Altur signs them: compact JSON."""
+    """Distinct on_call_end payloads (each call id and contact new), as Altur signs them:
+    compact JSON. The campaign's own numbers (the fixture's placeholders) stay the same, as a
+    campaign's caller id does."""
     payload = json.loads(FIXTURE.read_text())
     for n in range(count):
         payload["id"] = f"cll_{tag}_{n}"
+        phone = f"+5255{n % 10**8:08d}"  # a Mexico City number, one per contact
+        payload["end_user"]["phone_number"] = payload["campaign_user"]["contact"] = phone
         yield json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

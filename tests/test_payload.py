@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import attrs
 import pytest
 
-from eventrouter import CallStatus, EventData, EventParts, Payload, PayloadError, Source
+from eventrouter import (
+    CallStatus,
+    EventData,
+    EventParts,
+    Payload,
+    PayloadError,
+    Source,
+    phone_e164,
+)
 
 BODY = {
     "id": 42,
@@ -110,3 +118,14 @@ def test_make_event_takes_the_parts_a_parser_returns():
     assert event.time == event.received_at
     assert event.data == EventData()
     assert Demo("here", None).make_event(**attrs.asdict(parts, recurse=False)).type == "demo.x"
+
+
+def test_a_phone_number_read_again_gives_the_same_answer_for_its_region():
+    # answers are remembered (phonenumbers is slow): the region is part of what is remembered
+    for _ in range(2):
+        assert phone_e164(" 09876543210 ", default_region="IN") == "+919876543210"
+        assert phone_e164("09876543210", default_region="US") is None
+        assert phone_e164(9876543210, default_region="IN") == "+919876543210"
+        assert phone_e164("+000000000000") is None
+        assert phone_e164("0XXX4890", default_region="IN") is None
+        assert phone_e164(True) is None
