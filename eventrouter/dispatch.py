@@ -320,7 +320,7 @@ class _SinkWorker:
                 delivery, error=failure.error, retry_after=failure.retry_after
             )
         # --
-        outcome = self._judge(delivery, event, history, failure, held=held)
+        outcome = self._judge(delivery, event, history, failure, held=held, now=datetime.now(UTC))
         await self._record(outcome, [delivery], record_by)
 
     async def attempt_batch(self, deliveries: list[Delivery], *, claimed_at: float) -> None:
@@ -387,9 +387,14 @@ class _SinkWorker:
                         await self.gate.succeeded(delivery)
                     elif judgement.permanent:
                         await self.gate.answered(delivery)
-            # --
+            # -- one moment for the batch: its retries fall due together (jitter aside) and
+            # travel in one batch again, not split by the microseconds between their records
+            now = datetime.now(UTC)
             for delivery, event, note in zip(todo, events, notes, strict=True):
-                outcome.add(self._judge(delivery, event, note, failures[event.id], held=held))
+                judged_one = self._judge(
+                    delivery, event, note, failures[event.id], held=held, now=now
+                )
+                outcome.add(judged_one)
         await self._record(outcome, deliveries, record_by)
 
     def _unattempted(self, delivery: Delivery) -> _Outcome | None:
@@ -465,9 +470,11 @@ class _SinkWorker:
         failure: _Failure | None,
         *,
         held: bool,
+        now: datetime,
     ) -> _Outcome:
-        """The outcome of an attempt: delivered, retried, held back (not counted, due when the
-        circuit closes) or dead-lettered; logged and counted in the metrics here."""
+        """The outcome of an attempt that ended ``now`` (one moment for a whole batch):
+        delivered, retried, held back (not counted, due when the circuit closes) or
+        dead-lettered; logged and counted in the metrics here."""
         policy = self.spec.delivery
         number = delivery.attempts + 1
         elapsed = time.monotonic() - history.started
@@ -507,7 +514,7 @@ class _SinkWorker:
             )
         # held back: not counted, due again when the circuit closes (eventrouter.circuit)
         delay = 0.0 if held else self.delay(number, retry_after=failure.retry_after)
-        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        retry_at = now + timedelta(seconds=delay)
         log.info(
             "sink %s: attempt %d for %s failed (%s); %s",
             self.name,

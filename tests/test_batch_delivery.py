@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
+
 from eventrouter import hookimpl
 from eventrouter.app import DISPATCHER
 from eventrouter.events import Event, utcnow
@@ -38,8 +40,17 @@ def event(kind: str = "call.ended") -> Event:
 
 
 async def queue(router: Any, sink: str, events: list[Event]) -> None:
-    """Store ``events`` for ``sink`` while its worker waits, then wake it: one backlog."""
-    await asyncio.gather(*(router.store.ingest(e, [sink]) for e in events))
+    """Store ``events`` for ``sink`` while it is paused, then resume and wake it: one backlog.
+
+    Without the pause the worker may wake (its idle poll) between two of the ingests' commits
+    and claim a part of them: a loaded CI machine did, and the batches were not those the
+    test expects."""
+    store = router.store
+    control = await store.get_control(sink)
+    assert await store.put_control(sink, attrs.evolve(control, paused=True))
+    await asyncio.gather(*(store.ingest(e, [sink]) for e in events))
+    paused = await store.get_control(sink)
+    assert await store.put_control(sink, attrs.evolve(paused, paused=False))
     router.client.app[DISPATCHER].notify([sink])
 
 
