@@ -143,7 +143,7 @@ TEXT = (
         max_size=12,
     )
     | st.from_regex(r"\+[0-9]{1,15}", fullmatch=True)  # E.164: left as it is
-    | st.from_regex(r" {1,3}[=+\-@][a-z0-9(]{0,5}", fullmatch=True)
+    | st.from_regex(r" {0,3}[=+\-@\t\r][a-z0-9(+]{0,5}", fullmatch=True)  # formulas
 )
 ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-6))]
 AWARE = st.datetimes(
@@ -152,7 +152,10 @@ AWARE = st.datetimes(
 
 
 class Moment(datetime):
-    """A datetime of a subclass: not what the fast path expects, the same cell."""
+    """A datetime of a subclass that writes itself its own way, as pandas' Timestamp does."""
+
+    def isoformat(self, sep="T", timespec="auto"):
+        return "moment " + super().isoformat(sep, timespec)
 
 
 def times():
