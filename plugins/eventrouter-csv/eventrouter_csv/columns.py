@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -130,12 +130,13 @@ def neutralise(text: str) -> str:
     return text
 
 
+#: text at or above this (in code point order) begins with no formula trigger and no space, so
+#: neutralise would return it as it is
+_NO_FORMULA = chr(max(map(ord, (*_TRIGGERS, " "))) + 1)
+
+
 def _one_line(text: str) -> str:
     return _LINE_BREAK.sub(" ", text).replace("\x00", "")
-
-
-def _transcript(turns: Iterable[TranscriptTurn]) -> str:
-    return " | ".join([f"{turn.speaker}: {turn.text}" for turn in turns])
 
 
 #: json.dumps makes an encoder per call when given options; one made once writes the same text
@@ -188,35 +189,43 @@ def _text(text: str) -> str:
     """A text as its cell: on one line, and no formula."""
     # isprintable() is False for CR, LF and NUL (and other control characters): a cheap test
     # that most cells pass, where the substitution would scan them for nothing
-    return neutralise(text if text.isprintable() else _one_line(text))
+    if text.isprintable():
+        return text if text >= _NO_FORMULA else neutralise(text)
+    return neutralise(_one_line(text))
 
 
 def _joined(items: Sequence[Any]) -> str:
     """A transcript's turns, or any other items, as one text."""
     if all([isinstance(item, TranscriptTurn) for item in items]):
-        return _transcript(items)
+        return " | ".join([f"{turn.speaker}: {turn.text}" for turn in items])
     return " ".join([str(item) for item in items])
 
-
-#: text at or above this (in code point order) begins with no formula trigger and no space, so
-#: neutralise would return it as it is
-_NO_FORMULA = chr(max(map(ord, (*_TRIGGERS, " "))) + 1)
 
 #: for a column of each type in the model: the test its usual value passes, and its cell then,
 #: which is what _cell makes of that value, without the calls; other values go to _cell
 _USUAL: dict[type, tuple[str, str]] = {
-    str: ("v.__class__ is str and v.isprintable()", "v if v >= NO_FORMULA else neutralise(v)"),
-    # isoformat() asks a time's tzinfo for its offset: a third of its cost, and UTC's is known
+    str: (
+        "v.__class__ is str and v.isprintable()",
+        f"v if v >= {_NO_FORMULA!r} else neutralise(v)",
+    ),
+    # isoformat() asks a time's tzinfo for its offset, a third of its cost, and UTC's is known;
+    # the date's text is kept (a backlog's times fall on a few days)
     datetime: (
         "v.__class__ is datetime and v.tzinfo is UTC",
-        'f"{v.date().isoformat()}T{v.time().isoformat()}+00:00"',
+        'f"{_day(v.toordinal())}T{v.time().isoformat()}+00:00"',
     ),
     int: ("v.__class__ is int", "str(v)"),
     # the encoder escapes every control character (CR, LF, NUL): the text is on one line, and
     # begins with "{", no formula
-    dict: ("v.__class__ is dict", '_json(v) if v else ""'),
+    dict: ("v.__class__ is dict", '"".join(_ENCODE_JSON(v, 0)) if v else ""'),
     tuple: ("v.__class__ is tuple", '_text(_joined(v)) if v else ""'),
 }
+
+
+@functools.lru_cache(maxsize=1024)
+def _day(ordinal: int) -> str:
+    """The ISO 8601 text of a day, given by its ordinal (the generated code writes times)."""
+    return date.fromordinal(ordinal).isoformat()
 
 
 def _model_type(path: Sequence[str]) -> tuple[Any, bool]:
@@ -267,10 +276,10 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
         "UTC": UTC,
         "datetime": datetime,
         "neutralise": neutralise,
-        "NO_FORMULA": _NO_FORMULA,
         "_cell": _cell,
+        "_day": _day,
         "_joined": _joined,
-        "_json": _json,
+        "_ENCODE_JSON": _ENCODE_JSON,
         "_text": _text,
     }
     local: dict[tuple[str, ...], str] = {(): "event"}  # the local holding each part read
@@ -302,7 +311,7 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
     for part, columns_of_part in cells.items():
         lines = []
         for n, value, declared, optional in columns_of_part:
-            branches = [("v is None", [f'c{n} = ""'])] if optional else []
+            branches = []  # the usual value first: most cells have one
             usual = None if declared is None else _usual(declared, namespace)
             if usual and declared is datetime:
                 same = "".join(f"c{m} if v == t{m} else " for m in times)
@@ -310,6 +319,7 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
                 times.append(n)
             elif usual:
                 branches.append((usual[0], [f"c{n} = {usual[1]}"]))
+            branches += [("v is None", [f'c{n} = ""'])] if optional else []
             lines.append(f"v = {value}")
             for keyword, (test, then) in zip(("if", "elif"), branches, strict=False):
                 lines += [f"{keyword} {test}:", *(f"    {line}" for line in then)]
@@ -332,11 +342,22 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
     return render
 
 
+#: the columns last rendered, and their renderer: a sink renders each row with the same tuple,
+#: and finding it in _renderer's cache hashes dozens of names, the cost of a few cells
+_last = ((), _renderer(()))
+
+
 def render_row(
     event: Event, columns: Sequence[str], *, report_file: str | None = None
 ) -> list[str]:
     """The cells of ``event``'s row, in ``columns`` order."""
-    return _renderer(tuple(columns))(event, report_file)
+    global _last
+    last, render = _last
+    if columns is not last:  # (a list, which may change, is never the tuple kept)
+        columns = tuple(columns)
+        render = _renderer(columns)
+        _last = columns, render
+    return render(event, report_file)
 
 
 def encode_row(cells: Sequence[str]) -> bytes:
