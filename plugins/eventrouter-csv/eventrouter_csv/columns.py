@@ -196,9 +196,12 @@ def _text(text: str) -> str:
 
 def _joined(items: Sequence[Any]) -> str:
     """A transcript's turns, or any other items, as one text."""
-    if all([isinstance(item, TranscriptTurn) for item in items]):
-        return " | ".join([f"{turn.speaker}: {turn.text}" for turn in items])
-    return " ".join([str(item) for item in items])
+    turns = []  # one pass, and no comprehension: a transcript is a few turns
+    for item in items:
+        if not isinstance(item, TranscriptTurn):
+            return " ".join([str(item) for item in items])
+        turns.append(f"{item.speaker}: {item.text}")
+    return " | ".join(turns)
 
 
 #: for a column of each type in the model: the test its usual value passes, and its cell then,
