@@ -254,7 +254,8 @@ def _usual(declared: Any, namespace: dict[str, Any]) -> tuple[str, str] | None:
     """The test and the cell of a usual value of the ``declared`` type; None if it has none."""
     if isinstance(declared, type) and issubclass(declared, enum.Enum):
         # a member of a vocabulary is its own cell (plain words): checked here, not assumed
-        if not all(_cell(member) is member for member in declared):
+        members: list[Any] = list(declared)
+        if not all(_cell(member) is member for member in members):
             return None
         namespace[declared.__name__] = declared
         return f"v.__class__ is {declared.__name__}", "v"
@@ -347,7 +348,7 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
 
 #: the columns last rendered, and their renderer: a sink renders each row with the same tuple,
 #: and finding it in _renderer's cache hashes dozens of names, the cost of a few cells
-_last = ((), _renderer(()))
+_last: tuple[tuple[str, ...], Callable[[Event, str | None], list[str]]] = ((), _renderer(()))
 
 
 def render_row(
