@@ -176,7 +176,8 @@ def times():
 
 
 def maybe(strategy):
-    """A value of the declared type, None, or (rarely) a value of another type."""
+    """A value of the declared type, None, or sometimes a value of another type (attrs does not
+    check types: the general path must take it)."""
     other = (
         st.integers() | st.booleans() | st.floats() | st.tuples(TEXT) | st.sampled_from(EventType)
     )
@@ -200,6 +201,7 @@ SEQUENCES = st.one_of(
 
 
 def vocabulary(kind):
+    """A member of the vocabulary, or its value as plain text."""
     return st.sampled_from(kind) | st.sampled_from([member.value for member in kind])
 
 
