@@ -314,3 +314,12 @@ def test_a_column_computed_by_another_getter_goes_through_it(monkeypatch, call_e
         "45 =x",
         "",
     ]
+
+
+def test_a_list_of_columns_changed_in_place_is_read_again(call_ended):
+    # the last columns' renderer is kept by identity: a list is never taken for the tuple kept
+    columns = ["event_id"]
+    assert render_row(call_ended, columns) == ["evt_call_ended"]
+    columns.append("type")
+    assert render_row(call_ended, columns) == ["evt_call_ended", "call.ended"]
+    assert render_row(call_ended, ("type",)) == ["call.ended"]
