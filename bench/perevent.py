@@ -6,9 +6,11 @@ each step on the bench's event (bench/endtoend.py's Altur ``on_call_end``, parse
 source: 2.4 KB of stored JSON, 37 default columns) with ``timeit``, and the same steps of the
 code at ``--base`` (loaded from git into this process), alternating, best of ``--repeat`` rounds
 each, so that a busy machine slows both alike; the time is the thread's CPU time. Also the JSON
-reader on ingest-size bodies.
+reader on ingest-size bodies. render_row is also timed beside ``--render-base``'s (ad2eafc: a
+getter and _cell per column, before the generated renderer), on the bench's event and on the
+same event with its call's start before its end (the bench's body gives both one instant).
 
-    python bench/perevent.py [--base 7201c30] [--number 2000] [--repeat 7]
+    python bench/perevent.py [--base 7201c30] [--render-base ad2eafc] [--number 2000] [--repeat 7]
 
 ``--base ""`` times the current code only. Prints a table; no assertion on timing.
 """
@@ -24,9 +26,11 @@ import time
 import timeit
 import types
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import endtoend
 
 from eventrouter import fastjson
@@ -107,6 +111,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--base", default="7201c30", help="the commit to compare with")
+    parser.add_argument(
+        "--render-base",
+        default="ad2eafc",
+        help="the commit whose render_row the generated one is compared with (the loop)",
+    )
     parser.add_argument("--number", type=int, default=2000, help="calls per round")
     parser.add_argument("--repeat", type=int, default=7, help="rounds per step and version")
     args = parser.parse_args()
@@ -120,7 +129,21 @@ def main() -> None:
     cells = columns.render_row(event, names)
     batch = [cells] * BATCH
 
-    old_json = old_columns = None
+    # the Altur call.ended of a real call: its start before its end, its time the end (the
+    # bench's body has one instant for all three, and equal times are formatted once)
+    call = event.data.call
+    started = call.ended_at - timedelta(seconds=45)
+    call_ended = event.evolve(
+        data=attrs.evolve(event.data, call=attrs.evolve(call, started_at=started))
+    )
+
+    old_json = old_columns = render_columns = None
+    if args.render_base:
+        render_columns = old_module(
+            args.render_base,
+            "plugins/eventrouter-csv/eventrouter_csv/columns.py",
+            "_render_base_columns",
+        )
     if args.base:
         old_json = old_module(args.base, "eventrouter/fastjson.py", "_base_fastjson")
         old_columns = old_module(
@@ -187,6 +210,16 @@ def main() -> None:
             f"render_row ({len(names)} columns)",
             old(lambda m: lambda: m.render_row(event, names), old_columns),
             lambda: columns.render_row(event, names),
+        ),
+        (
+            f"  beside {args.render_base or 'nothing'} (the loop)",
+            old(lambda m: lambda: m.render_row(event, names), render_columns),
+            lambda: columns.render_row(event, names),
+        ),
+        (
+            f"  a call's start before its end, beside {args.render_base or 'nothing'}",
+            old(lambda m: lambda: m.render_row(call_ended, names), render_columns),
+            lambda: columns.render_row(call_ended, names),
         ),
         (
             "encode_row",

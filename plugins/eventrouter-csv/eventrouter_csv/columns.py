@@ -7,12 +7,17 @@ a spreadsheet would run as a formula is neutralised. ``raw`` is never read.
 from __future__ import annotations
 
 import csv
+import enum
 import functools
 import io
 import json
+import linecache
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import attrs
@@ -37,26 +42,37 @@ REPORT_FILE_COLUMN = "campaign_report_file"
 _Getter = Callable[[Event], Any]
 
 
+@attrs.frozen
+class _Attribute:
+    """A getter for ``event.<path>``, None when a part on the way is absent: a column read
+    straight from the model, which :func:`render_row`'s generated code reads inline."""
+
+    path: tuple[str, ...]
+
+    def __call__(self, event: Event) -> Any:
+        value: Any = event
+        for name in self.path:
+            if value is None:
+                return None
+            value = getattr(value, name)
+        return value
+
+
 def _part(part: str, attribute: str) -> _Getter:
     """A getter for ``event.data.<part>.<attribute>``; None when the event has no such part."""
-
-    def get(event: Event) -> Any:
-        value = getattr(event.data, part)
-        return None if value is None else getattr(value, attribute)
-
-    return get
+    return _Attribute(("data", part, attribute))
 
 
 #: every column the sink can write, in the default order, and where its value comes from
 COLUMNS: Mapping[str, _Getter] = {
-    "event_id": lambda e: e.id,
-    "received_at": lambda e: e.received_at,
-    "time": lambda e: e.time,
-    "source": lambda e: e.source,
-    "provider": lambda e: e.provider,
-    "type": lambda e: e.type,
-    "provider_type": lambda e: e.provider_type,
-    "subject": lambda e: e.subject,
+    "event_id": _Attribute(("id",)),
+    "received_at": _Attribute(("received_at",)),
+    "time": _Attribute(("time",)),
+    "source": _Attribute(("source",)),
+    "provider": _Attribute(("provider",)),
+    "type": _Attribute(("type",)),
+    "provider_type": _Attribute(("provider_type",)),
+    "subject": _Attribute(("subject",)),
     "contact_phone": _part("contact", "phone"),
     "contact_email": _part("contact", "email"),
     "contact_name": _part("contact", "name"),
@@ -85,10 +101,10 @@ COLUMNS: Mapping[str, _Getter] = {
     "campaign_report_url": _part("campaign", "report_url"),
     REPORT_FILE_COLUMN: lambda e: None,
     "campaign_stats": _part("campaign", "stats"),
-    "attributes": lambda e: e.data.attributes,
+    "attributes": _Attribute(("data", "attributes")),
     # not written unless listed in ``columns``
-    "idempotency_key": lambda e: e.idempotency_key,
-    "specversion": lambda e: e.specversion,
+    "idempotency_key": _Attribute(("idempotency_key",)),
+    "specversion": _Attribute(("specversion",)),
 }
 
 #: columns that exist but are left out of the default list
@@ -114,22 +130,43 @@ def neutralise(text: str) -> str:
     return text
 
 
+#: text at or above this (in code point order) begins with no formula trigger and no space, so
+#: neutralise would return it as it is
+_NO_FORMULA = chr(max(map(ord, (*_TRIGGERS, " "))) + 1)
+
+
 def _one_line(text: str) -> str:
     return _LINE_BREAK.sub(" ", text).replace("\x00", "")
 
 
-def _transcript(turns: Iterable[TranscriptTurn]) -> str:
-    return " | ".join(f"{turn.speaker}: {turn.text}" for turn in turns)
-
-
 #: json.dumps makes an encoder per call when given options; one made once writes the same text
 _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+#: and encode() makes its C encoder per call, a third of the time on an event's attributes: this
+#: is the one it makes, made once. Without circular-reference bookkeeping (its only state, which
+#: an error would leave behind): every event is stored as JSON before a sink gets it, so its
+#: values hold no cycle (one would stop the encoder at its recursion limit)
+_ENCODE_JSON = c_make_encoder(
+    None,
+    _JSON.default,
+    encode_basestring,
+    _JSON.indent,
+    _JSON.key_separator,
+    _JSON.item_separator,
+    _JSON.sort_keys,
+    _JSON.skipkeys,
+    _JSON.allow_nan,
+)
+
+
+def _json(value: dict[Any, Any]) -> str:
+    """``value`` as _JSON writes it."""
+    return "".join(_ENCODE_JSON(value, 0))
 
 
 def _cell(value: Any) -> str:
     """One value as the text of its cell."""
     if isinstance(value, str):  # most cells (vocabularies too: StrEnum), so tested first
-        text = value
+        return _text(value)
     elif value is None:
         return ""
     elif isinstance(value, bool):
@@ -142,34 +179,189 @@ def _cell(value: Any) -> str:
     elif isinstance(value, dict | tuple | list) and not value:
         return ""  # no attributes, stats, attempts or transcript: the most common case
     elif isinstance(value, dict):
-        text = _JSON.encode(value)
+        return _text(_json(value))
     elif isinstance(value, tuple | list):
-        if all(isinstance(item, TranscriptTurn) for item in value):
-            text = _transcript(value)
-        else:
-            text = " ".join(str(item) for item in value)
-    else:
-        text = str(value)
+        return _text(_joined(value))
+    return _text(str(value))
+
+
+def _text(text: str) -> str:
+    """A text as its cell: on one line, and no formula."""
     # isprintable() is False for CR, LF and NUL (and other control characters): a cheap test
     # that most cells pass, where the substitution would scan them for nothing
-    return neutralise(text if text.isprintable() else _one_line(text))
+    if text.isprintable():
+        return text if text >= _NO_FORMULA else neutralise(text)
+    return neutralise(_one_line(text))
+
+
+def _joined(items: Sequence[Any]) -> str:
+    """A transcript's turns, or any other items, as one text."""
+    turns = []  # one pass, and no comprehension: a transcript is a few turns
+    for item in items:
+        if not isinstance(item, TranscriptTurn):
+            return " ".join([str(item) for item in items])
+        turns.append(f"{item.speaker}: {item.text}")
+    return " | ".join(turns)
+
+
+#: for a column of each type in the model: the test its usual value passes, and its cell then,
+#: which is what _cell makes of that value, without the calls; other values go to _cell
+_USUAL: dict[type, tuple[str, str]] = {
+    str: (
+        "v.__class__ is str and v.isprintable()",
+        f"v if v >= {_NO_FORMULA!r} else neutralise(v)",
+    ),
+    # isoformat() asks a time's tzinfo for its offset, a third of its cost, and UTC's is known;
+    # the date's text is kept (a backlog's times fall on a few days)
+    datetime: (
+        "v.__class__ is datetime and v.tzinfo is UTC",
+        'f"{_day(v.toordinal())}T{v.time().isoformat()}+00:00"',
+    ),
+    int: ("v.__class__ is int", "str(v)"),
+    # the encoder escapes every control character (CR, LF, NUL): the text is on one line, and
+    # begins with "{", no formula
+    dict: ("v.__class__ is dict", '"".join(_ENCODE_JSON(v, 0)) if v else ""'),
+    tuple: ("v.__class__ is tuple", '_text(_joined(v)) if v else ""'),
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _day(ordinal: int) -> str:
+    """The ISO 8601 text of a day, given by its ordinal (the generated code writes times)."""
+    return date.fromordinal(ordinal).isoformat()
+
+
+def _model_type(path: Sequence[str]) -> tuple[Any, bool]:
+    """The type the model declares for ``event.<path>``, None left out, and whether it may be
+    None. A generic type is given by its origin (``tuple``)."""
+    declared: Any = Event
+    optional = False
+    for name in path:
+        hint = typing.get_type_hints(declared)[name]
+        kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        optional = type(None) in kinds
+        kinds = tuple(kind for kind in kinds if kind is not type(None))
+        declared = kinds[0] if len(kinds) == 1 else Any
+    return typing.get_origin(declared) or declared, optional
+
+
+def _may_be_absent(part: Sequence[str]) -> bool:
+    """Whether ``event.<part>``, or a part on the way to it, may be None."""
+    return any(_model_type(part[:end])[1] for end in range(1, len(part) + 1))
+
+
+def _usual(declared: Any, namespace: dict[str, Any]) -> tuple[str, str] | None:
+    """The test and the cell of a usual value of the ``declared`` type; None if it has none."""
+    if isinstance(declared, type) and issubclass(declared, enum.Enum):
+        # a member of a vocabulary is its own cell (plain words): checked here, not assumed
+        members: list[Any] = list(declared)
+        if not all(_cell(member) is member for member in members):
+            return None
+        namespace[declared.__name__] = declared
+        return f"v.__class__ is {declared.__name__}", "v"
+    return _USUAL.get(declared)
 
 
 @functools.lru_cache(maxsize=64)
-def _getters(columns: tuple[str, ...]) -> tuple[_Getter | None, ...]:
-    """Where each column's value comes from; None for the report file (the sink's to give)."""
-    return tuple(None if name == REPORT_FILE_COLUMN else COLUMNS[name] for name in columns)
+def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[str]]:
+    """A function rendering ``columns``, generated for them from the model.
+
+    Every delivery renders a row of dozens of cells: a loop calling a getter, then _cell and
+    neutralise, for each cell cost more than the cells' own work. As attrs and cattrs generate
+    their methods, this writes that loop out for one column list. Each part of the event is read
+    once a row, and an absent part's cells are made empty together. Each model attribute's value
+    is tested inline for what its declared type makes usual (printable text with no formula, a
+    UTC time, an int, a member of the vocabulary, a dict or tuple) and made its cell at once; a
+    UTC time equal to one already written in the row (an event's time is often its call's end)
+    takes that cell. Any other value, and a column read by another getter, goes to _cell: every
+    cell is what _cell makes of the value.
+    """
+    namespace: dict[str, Any] = {
+        "UTC": UTC,
+        "datetime": datetime,
+        "neutralise": neutralise,
+        "_cell": _cell,
+        "_day": _day,
+        "_joined": _joined,
+        "_ENCODE_JSON": _ENCODE_JSON,
+        "_text": _text,
+    }
+    local: dict[tuple[str, ...], str] = {(): "event"}  # the local holding each part read
+    body: list[str] = []  # the lines reading the parts, then each part's cells
+    # each part's columns: the cell's number, the value's expression, its declared type
+    # (None: not a model attribute) and whether it may be None
+    cells: dict[tuple[str, ...], list[tuple[int, str, Any, bool]]] = {(): []}
+    for n, name in enumerate(columns):
+        get = COLUMNS[name]
+        if name == REPORT_FILE_COLUMN:
+            cells[()].append((n, "report_file", None, True))
+        elif not isinstance(get, _Attribute):  # another getter: called, its value to _cell
+            namespace[f"get_{n}"] = get
+            cells[()].append((n, f"get_{n}(event)", None, True))
+        else:
+            *way, attribute = get.path
+            part = tuple(way)
+            for end in range(1, len(part) + 1):  # event.data, then event.data.call, ...
+                if part[:end] not in local:
+                    parent = local[part[: end - 1]]
+                    local[part[:end]] = "_".join(part[:end])
+                    read = f"{parent}.{part[end - 1]}"
+                    if _may_be_absent(part[: end - 1]):
+                        read = f"None if {parent} is None else {read}"
+                    body.append(f"{local[part[:end]]} = {read}")
+            declared, optional = _model_type(get.path)
+            cells.setdefault(part, []).append((n, f"{local[part]}.{attribute}", declared, optional))
+    times: list[int] = []  # the UTC time columns written so far: t<n> holds the time
+    for part, columns_of_part in cells.items():
+        lines = []
+        for n, value, declared, optional in columns_of_part:
+            branches = []  # the usual value first: most cells have one
+            usual = None if declared is None else _usual(declared, namespace)
+            if usual and declared is datetime:
+                same = "".join(f"c{m} if v == t{m} else " for m in times)
+                branches.append((usual[0], [f"c{n} = {same}{usual[1]}", f"t{n} = v"]))
+                times.append(n)
+            elif usual:
+                branches.append((usual[0], [f"c{n} = {usual[1]}"]))
+            branches += [("v is None", [f'c{n} = ""'])] if optional else []
+            lines.append(f"v = {value}")
+            for keyword, (test, then) in zip(("if", "elif"), branches, strict=False):
+                lines += [f"{keyword} {test}:", *(f"    {line}" for line in then)]
+            lines += ["else:", f"    c{n} = _cell(v)"] if branches else [f"c{n} = _cell(v)"]
+        if _may_be_absent(part):  # an absent part (no call, say): all its cells are empty
+            empty = " = ".join(f"c{n}" for n, *_ in columns_of_part)
+            lines = [f"if {local[part]} is None:", f'    {empty} = ""', "else:"] + [
+                f"    {line}" for line in lines
+            ]
+        body += lines
+    if times:  # a time not written (None, say) is equal to none
+        body.insert(0, " = ".join(f"t{n}" for n in times) + " = None")
+    body.append(f"return [{', '.join(f'c{n}' for n in range(len(columns)))}]")
+    source = "\n".join(["def render(event, report_file):", *(f"    {line}" for line in body), ""])
+    filename = f"<eventrouter_csv render_row {len(columns)} columns {id(columns):x}>"
+    # the source is kept for tracebacks and debuggers, as attrs keeps its generated methods'
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the code is ours
+    render: Callable[[Event, str | None], list[str]] = namespace["render"]
+    return render
+
+
+#: the columns last rendered, and their renderer: a sink renders each row with the same tuple,
+#: and finding it in _renderer's cache hashes dozens of names, the cost of a few cells
+_last: tuple[tuple[str, ...], Callable[[Event, str | None], list[str]]] = ((), _renderer(()))
 
 
 def render_row(
     event: Event, columns: Sequence[str], *, report_file: str | None = None
 ) -> list[str]:
     """The cells of ``event``'s row, in ``columns`` order."""
-    cells = []
-    for get in _getters(tuple(columns)):
-        value = report_file if get is None else get(event)
-        cells.append("" if value is None else _cell(value))  # absent values: no call
-    return cells
+    global _last
+    last, render = _last
+    if columns is not last:  # (a list, which may change, is never the tuple kept)
+        columns = tuple(columns)
+        render = _renderer(columns)
+        _last = columns, render
+    return render(event, report_file)
 
 
 def encode_row(cells: Sequence[str]) -> bytes:
@@ -179,10 +371,41 @@ def encode_row(cells: Sequence[str]) -> bytes:
 
 def encode_rows(rows: Iterable[Sequence[str]]) -> bytes:
     """CSV records, UTF-8, each ending in a single ``\\n``: what :func:`encode_row` gives for
-    each row, joined, for the price of one writer (a batch of rows is appended at once)."""
+    each row, joined (a batch of rows is appended at once)."""
+    return "".join([_record(cells) for cells in rows]).encode("utf-8", "replace")
+
+
+def _record(cells: Sequence[str]) -> str:
+    """``cells`` as the csv module writes them (minimal quoting), without its writer for text.
+
+    The writer reads every character on its own, three times the cost of a row's cells: a cell
+    is only quoted (its quotes doubled) for a comma, a quote or a line feed, which str searches
+    find at once. What is not text (None, numbers), a row of no cell or of one empty cell, and
+    a CR (the writer's rule for it is its own) are left to the writer.
+    """
+    try:
+        count = len(cells)
+        line = ",".join(cells)
+    except TypeError:  # a cell that is not text (or cells that are not a sequence)
+        return _csv_record(cells)
+    if not line or "\r" in line:
+        return _csv_record(cells)
+    if '"' not in line and "\n" not in line and line.count(",") == count - 1:
+        return f"{line}\n"  # no cell to quote
+    quoted = [  # an empty cell (many are) is not searched
+        '"' + cell.replace('"', '""') + '"'
+        if cell and ("," in cell or '"' in cell or "\n" in cell)
+        else cell
+        for cell in cells
+    ]
+    return ",".join(quoted) + "\n"
+
+
+def _csv_record(cells: Iterable[Any]) -> str:
+    """``cells`` as the csv module's writer writes them."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode("utf-8", "replace")
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
 
 
 def archive_view(event: Event) -> Event:
