@@ -392,10 +392,8 @@ def _record(cells: Sequence[str]) -> str:
         return _csv_record(cells)
     if '"' not in line and "\n" not in line and line.count(",") == count - 1:
         return f"{line}\n"  # no cell to quote
-    quoted = [  # an empty cell (many are) is not searched
-        '"' + cell.replace('"', '""') + '"'
-        if cell and ("," in cell or '"' in cell or "\n" in cell)
-        else cell
+    quoted = [
+        '"' + cell.replace('"', '""') + '"' if "," in cell or '"' in cell or "\n" in cell else cell
         for cell in cells
     ]
     return ",".join(quoted) + "\n"
