@@ -17,7 +17,6 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import attrs
@@ -141,26 +140,11 @@ def _one_line(text: str) -> str:
 
 #: json.dumps makes an encoder per call when given options; one made once writes the same text
 _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
-#: and encode() makes its C encoder per call, a third of the time on an event's attributes: this
-#: is the one it makes, made once. Without circular-reference bookkeeping (its only state, which
-#: an error would leave behind): every event is stored as JSON before a sink gets it, so its
-#: values hold no cycle (one would stop the encoder at its recursion limit)
-_ENCODE_JSON = c_make_encoder(
-    None,
-    _JSON.default,
-    encode_basestring,
-    _JSON.indent,
-    _JSON.key_separator,
-    _JSON.item_separator,
-    _JSON.sort_keys,
-    _JSON.skipkeys,
-    _JSON.allow_nan,
-)
 
 
 def _json(value: dict[Any, Any]) -> str:
     """``value`` as _JSON writes it."""
-    return "".join(_ENCODE_JSON(value, 0))
+    return _JSON.encode(value)
 
 
 def _cell(value: Any) -> str:
@@ -220,7 +204,7 @@ _USUAL: dict[type, tuple[str, str]] = {
     int: ("v.__class__ is int", "str(v)"),
     # the encoder escapes every control character (CR, LF, NUL): the text is on one line, and
     # begins with "{", no formula
-    dict: ("v.__class__ is dict", '"".join(_ENCODE_JSON(v, 0)) if v else ""'),
+    dict: ("v.__class__ is dict", '_JSON.encode(v) if v else ""'),
     tuple: ("v.__class__ is tuple", '_text(_joined(v)) if v else ""'),
 }
 
@@ -283,7 +267,7 @@ def _renderer(columns: tuple[str, ...]) -> Callable[[Event, str | None], list[st
         "_cell": _cell,
         "_day": _day,
         "_joined": _joined,
-        "_ENCODE_JSON": _ENCODE_JSON,
+        "_JSON": _JSON,
         "_text": _text,
     }
     local: dict[tuple[str, ...], str] = {(): "event"}  # the local holding each part read
