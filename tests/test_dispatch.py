@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from eventrouter import hookimpl
@@ -235,9 +236,18 @@ async def test_concurrency_limit_is_respected(make_router, config_with, recorded
             active -= 1
 
     sink.deliver = counting
+    # the nine wait while the sink is paused, so the worker finds a backlog: posted one by one
+    # to a working sink, three were in flight only if each post took under an attempt's 100 ms
+    store = router.store
+    await store.put_control(
+        "limited", attrs.evolve(await store.get_control("limited"), paused=True)
+    )
     for n in range(9):
         await router.post("demo", {"type": "x", "data": {"n": n}})
-    await recorded.wait_for("limited", 9, timeout=5)
+    paused = await store.get_control("limited")
+    assert await store.put_control("limited", attrs.evolve(paused, paused=False))
+    router.client.app[DISPATCHER].notify(["limited"])
+    await recorded.wait_for("limited", 9, timeout=10)
     assert peak == 3
 
 
@@ -383,7 +393,8 @@ async def test_a_failed_outcome_write_is_retried_before_the_lease_ends(
     monkeypatch.setattr(store, "settle", flaky_settle)
     _, body = await router.post("demo", {"type": "x"})
 
-    record = await wait_state(router, body["event_id"], "ok", "done", timeout=3)
+    # 10 s: room for a slow machine, still far short of the 60 s lease a lost outcome waits for
+    record = await wait_state(router, body["event_id"], "ok", "done", timeout=10)
     assert record.attempts == 1
     assert failures == 0
     assert len(recorded.events["ok"]) == 1  # the lease is 60 s: nothing delivered twice
