@@ -56,6 +56,8 @@ from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter.runner import tune_collector
 
 KINDS = ("csv", "discard", "discard, events pre-read")
+#: a drain that takes longer has gone wrong (a delivery failing again and again)
+DRAIN_TIMEOUT = 300.0
 
 
 class DiscardSink(Sink):
@@ -96,9 +98,10 @@ def write_config(directory: Path, kind: str) -> Path:
 def stored_events_pre_read(path: Path) -> Iterator[None]:
     """Make the stores' reader hand out events read beforehand (the clock does not see it)."""
     with sqlite3.connect(path) as conn:
+        # keyed as the claim reads them: the stored bytes
         ready = {
             body: Event.from_stored_json(body)
-            for (body,) in conn.execute("SELECT body FROM events")
+            for (body,) in conn.execute("SELECT CAST(body AS BLOB) FROM events")
         }
     real = Event.from_stored_json
     Event.from_stored_json = staticmethod(ready.__getitem__)  # type: ignore[method-assign,assignment]
@@ -123,7 +126,12 @@ async def drain(directory: Path, kind: str, count: int, *, fill: bool = True) ->
         cpu = time.process_time()
         await server.start_server()
         store = app[STORE]
+        deadline = time.monotonic() + DRAIN_TIMEOUT
         while await store.queue_depth():
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"{kind}: {await store.queue_depth()} deliveries left after {DRAIN_TIMEOUT:g}s"
+                )
             await asyncio.sleep(0.01)
         cpu = time.process_time() - cpu
         await server.close()
