@@ -18,7 +18,7 @@ from eventrouter.connections import ConnectionGuard
 from eventrouter.converter import Duration
 from eventrouter.events import Event, EventData, utcnow
 from eventrouter.metrics import Metrics
-from eventrouter.runner import refuse_new_connections
+from eventrouter.runner import YOUNG_COLLECTION_THRESHOLD, refuse_new_connections
 from eventrouter.store.sqlite import SQLiteStore
 from tests.processes import wait_until, write_demo_config
 
@@ -192,3 +192,22 @@ sinks = ["out"]
         hits.setblocking(False)
         with pytest.raises(BlockingIOError):  # nobody tried to deliver
             hits.accept()
+
+
+def test_the_collector_is_set_up_for_a_server_once_its_app_has_started():
+    # in a process of its own: the settings are the whole process's
+    code = (
+        "import gc; from eventrouter.runner import YOUNG_COLLECTION_THRESHOLD, tune_collector\n"
+        "before = gc.get_threshold()\n"
+        "tune_collector()\n"
+        "after = gc.get_threshold()\n"
+        "assert after == (YOUNG_COLLECTION_THRESHOLD, *before[1:]), (before, after)\n"
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+    # room for several batches of 100 events in flight, each event with dozens of containers
+    assert YOUNG_COLLECTION_THRESHOLD >= 100 * 100
