@@ -158,8 +158,8 @@ class _SinkWorker:
         self.dispatcher = dispatcher
         self.wakeup = asyncio.Event()
         self.inflight: set[asyncio.Task[None]] = set()
-        self.stopping = False
-        #: set with ``stopping``: ends a wait that a wake-up must not end (see _linger)
+        #: set when the worker is to stop: ends every wait, a wake-up's and a lingering one
+        #: (which a wake-up must not end: see _linger)
         self.halt = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         #: looks in a row that found work due but claimed none (see SPIN_BACKOFF)
@@ -191,7 +191,7 @@ class _SinkWorker:
         store = self.dispatcher.store
         policy = self.spec.delivery
         concurrency = policy.concurrency
-        while not self.stopping:
+        while not self.halt.is_set():
             self.wakeup.clear()
             free = concurrency - len(self.inflight)
             if free <= 0:
@@ -676,7 +676,6 @@ class Dispatcher:
     async def stop(self, *, grace: float) -> None:
         """Stop claiming, let running attempts finish (up to ``grace`` seconds), close the sinks."""
         for worker in self.workers.values():
-            worker.stopping = True
             worker.halt.set()
             worker.wakeup.set()
         if self.watcher is not None:
