@@ -258,6 +258,8 @@ class _Checkpointer(threading.Thread):
         self.path = path
         self.interval = interval
         self.restart_after = restart_after
+        #: restart_after in frames of the log (known once connected)
+        self.restart_frames = 0
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -280,13 +282,15 @@ class _Checkpointer(threading.Thread):
         conn = _connect(self.path)
         conn.execute(f"PRAGMA journal_size_limit = {self.restart_after}")
         conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        # a frame of the log holds one page; the page size is the database's, set once
+        self.restart_frames = self.restart_after // conn.execute("PRAGMA page_size").fetchone()[0]
         return conn
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """One round: passive, then a restart when the log has grown past ``restart_after``."""
+        """One round on a connection from :meth:`connect`: passive, then a restart when the log
+        has grown past ``restart_after``."""
         _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        if frames * page_size > self.restart_after:
+        if frames > self.restart_frames:
             conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
 
