@@ -92,12 +92,19 @@ def _with_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="Receive and store only; leave delivery to `eventrouter worker`.",
 )
+@click.option(
+    "--delivery-processes",
+    type=click.IntRange(min=0),
+    help="Override [server] delivery_processes: deliver in this many worker processes of "
+    "serve's own (0: in serve's process).",
+)
 @_with_log_options
 def serve(
     config_path: Path,
     host: str | None,
     port: int | None,
     no_deliver: bool,
+    delivery_processes: int | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -110,6 +117,7 @@ def serve(
         log_level=log_level,
         ingest=True,
         deliver=not no_deliver,
+        delivery_processes=delivery_processes,
     )
 
 
@@ -134,8 +142,21 @@ def serve(
     show_default=True,
     help="Port for /healthz, /readyz and /metrics (0: any free port).",
 )
+@click.option(
+    "--parent",
+    type=int,
+    hidden=True,
+    help="The serve process that started this one (a delivery process): stop when it is gone.",
+)
 @_with_log_options
-def worker(config_path: Path, host: str, port: int, log_format: str, log_level: str) -> None:
+def worker(
+    config_path: Path,
+    host: str,
+    port: int,
+    parent: int | None,
+    log_format: str,
+    log_level: str,
+) -> None:
     """Deliver stored events to the sinks, without receiving webhooks (scale delivery apart from ingest)."""
     _run_server(
         config_path,
@@ -145,6 +166,7 @@ def worker(config_path: Path, host: str, port: int, log_format: str, log_level: 
         log_level=log_level,
         ingest=False,
         deliver=True,
+        parent=parent,
     )
 
 
@@ -157,6 +179,8 @@ def _run_server(
     log_level: str,
     ingest: bool,
     deliver: bool,
+    delivery_processes: int | None = None,
+    parent: int | None = None,
 ) -> None:
     from eventrouter.app import create_app
     from eventrouter.console import ConsoleListenError
@@ -173,14 +197,40 @@ def _run_server(
         log.warning("%s", public)
     host = host or config.server.host
     port = config.server.port if port is None else port
-    app = create_app(config, pm=pm, ingest=ingest, deliver=deliver)
+    if delivery_processes is None:
+        delivery_processes = config.server.delivery_processes
+    children = delivery_processes if ingest and deliver else 0
+    app = create_app(config, pm=pm, ingest=ingest, deliver=deliver and not children)
     if ingest and config.console.enabled:
         from eventrouter.app import METRICS, STORE
         from eventrouter.console import console_listener
 
         app.cleanup_ctx.append(console_listener(config, store=app[STORE], metrics=app[METRICS]))
+    if children:
+        from eventrouter.app import METRICS
+        from eventrouter.supervisor import KILL_MARGIN, DeliveryProcesses, worker_command
+
+        supervisor = DeliveryProcesses(
+            worker_command(
+                config_path,
+                host=host,
+                port=config.server.delivery_port,
+                log_format=log_format,
+                log_level=log_level,
+            ),
+            count=children,
+            grace=float(config.server.shutdown_timeout) + KILL_MARGIN,
+            metrics=app[METRICS],
+        )
+        app.cleanup_ctx.append(supervisor.context())
+    if parent is not None:
+        from eventrouter.supervisor import exit_with_parent
+
+        app.cleanup_ctx.append(exit_with_parent(parent))
     role = (
-        "receiving and delivering"
+        f"receiving, delivering in {children} process{'es' if children > 1 else ''} of its own"
+        if children
+        else "receiving and delivering"
         if ingest and deliver
         else "receiving only"
         if ingest
@@ -197,7 +247,7 @@ def _run_server(
                 bound,
                 path,
             )
-        for name, spec in config.sinks.items() if deliver else ():
+        for name, spec in config.sinks.items() if deliver and not children else ():
             log.info(
                 "sink %s (%s), concurrency %d", name, spec.sink.type_name, spec.delivery.concurrency
             )

@@ -81,6 +81,14 @@ class ServerConfig:
     keepalive_timeout: Duration = field(default=Duration(5))
     #: reverse proxies (CIDRs) whose X-Forwarded-For names the client; nobody else's is read
     trusted_proxies: tuple[str, ...] = field(default=())
+    #: ``eventrouter worker`` processes that ``serve`` runs for delivery (0: it delivers itself)
+    delivery_processes: int = field(default=0, validator=attrs.validators.ge(0))
+    #: the first delivery process's /healthz, /readyz and /metrics port, the next ones counting
+    #: up from it (0: any free port, logged)
+    delivery_port: int = field(
+        default=0,
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535)),
+    )
 
     @header_timeout.validator
     @read_timeout.validator

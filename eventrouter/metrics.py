@@ -67,6 +67,16 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        self.delivery_processes = Gauge(
+            "eventrouter_delivery_processes",
+            "Delivery processes ([server] delivery_processes) this serve process runs, alive now",
+            registry=self.registry,
+        )
+        self.delivery_process_restarts = Counter(
+            "eventrouter_delivery_process_restarts",
+            "Delivery processes that exited while serve ran and were started again",
+            registry=self.registry,
+        )
         self.connections_open = Gauge(
             "eventrouter_connections_open",
             "Connections admitted and not yet closed",

@@ -122,6 +122,31 @@ class EventRouterProcess:
         )
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
 async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.01) -> None:
     """Poll ``predicate()`` until it is true; AssertionError naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -132,15 +157,21 @@ async def wait_until(predicate: Any, *, timeout: float, what: str, interval: flo
 
 
 def write_demo_config(
-    directory: Path, rest: str = "", *, store: str = 'path = "eventrouter.db"'
+    directory: Path,
+    rest: str = "",
+    *,
+    store: str = 'path = "eventrouter.db"',
+    server: str = "",
 ) -> Path:
-    """``directory/eventrouter.toml``: a server on 127.0.0.1, ``[store]`` holding ``store``, a
-    standard-webhooks source ``demo`` signed with :data:`WHSEC`, then ``rest`` (sinks, routes)."""
+    """``directory/eventrouter.toml``: a server on 127.0.0.1 (with ``server``'s lines), ``[store]``
+    holding ``store``, a standard-webhooks source ``demo`` signed with :data:`WHSEC`, then
+    ``rest`` (sinks, routes)."""
     config = directory / "eventrouter.toml"
     config.write_text(
         f"""
 [server]
 host = "127.0.0.1"
+{server}
 
 [store]
 {store}

@@ -19,6 +19,7 @@ import asyncio
 import csv
 import errno
 import json
+import os
 import re
 import signal
 import time
@@ -34,6 +35,7 @@ from attrs import define, field
 from eventrouter_csv import DEFAULT_COLUMNS
 from tests.processes import (
     EventRouterProcess,
+    children_of,
     signed_requests,
     wait_until,
     write_demo_config,
@@ -139,6 +141,7 @@ def write_config(
     redis_url: str | None = None,
     concurrency: int = CONCURRENCY,
     batch_size: int = BATCH_SIZE,
+    delivery_processes: int = 0,
 ) -> Path:
     store = (
         f'backend = "redis"\nurl = "{redis_url}"\nkey_prefix = "crash"'
@@ -157,6 +160,7 @@ delivery = {{ concurrency = {concurrency}, batch_size = {batch_size}, timeout = 
 sinks = ["archive"]
 """,
         store=store,
+        server=f"delivery_processes = {delivery_processes}",
     )
 
 
@@ -249,12 +253,24 @@ def _store_args(backend: str, request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("redis_server").url if backend == "redis" else None
 
 
-@backends
+@pytest.mark.parametrize(
+    ("backend", "delivery_processes"),
+    [
+        ("sqlite", 0),
+        # serve and its delivery process killed together, as in a power cut
+        pytest.param("sqlite", 1, id="sqlite-delivery-process"),
+        pytest.param("redis", 0, marks=pytest.mark.redis),
+    ],
+)
 async def test_sigkill_mid_burst_loses_no_acknowledged_event(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    backend: str, delivery_processes: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    config = write_config(tmp_path, redis_url=_store_args(backend, request))
+    config = write_config(
+        tmp_path,
+        redis_url=_store_args(backend, request),
+        delivery_processes=delivery_processes,
+    )
     first = router(config)
     traffic = Traffic()
     burst = asyncio.create_task(
@@ -264,7 +280,12 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_event(
         await wait_until(
             lambda: traffic.answered >= REQUESTS // 2, timeout=30, what="half the burst answered"
         )
+        assert first.process is not None
+        children = children_of(first.process.pid)
+        assert len(children) == delivery_processes
         first.signal(signal.SIGKILL)
+        for child in children:
+            os.kill(child, signal.SIGKILL)
         assert await asyncio.to_thread(first.wait, timeout=10) == -signal.SIGKILL
         await burst
     finally:
