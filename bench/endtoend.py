@@ -7,6 +7,8 @@ one after the other, each on 127.0.0.1 in its own temporary directory:
 
 - ``eventrouter csv``: the altur source routed to the CSV sink, SQLite store;
 - ``eventrouter http``: the same, routed to the http sink posting to a bare aiohttp endpoint;
+- ``eventrouter csv +1``, ``eventrouter http +1``: the same two with ``serve
+  --delivery-processes 1``: serve receives, one ``eventrouter worker`` child of its own delivers;
 - ``flask baseline``: ``bench/flask_receiver.py`` under ``gunicorn -w 2`` (verify the HMAC,
   append a CSV row, fsync, answer 200): everything is delivered when it answers.
 
@@ -30,7 +32,7 @@ the acks' p50/p99 and the deliveries made meanwhile (neither side may starve the
 
     python bench/endtoend.py [--rates 100,200,300,500,750,1000,1500,2000,3000] [--seconds 5] [--rounds 2]
                              [--log-level info] [--backlog 100000] [--skip-drain]
-                             [--targets csv,http,flask] [--profile FILE]
+                             [--targets csv,csv+1,http,http+1,flask] [--profile FILE]
 
 About four to five minutes with the defaults on an idle 2-core machine. Needs the ``bench``
 extra (``make bench`` installs it). The server's log goes to a file, as in production.
@@ -267,22 +269,33 @@ def run_rates(
 
 @contextmanager
 def eventrouter(
-    directory: Path, args: argparse.Namespace, *, sink: str, endpoint: str = ""
+    directory: Path,
+    args: argparse.Namespace,
+    *,
+    sink: str,
+    endpoint: str = "",
+    delivery_processes: int = 0,
 ) -> Iterator[tuple[str, Config, subprocess.Popen[bytes]]]:
-    """``eventrouter serve`` running in ``directory``: its base URL, parsed config, process."""
+    """``eventrouter serve`` running in ``directory`` (delivering in ``delivery_processes``
+    children of its own, or itself): its base URL, parsed config, process."""
     port = free_port()
     config_path = write_config(directory, port, sink=sink, endpoint=endpoint)
     config = load_config(config_path, installed_types())
+    command = serve_command(config_path, log_level=args.log_level)
+    if delivery_processes:
+        command += ["--delivery-processes", str(delivery_processes)]
     with (directory / "server.log").open("wb") as log:
-        process = start(serve_command(config_path, log_level=args.log_level), stderr=log)
+        process = start(command, stderr=log)
     try:
         yield f"http://127.0.0.1:{port}", config, process
     finally:
         stop(process)
 
 
-def measure_eventrouter(tmp: Path, args: argparse.Namespace, sink: str) -> list[Step]:
-    directory = tmp / sink
+def measure_eventrouter(
+    tmp: Path, args: argparse.Namespace, sink: str, *, delivery_processes: int = 0
+) -> list[Step]:
+    directory = tmp / f"{sink}-{delivery_processes}"
     directory.mkdir()
     endpoint_port = free_port()
     endpoint = None
@@ -292,13 +305,25 @@ def measure_eventrouter(tmp: Path, args: argparse.Namespace, sink: str) -> list[
         url = f"http://127.0.0.1:{endpoint_port}/deliveries"
         if endpoint is not None:
             asyncio.run(wait_ready(f"http://127.0.0.1:{endpoint_port}/"))
-        with eventrouter(directory, args, sink=sink, endpoint=url) as (base, config, _):
+        with eventrouter(
+            directory, args, sink=sink, endpoint=url, delivery_processes=delivery_processes
+        ) as (base, config, _):
             return run_rates(
-                f"eventrouter {sink}", base, "/hooks/bench", config, args, has_queue=True
+                target_name(sink, delivery_processes),
+                base,
+                "/hooks/bench",
+                config,
+                args,
+                has_queue=True,
             )
     finally:
         if endpoint is not None:
             stop(endpoint)
+
+
+def target_name(sink: str, delivery_processes: int) -> str:
+    """``eventrouter csv``, or ``eventrouter csv +1`` when it delivers in one process of its own."""
+    return f"eventrouter {sink}" + (f" +{delivery_processes}" if delivery_processes else "")
 
 
 def measure_flask(tmp: Path, args: argparse.Namespace, config: Config) -> list[Step]:
@@ -470,7 +495,7 @@ def _function(frame: str) -> str:
 def print_table(results: dict[str, list[Step]]) -> dict[str, int]:
     """The per-rate table; returns each target's sustained rate (0: none)."""
     print(
-        f"{'target':<18}{'rate/s':>8}{'sent':>7}{'ack p50 ms':>12}{'ack p99 ms':>12}"
+        f"{'target':<20}{'rate/s':>8}{'sent':>7}{'ack p50 ms':>12}{'ack p99 ms':>12}"
         f"{'non-200':>9}{'client late p99 ms':>20}{'backlog':>9}  sustained"
     )
     sustained: dict[str, int] = {}
@@ -479,7 +504,7 @@ def print_table(results: dict[str, list[Step]]) -> dict[str, int]:
         for s in steps:
             left = "-" if s.backlog is None else str(s.backlog)
             print(
-                f"{name:<18}{s.rate:>8}{s.sent:>7}{s.p50:>12.1f}{s.p99:>12.1f}{s.failed:>9}"
+                f"{name:<20}{s.rate:>8}{s.sent:>7}{s.p50:>12.1f}{s.p99:>12.1f}{s.failed:>9}"
                 f"{s.late_p99:>20.1f}{left:>9}  {'yes' if s.sustained else 'no'}"
             )
     return sustained
@@ -544,7 +569,9 @@ def main() -> None:
         help="sample the drain with py-spy into FILE (collapsed stacks)",
     )
     parser.add_argument(
-        "--targets", default="csv,http,flask", help="which of csv, http, flask to load"
+        "--targets",
+        default="csv,csv+1,http,http+1,flask",
+        help="which of csv, http, flask to load; csv+N, http+N: serve --delivery-processes N",
     )
     args = parser.parse_args()
     targets = args.targets.split(",")
@@ -552,10 +579,15 @@ def main() -> None:
     results: dict[str, list[Step]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for sink in ("csv", "http"):
-            if sink in targets:
-                print(f"eventrouter, {sink} sink", file=sys.stderr)
-                results[f"eventrouter {sink}"] = measure_eventrouter(tmp, args, sink)
+        for target in targets:
+            sink, _, processes = target.partition("+")
+            if sink not in ("csv", "http"):
+                continue
+            name = target_name(sink, int(processes or 0))
+            print(name, file=sys.stderr)
+            results[name] = measure_eventrouter(
+                tmp, args, sink, delivery_processes=int(processes or 0)
+            )
         if "flask" in targets:
             print("flask baseline (gunicorn -w 2)", file=sys.stderr)
             (tmp / "signer").mkdir()
@@ -573,12 +605,11 @@ def main() -> None:
     sustained = print_table(results)
     print(f"sustained rate (backlog < 1 s of events, p99 ack < {P99_LIMIT_MS:.0f} ms):")
     for name, rate in sustained.items():
-        print(f"  {name:<18}{rate:>6}/s")
+        print(f"  {name:<20}{rate:>6}/s")
     baseline = sustained.get("flask baseline")
-    for sink in ("csv", "http"):
-        mine = sustained.get(f"eventrouter {sink}")
-        if baseline and mine is not None:
-            print(f"eventrouter {sink} / flask baseline: {mine / baseline:.2f}x (target >= 2x)")
+    for name, mine in sustained.items():
+        if baseline and name.startswith("eventrouter"):
+            print(f"{name} / flask baseline: {mine / baseline:.2f}x (target >= 2x)")
     half_load(results.get("eventrouter csv", []), sustained.get("eventrouter csv", 0))
     if drain is not None:
         finished = "drained" if drain.delivered == args.backlog else "not drained"
