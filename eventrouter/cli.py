@@ -206,6 +206,7 @@ def _run_server(
         from eventrouter.console import console_listener
 
         app.cleanup_ctx.append(console_listener(config, store=app[STORE], metrics=app[METRICS]))
+    supervisor = None
     if children:
         from eventrouter.app import METRICS
         from eventrouter.supervisor import KILL_MARGIN, DeliveryProcesses, worker_command
@@ -268,6 +269,7 @@ def _run_server(
                 port=port,
                 options=config.server,
                 on_started=started,
+                on_stopping=supervisor.stopping if supervisor is not None else None,
             )
         )
     except ConsoleListenError as exc:  # the console's own port ([console] port)

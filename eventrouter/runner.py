@@ -147,12 +147,14 @@ async def serve(
     port: int,
     options: ServerConfig,
     on_started: Callable[[int], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
 
     ``host`` and ``port`` may override ``options`` (``[server]``), which gives every limit. On the
-    signal: stop accepting, let in-flight requests finish (up to ``shutdown_timeout``), then run
-    the app's cleanup (the dispatcher lets running delivery attempts finish).
+    signal: ``on_stopping()`` is called, new connections are turned away, in-flight requests
+    finish (up to ``shutdown_timeout``), then the app's cleanup runs (the dispatcher lets running
+    delivery attempts finish; delivery processes are stopped).
     """
     loop = asyncio.get_running_loop()
     guard = ConnectionGuard(options, metrics=app[METRICS])
@@ -193,6 +195,8 @@ async def serve(
             log.info(
                 "shutting down: no new connections; finishing in-flight requests and deliveries"
             )
+            if on_stopping is not None:
+                on_stopping()
             await stop_accepting(listener)
             grace = min(float(options.header_timeout), float(options.shutdown_timeout))
             late = await guard.wait_for_headers(grace)

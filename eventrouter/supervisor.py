@@ -118,9 +118,14 @@ class DeliveryProcesses:
             pause = min(pause * 2, RESTART_BACKOFF[1])
             await self._spawn(number)
 
+    def stopping(self) -> None:
+        """``serve`` is shutting down: a child that exits from now on is not started again
+        (under systemd, say, the stop signal reaches every process of the service at once)."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """SIGTERM every child, wait for them (up to ``grace``), SIGKILL the ones left."""
-        self._stopping = True
+        self.stopping()
         running = [p for p in self.processes.values() if p.returncode is None]
         for process in running:
             with contextlib.suppress(ProcessLookupError):

@@ -178,3 +178,22 @@ def test_bad_settings_name_their_key(
     assert done.returncode != 0
     assert message in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+async def test_a_stop_signal_to_every_process_at_once_restarts_nothing(tmp_path: Path) -> None:
+    # what systemd does by default (KillMode=control-group): SIGTERM to serve and its children
+    serve = EventRouterProcess(config=write_config(tmp_path, processes=2)).start()
+    try:
+        assert serve.process is not None
+        await wait_until(
+            lambda: len(children_of(serve.process.pid)) == 2, timeout=10, what="two children"
+        )
+        children = children_of(serve.process.pid)
+        serve.signal(signal.SIGTERM)
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+        assert await asyncio.to_thread(serve.wait, timeout=30) == 0
+        assert not any(alive(child) for child in children)
+    finally:
+        serve.stop()
+    assert "starting it again" not in serve.logs()
