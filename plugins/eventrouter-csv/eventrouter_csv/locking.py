@@ -37,10 +37,12 @@ class ArchiveLock:
         #: orders this sink's own file work (the tasks of its event loop)
         self.tasks = asyncio.Lock()
         self._fd: int | None = None
+        self._path = Path(LOCK_NAME)
 
     def open(self, directory: Path) -> None:
         """Open (or create) ``directory``'s lock file; blocking."""
-        self._fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE)
+        self._path = directory / LOCK_NAME
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE)
 
     async def close(self) -> None:
         """Close the lock file, once no file work holds it."""
@@ -57,7 +59,14 @@ class ArchiveLock:
         """
         if self._fd is None:
             raise RuntimeError("the archive lock is not open (the sink has not started)")
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            # e.g. ENOLCK: an NFS share whose server runs no lock service
+            raise OSError(
+                exc.errno,
+                f"cannot lock {self._path} ({exc.strerror}); keep the archive on a local disk",
+            ) from None
         try:
             return function(*args)
         finally:

@@ -125,7 +125,13 @@ class CSVSink(Sink):
         self.logger = context.logger.getChild(f"csv.{self.name}")
         self._lock = ArchiveLock()
         await asyncio.to_thread(_open_root, self.root, self._lock)
-        await self.repair_archive()
+        try:
+            await (
+                self.repair_archive()
+            )  # the first lock taken: a filesystem without locks fails here
+        except BaseException:
+            await self._lock.close()
+            raise
         self.writer = GroupCommit(
             header=self.header,
             lock=self._lock,

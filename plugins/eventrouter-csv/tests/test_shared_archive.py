@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import eventrouter_csv.locking
 from eventrouter_csv import DEFAULT_COLUMNS
+from eventrouter_csv.locking import LOCK_NAME
 
 HEADER = ",".join(DEFAULT_COLUMNS).encode()
 PROCESS = Path(__file__).with_name("archive_process.py")
@@ -122,3 +126,17 @@ async def test_two_sinks_of_one_process_on_one_directory(make_sink, tmp_path, ca
     data = gzip.decompress((root / "2024-12-19.csv.gz").read_bytes())
     assert not (root / "2024-12-19.csv").exists()
     _check_rows(data, [f"{p}-{n:05d}" for p in ("one", "two") for n in range(400)])
+
+
+async def test_a_filesystem_without_locks_stops_the_sink_at_start(make_sink, tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(eventrouter_csv.locking.fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="keep the archive on a local disk") as raised:
+        await make_sink()
+    lock = tmp_path / "archive" / LOCK_NAME
+    assert str(raised.value) == (
+        f"[Errno {errno.ENOLCK}] cannot lock {lock} (No locks available); "
+        "keep the archive on a local disk"
+    )
