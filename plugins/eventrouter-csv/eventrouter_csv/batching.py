@@ -17,20 +17,24 @@ from attrs import frozen
 
 from eventrouter import RetryableError
 from eventrouter_csv.files import append_lines
+from eventrouter_csv.locking import ArchiveLock
 
 __all__ = ["GroupCommit", "run_locked"]
 
 T = TypeVar("T")
 
 
-async def run_locked(lock: asyncio.Lock, function: Callable[..., T], *args: object) -> T:
-    """Run blocking ``function`` in a thread while holding ``lock``.
+async def run_locked(lock: ArchiveLock, function: Callable[..., T], *args: object) -> T:
+    """Run blocking ``function`` in a thread while holding the archive directory's ``lock``.
 
-    A thread cannot be interrupted: if the caller is cancelled, the lock is still held until
-    the thread ends, so no other file work overlaps it.
+    The sink's tasks take turns on ``lock.tasks``; the thread then takes the directory's OS
+    lock, which other processes and sinks respect, and keeps it until ``function`` returns
+    (the event loop never waits for it). A thread cannot be interrupted: if the caller is
+    cancelled, both locks are still held until the thread ends, so no other file work
+    overlaps it.
     """
-    async with lock:
-        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    async with lock.tasks:
+        work = asyncio.ensure_future(asyncio.to_thread(lock.call, function, *args))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -52,7 +56,7 @@ class GroupCommit:
         self,
         *,
         header: bytes,
-        lock: asyncio.Lock,
+        lock: ArchiveLock,
         logger: logging.Logger,
         extension: str = "",
     ) -> None:

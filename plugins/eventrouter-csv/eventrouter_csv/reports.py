@@ -12,6 +12,7 @@ import fnmatch
 import ipaddress
 import os
 import re
+import secrets
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,8 +246,11 @@ async def _save(
     if length is not None and length > max_bytes:
         raise ReportRefused(f"report from {host} is {length} bytes, over report_max_bytes")
     await asyncio.to_thread(make_directories, destination.parent)
-    partial = destination.with_name(destination.name + ".part")
-    file = await asyncio.to_thread(open, partial, "wb")
+    # a partial file of its own: a retry may download the same report while the first attempt
+    # still runs (in this process or another one delivering into the directory), and two
+    # writers of one partial file would truncate and interleave each other's bytes
+    partial = destination.with_name(f"{destination.name}.{secrets.token_hex(4)}.part")
+    file = await asyncio.to_thread(open, partial, "xb")
     try:
         received = 0
         async for chunk in response.content.iter_chunked(_CHUNK):

@@ -28,6 +28,7 @@ from eventrouter_csv.columns import (
 )
 from eventrouter_csv.files import archive_files, make_directories, repair_file
 from eventrouter_csv.housekeeping import REPORTS_DIRECTORY, Housekeeping, housekeep
+from eventrouter_csv.locking import LOCK_NAME, ArchiveLock
 from eventrouter_csv.paths import PathTemplate
 from eventrouter_csv.reports import (
     ReportPolicy,
@@ -122,9 +123,15 @@ class CSVSink(Sink):
         #: the archive directory
         self.root = (context.base_dir / self.options.directory).resolve()
         self.logger = context.logger.getChild(f"csv.{self.name}")
-        await asyncio.to_thread(_make_root, self.root)
-        self._lock = asyncio.Lock()
-        await self.repair_archive()
+        self._lock = ArchiveLock()
+        await asyncio.to_thread(_open_root, self.root, self._lock)
+        try:
+            await (
+                self.repair_archive()
+            )  # the first lock taken: a filesystem without locks fails here
+        except BaseException:
+            await self._lock.close()
+            raise
         self.writer = GroupCommit(
             header=self.header,
             lock=self._lock,
@@ -146,6 +153,9 @@ class CSVSink(Sink):
         writer = getattr(self, "writer", None)
         if writer is not None:
             await writer.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            await lock.close()
 
     async def repair_archive(self) -> list[Path]:
         """Cut the torn last record off every archive file (done at start); the files repaired.
@@ -160,7 +170,9 @@ class CSVSink(Sink):
         def repair() -> list[tuple[Path, int, bool]]:
             done = []
             for path in archive_files(
-                self.root, lambda relative: pattern.fullmatch(relative) is not None, depth
+                self.root,
+                lambda relative: relative != LOCK_NAME and pattern.fullmatch(relative) is not None,
+                depth,
             ):
                 try:
                     removed = repair_file(path)
@@ -298,7 +310,8 @@ class CSVSink(Sink):
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
-def _make_root(root: Path) -> None:
-    """Create the archive directory durably; an existing file there is an error."""
+def _open_root(root: Path, lock: ArchiveLock) -> None:
+    """Create the archive directory durably (an existing file there is an error); open its lock."""
     make_directories(root)
     root.mkdir(exist_ok=True)
+    lock.open(root)

@@ -20,6 +20,7 @@ from eventrouter import RetryableError
 from eventrouter_csv import DEFAULT_COLUMNS
 from eventrouter_csv.columns import encode_row, render_row
 from eventrouter_csv.files import repair_tail
+from eventrouter_csv.locking import LOCK_NAME
 
 HEADER = ",".join(DEFAULT_COLUMNS)
 
@@ -343,7 +344,11 @@ async def test_other_columns_continue_in_a_numbered_file(
     again = await make_sink()
     await again.deliver(call_ended.evolve(id="evt_after_restart"))
     assert read_rows(continued)[-1]["event_id"] == "evt_after_restart"
-    assert sorted(p.name for p in root.iterdir()) == ["2024-12-19.2.csv", "2024-12-19.csv"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        LOCK_NAME,
+        "2024-12-19.2.csv",
+        "2024-12-19.csv",
+    ]
 
 
 async def test_each_change_of_columns_gets_the_next_number(make_sink, tmp_path, call_ended):
@@ -361,6 +366,7 @@ async def test_each_change_of_columns_gets_the_next_number(make_sink, tmp_path, 
     fourth = await make_sink(columns=["event_id", "type"])
     await fourth.deliver(call_ended.evolve(id="evt_d"))
     assert sorted(p.name for p in root.iterdir()) == [
+        LOCK_NAME,
         "2024-12-19.2.csv",
         "2024-12-19.3.csv",
         "2024-12-19.csv",
@@ -383,7 +389,11 @@ async def test_a_compressed_day_of_other_columns_is_not_reopened(make_sink, tmp_
         file.write(b"event_id,type\nevt_old,call.ended\n")
     sink = await make_sink()
     await sink.deliver(call_ended)
-    assert sorted(p.name for p in root.iterdir()) == ["2024-12-19.2.csv", "2024-12-19.csv.gz"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        LOCK_NAME,
+        "2024-12-19.2.csv",
+        "2024-12-19.csv.gz",
+    ]
     frame = pd.read_csv(root / "2024-12-19.2.csv", dtype=str, keep_default_na=False)
     assert list(frame["event_id"]) == ["evt_call_ended"]
 
@@ -474,7 +484,7 @@ async def test_the_start_repair_waits_for_the_file_lock(make_sink, tmp_path, cal
     await sink.deliver(call_ended)
     path = tmp_path / "archive" / "2024-12-19.csv"
     _tear(path, call_ended.evolve(id="evt_torn"))
-    async with sink._lock:  # a batch or housekeeping is at work
+    async with sink._lock.tasks:  # a batch or housekeeping is at work
         repair = asyncio.create_task(sink.repair_archive())
         await asyncio.sleep(0.1)
         assert not repair.done()

@@ -12,6 +12,7 @@ import pandas as pd
 
 from eventrouter_csv import DEFAULT_COLUMNS
 from eventrouter_csv.housekeeping import housekeep
+from eventrouter_csv.locking import LOCK_NAME
 
 HEADER = ",".join(DEFAULT_COLUMNS)
 NOW = datetime.now(UTC)
@@ -23,7 +24,9 @@ def _on_day(event, days_ago, event_id):
 
 
 def _listing(root):
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """The archive's files, but for the lock file every sink keeps in it."""
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != LOCK_NAME)
+    return sorted(p.relative_to(root).as_posix() for p in files)
 
 
 def _day(days_ago):
@@ -144,7 +147,7 @@ async def test_subdirectories_left_empty_are_removed(make_sink, tmp_path, call_e
     await sink.deliver(_on_day(call_ended, 0, "evt_new"))
     await sink.housekeep(today=TODAY)
     root = tmp_path / "archive"
-    assert sorted(p.relative_to(root).as_posix() for p in root.iterdir()) == [_day(0)]
+    assert sorted(p.relative_to(root).as_posix() for p in root.iterdir()) == [LOCK_NAME, _day(0)]
 
 
 async def test_housekeeping_runs_at_start_and_stops_at_close(make_sink, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from eventrouter import ConfigError
 from eventrouter.testing import installed_types, parse_config, structure_options
 from eventrouter_csv import CSVOptions, CSVSink
+from eventrouter_csv.locking import LOCK_NAME
 from eventrouter_csv.paths import PathTemplate, numbered_name, safe_name
 
 
@@ -38,8 +39,9 @@ async def test_hostile_values_never_leave_the_directory(make_sink, tmp_path, cal
     event = call_ended.evolve(source="../../etc", type="/passwd\x00 x")
     await sink.deliver(event)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
-        "archive/_.._.._etc-_passwd_x.csv"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in files) == [
+        f"archive/{LOCK_NAME}",
+        "archive/_.._.._etc-_passwd_x.csv",
     ]
 
 

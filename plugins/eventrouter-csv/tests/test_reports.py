@@ -12,8 +12,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+import eventrouter_csv.reports
 from eventrouter import RetryableError
-from eventrouter_csv.reports import _get, embedded_ipv4, is_public_address, report_name
+from eventrouter_csv.reports import (
+    ReportPolicy,
+    _get,
+    download_report,
+    embedded_ipv4,
+    is_public_address,
+    report_name,
+)
 
 REPORT = b"number,status\n+919876543210,completed\n" * 50
 
@@ -401,3 +409,53 @@ async def test_a_redirect_to_a_malformed_url_is_refused(
     (row,) = read_rows(tmp_path / "archive" / "2024-12-19.csv")
     assert row["campaign_report_file"] == ""
     assert "not downloaded" in caplog.text
+
+
+async def test_two_downloads_of_one_report_at_once_both_succeed(http, tmp_path, monkeypatch):
+    """A retry that runs while the first attempt still downloads (in this process or another
+    one delivering into the directory) writes a partial file of its own, not the first's."""
+    body = [b"number,status\n", b"+919876543210,completed\n" * 500]
+    both_open, first_done = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    opened = []
+
+    def open_partial(path, mode):  # stands in for open() in reports.py, which runs in a thread
+        file = open(path, mode)  # noqa: SIM115 - _save closes it
+        opened.append(path)
+        if len(opened) == 2:
+            loop.call_soon_threadsafe(both_open.set)
+        return file
+
+    monkeypatch.setattr(eventrouter_csv.reports, "open", open_partial, raising=False)
+    requests = []
+
+    async def report(request):
+        requests.append(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body[0])
+        # the first finishes once both have begun their partial files, the second after that
+        await asyncio.wait_for(both_open.wait() if len(requests) == 1 else first_done.wait(), 10)
+        await response.write(body[1])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/report.csv", report)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = _url(server, "/report.csv")
+        destination = tmp_path / "reports" / "evt_1-report.csv"
+        policy = ReportPolicy(allow_private=True)
+        first = asyncio.create_task(download_report(http, url, destination, policy))
+        second = asyncio.create_task(download_report(http, url, destination, policy))
+        assert await asyncio.wait_for(first, 10) == destination
+        first_done.set()
+        assert await asyncio.wait_for(second, 10) == destination
+    finally:
+        await server.close()
+    assert len(set(opened)) == 2
+    assert destination.read_bytes() == b"".join(body)
+    assert [p.name for p in destination.parent.iterdir()] == [destination.name]
