@@ -184,6 +184,7 @@ def _run_server(
 ) -> None:
     from eventrouter.app import create_app
     from eventrouter.console import ConsoleListenError
+    from eventrouter.dispatch import SinkStartFailed
     from eventrouter.logs import setup_logging
     from eventrouter.redact import Redactor
     from eventrouter.runner import PortUnavailable
@@ -280,6 +281,8 @@ def _run_server(
         ) from None
     except StoreUnavailable as exc:
         raise click.ClickException(f"store: {exc} (check [store] in the configuration)") from None
+    except SinkStartFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.group(

@@ -44,7 +44,7 @@ from eventrouter.store.base import (
     Store,
 )
 
-__all__ = ["Dispatcher", "cancel_and_wait"]
+__all__ = ["Dispatcher", "SinkStartFailed", "cancel_and_wait"]
 
 log = logging.getLogger("eventrouter.dispatch")
 
@@ -611,6 +611,13 @@ class _SinkWorker:
         )
 
 
+class SinkStartFailed(Exception):
+    """A sink's ``start`` raised (a directory it cannot create, say): the process cannot deliver.
+
+    The message names the sink's table and the error, secrets masked, for the command line.
+    """
+
+
 class Dispatcher:
     """Runs every sink's worker; ``notify`` wakes the workers of sinks that got new deliveries."""
 
@@ -639,8 +646,15 @@ class Dispatcher:
         self.heartbeat: asyncio.Task[None] | None = None
 
     async def start(self, context: SinkContext) -> None:
-        for worker in self.workers.values():
-            await worker.spec.sink.start(context)
+        for name, worker in self.workers.items():
+            try:
+                await worker.spec.sink.start(context)
+            except Exception as exc:
+                message = self.redactor(str(exc) or type(exc).__name__)
+                raise SinkStartFailed(
+                    f"sinks.{name}: the {worker.spec.sink.type_name} sink cannot start: {message}"
+                    f" (check [sinks.{name}] in the configuration)"
+                ) from exc
         for name, worker in self.workers.items():
             worker.task = asyncio.create_task(worker.run(), name=f"sink-worker-{name}")
         if self.workers:

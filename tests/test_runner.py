@@ -211,3 +211,30 @@ def test_the_collector_is_set_up_for_a_server_once_its_app_has_started():
     assert done.stdout.strip() == "ok", done.stderr
     # room for several batches of 100 events in flight, each event with dozens of containers
     assert YOUNG_COLLECTION_THRESHOLD >= 100 * 100
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_sink_that_cannot_start_stops_the_server_with_a_message(tmp_path, command):
+    """No traceback: the sink's table, what went wrong, where to look."""
+    (tmp_path / "taken").write_text("a file, where the archive's directory should go")
+    config = write_demo_config(
+        tmp_path,
+        """
+[sinks.archive]
+plugin = "csv"
+directory = "taken/archive"
+
+[[routes]]
+sinks = ["archive"]
+""",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "eventrouter", command, f"--config={config}", "--port=0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "sinks.archive: the csv sink cannot start: " in result.stderr
+    assert "check [sinks.archive] in the configuration" in result.stderr
+    assert "Traceback" not in result.stderr
