@@ -198,3 +198,33 @@ async def test_closing_the_store_ends_its_watch(tmp_path):
     async with asyncio.timeout(10):
         assert await task is None
     assert not store.watching
+
+
+async def test_a_watch_that_cannot_read_says_so_once_and_recovers(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sqlite_watch, "RECONNECT_DELAY", 0.05)
+    real = sqlite_watch.open_connection
+    broken = tmp_path / "not-a-store.db"  # no tables: every read of the marks fails
+    attempts: list[Path] = []
+
+    def open_connection(path: Path) -> sqlite3.Connection:
+        attempts.append(path)
+        return real(broken if len(attempts) <= 3 else path)
+
+    monkeypatch.setattr(sqlite_watch, "open_connection", open_connection)
+    store = SQLiteStore(tmp_path / "eventrouter.db")
+    await store.open()
+    woken: list[str] = []
+    task = asyncio.create_task(store.watch(["alpha"], woken.append))
+    try:
+        await wait_until(lambda: len(attempts) >= 2, timeout=10, what="a second try")
+        assert not store.watching  # workers poll every POLL_INTERVAL meanwhile
+        assert woken == []
+
+        await wait_until(lambda: store.watching, timeout=10, what="the watch, reconnected")
+        await until(woken, ["alpha"])
+        warned = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warned) == 1, warned
+        assert "no such table" in warned[0].getMessage()
+    finally:
+        await dispatch.cancel_and_wait(task)
+        await store.close()

@@ -87,19 +87,25 @@ class CommitWatch(threading.Thread):
 
     def run(self) -> None:
         try:
+            failures = 0
             while not self.stopped.is_set():
                 try:
                     conn = open_connection(self.path)
-                except sqlite3.Error as exc:
-                    log.warning("cannot watch the SQLite store for new work: %s", exc)
-                else:
                     try:
                         self._poll(conn)
-                    except sqlite3.Error as exc:
-                        log.warning("watching the SQLite store for new work failed: %s", exc)
                     finally:
+                        if self.watching:  # it worked a while: a failure now is a new outage
+                            failures = 0
                         self.watching = False
                         conn.close()
+                except sqlite3.Error as exc:
+                    # once per outage, not every RECONNECT_DELAY
+                    log.log(
+                        logging.DEBUG if failures else logging.WARNING,
+                        "cannot watch the SQLite store for new work (workers poll meanwhile): %s",
+                        exc,
+                    )
+                    failures += 1
                 self.stopped.wait(RECONNECT_DELAY)
         except Exception:
             log.exception("watching the SQLite store for new work failed; workers poll instead")
