@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from eventrouter.store.sqlite import SQLiteStore
 from eventrouter.store.sqlite_watch import WATCH_INTERVAL
 from tests.processes import WHSEC, wait_until
 from tests.stores import make_event
+from tests.wakeups import queued_elsewhere_is_delivered, retries_and_revivals_are_delivered
 
 #: how long a woken worker may take to deliver on a busy shared machine: well under the 30 s
 #: polls these tests set (and the 30 s leases), so only a wake-up delivers in time
@@ -70,42 +70,16 @@ async def test_work_queued_by_another_connection_is_delivered_at_once(
     slow_polls, make_router, other_process
 ):
     router = await started(make_router)
-
-    event = make_event(source="demo")
-    begun = time.monotonic()
-    await other_process.ingest(event, ["recorder"])
-    [got] = await router.recorder.wait_for("recorder", 1, timeout=WOKEN_WITHIN)
-    took = time.monotonic() - begun
-    assert got.id == event.id
-
-    # a replay from the command line
-    assert await other_process.replay(event.id, ["recorder"]) == 1
-    again = await router.recorder.wait_for("recorder", 2, timeout=WOKEN_WITHIN)
-    assert again[1].id == event.id
+    took = await queued_elsewhere_is_delivered(router, other_process, within=WOKEN_WITHIN)
     print(f"\nwoken by another connection's ingest: delivered {took * 1000:.0f} ms later")
 
 
 async def test_retries_and_dead_letters_queued_by_another_connection_wake_the_worker(
     slow_polls, make_router, other_process
 ):
-    retried, revived = make_event(source="demo"), make_event(source="demo")
-    await other_process.ingest(retried, ["recorder"])
-    await other_process.ingest(revived, ["recorder"])
-    held = {d.event.id: d for d in await other_process.claim("recorder", limit=2, lease=30)}
-    await other_process.dead_letter(held[revived.id], error="410 gone")
-    router = await started(make_router)
-    assert router.recorder.events == {}  # the other worker's lease has 30 s to run
-
-    # the other worker schedules a retry: this one learns when it is due, not a poll later
-    await other_process.retry_later(
-        held[retried.id], at=datetime.now(UTC) + timedelta(seconds=0.2), error="503"
+    await retries_and_revivals_are_delivered(
+        other_process, lambda: started(make_router), within=WOKEN_WITHIN
     )
-    [first] = await router.recorder.wait_for("recorder", 1, timeout=WOKEN_WITHIN)
-    assert first.id == retried.id
-    # `eventrouter dlq retry` from the command line
-    assert await other_process.retry_dead_letters() == 1
-    second = await router.recorder.wait_for("recorder", 2, timeout=WOKEN_WITHIN)
-    assert second[1].id == revived.id
 
 
 async def test_a_sink_resumed_by_another_connection_delivers_at_once(

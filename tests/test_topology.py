@@ -52,6 +52,21 @@ class Receiver:
         await self.runner.cleanup()
 
 
+def forward_config(directory: Path, receiver: Receiver) -> Path:
+    """The demo source routed to the http sink ``forward``, which posts to ``receiver``."""
+    return write_demo_config(
+        directory,
+        f"""
+[sinks.forward]
+plugin = "http"
+url = "http://127.0.0.1:{receiver.port}/events"
+
+[[routes]]
+sinks = ["forward"]
+""",
+    )
+
+
 async def metric(url: str, name: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
         text = await answer.text()
@@ -60,17 +75,7 @@ async def metric(url: str, name: str) -> str:
 
 async def test_serve_no_deliver_and_a_worker_share_one_sqlite_store(tmp_path: Path) -> None:
     async with Receiver() as receiver:
-        config = write_demo_config(
-            tmp_path,
-            f"""
-[sinks.forward]
-plugin = "http"
-url = "http://127.0.0.1:{receiver.port}/events"
-
-[[routes]]
-sinks = ["forward"]
-""",
-        )
+        config = forward_config(tmp_path, receiver)
         ingest = EventRouterProcess(config=config, args=["--no-deliver"]).start()
         worker = None
         try:
@@ -123,17 +128,7 @@ async def test_a_worker_process_is_woken_by_another_process_s_ingest_and_replay(
     tmp_path: Path,
 ) -> None:
     async with Receiver() as receiver:
-        config = write_demo_config(
-            tmp_path,
-            f"""
-[sinks.forward]
-plugin = "http"
-url = "http://127.0.0.1:{receiver.port}/events"
-
-[[routes]]
-sinks = ["forward"]
-""",
-        )
+        config = forward_config(tmp_path, receiver)
         patch = tmp_path / "slow-polls"
         patch.mkdir()
         (patch / "sitecustomize.py").write_text(SLOW_POLLS)
