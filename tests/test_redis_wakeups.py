@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from tests.redis_server import (  # noqa: F401 - redis_server_fixture registers 
     redis_server_fixture,
 )
 from tests.stores import make_event
+from tests.wakeups import queued_elsewhere_is_delivered, retries_and_revivals_are_delivered
 
 pytestmark = pytest.mark.redis
 
@@ -77,21 +77,10 @@ async def test_work_queued_by_another_process_is_delivered_at_once(
     monkeypatch.setattr(dispatch, "POLL_INTERVAL", 60.0)
     monkeypatch.setattr(dispatch, "WATCHED_POLL_INTERVAL", 60.0)
     router = await make_router(config(redis_server.url))
-    recorder = router.recorder
     await listening(router, admin)
     await asyncio.sleep(0.2)  # the worker has gone to sleep
 
-    event = make_event(source="demo")
-    started = time.monotonic()
-    await other_process.ingest(event, ["recorder"])
-    [got] = await recorder.wait_for("recorder", 1, timeout=WOKEN_WITHIN)
-    took = time.monotonic() - started
-    assert got.id == event.id
-
-    # a replay from another process (the command line)
-    assert await other_process.replay(event.id, ["recorder"]) == 1
-    again = await recorder.wait_for("recorder", 2, timeout=WOKEN_WITHIN)
-    assert again[1].id == event.id
+    took = await queued_elsewhere_is_delivered(router, other_process, within=WOKEN_WITHIN)
     print(f"\nwoken by another process's ingest: delivered {took * 1000:.0f} ms later")
 
 
@@ -100,26 +89,14 @@ async def test_retries_and_dead_letters_queued_by_another_process_wake_the_worke
 ):
     monkeypatch.setattr(dispatch, "POLL_INTERVAL", 60.0)
     monkeypatch.setattr(dispatch, "WATCHED_POLL_INTERVAL", 60.0)
-    retried, revived = make_event(source="demo"), make_event(source="demo")
-    await other_process.ingest(retried, ["recorder"])
-    await other_process.ingest(revived, ["recorder"])
-    held = {d.event.id: d for d in await other_process.claim("recorder", limit=2, lease=30)}
-    await other_process.dead_letter(held[revived.id], error="410 gone")
-    router = await make_router(config(redis_server.url))
-    await listening(router, admin)
-    await asyncio.sleep(0.2)
-    assert router.recorder.events == {}  # the other worker's lease has 30 s to run
 
-    # the other worker schedules a retry: this one learns when it is due, not a lease later
-    await other_process.retry_later(
-        held[retried.id], at=datetime.now(UTC) + timedelta(seconds=0.2), error="503"
-    )
-    [first] = await router.recorder.wait_for("recorder", 1, timeout=WOKEN_WITHIN)
-    assert first.id == retried.id
-    # `eventrouter dlq retry` from the command line
-    assert await other_process.retry_dead_letters() == 1
-    second = await router.recorder.wait_for("recorder", 2, timeout=WOKEN_WITHIN)
-    assert second[1].id == revived.id
+    async def start() -> Any:
+        router = await make_router(config(redis_server.url))
+        await listening(router, admin)
+        await asyncio.sleep(0.2)
+        return router
+
+    await retries_and_revivals_are_delivered(other_process, start, within=WOKEN_WITHIN)
 
 
 async def test_an_idle_worker_barely_touches_redis(redis_server, make_router, admin):

@@ -17,6 +17,7 @@ from tests.processes import (
     EventRouterProcess,
     fire,
     free_port,
+    run_cli,
     signed_requests,
     write_demo_config,
 )
@@ -51,6 +52,21 @@ class Receiver:
         await self.runner.cleanup()
 
 
+def forward_config(directory: Path, receiver: Receiver) -> Path:
+    """The demo source routed to the http sink ``forward``, which posts to ``receiver``."""
+    return write_demo_config(
+        directory,
+        f"""
+[sinks.forward]
+plugin = "http"
+url = "http://127.0.0.1:{receiver.port}/events"
+
+[[routes]]
+sinks = ["forward"]
+""",
+    )
+
+
 async def metric(url: str, name: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
         text = await answer.text()
@@ -59,17 +75,7 @@ async def metric(url: str, name: str) -> str:
 
 async def test_serve_no_deliver_and_a_worker_share_one_sqlite_store(tmp_path: Path) -> None:
     async with Receiver() as receiver:
-        config = write_demo_config(
-            tmp_path,
-            f"""
-[sinks.forward]
-plugin = "http"
-url = "http://127.0.0.1:{receiver.port}/events"
-
-[[routes]]
-sinks = ["forward"]
-""",
-        )
+        config = forward_config(tmp_path, receiver)
         ingest = EventRouterProcess(config=config, args=["--no-deliver"]).start()
         worker = None
         try:
@@ -104,5 +110,56 @@ sinks = ["forward"]
             ingest.stop()
             if worker is not None:
                 worker.stop()
+        assert ingest.wait(timeout=5) == 0
+        assert worker.wait(timeout=5) == 0
+
+
+#: the worker's polls in the test below, set by a sitecustomize module: so rare that only the
+#: store's watch can explain a delivery within WOKEN_WITHIN
+SLOW_POLLS = """
+from eventrouter import circuit, dispatch
+
+dispatch.POLL_INTERVAL = dispatch.WATCHED_POLL_INTERVAL = circuit.CONTROL_POLL = 30.0
+"""
+WOKEN_WITHIN = 10
+
+
+async def test_a_worker_process_is_woken_by_another_process_s_ingest_and_replay(
+    tmp_path: Path,
+) -> None:
+    async with Receiver() as receiver:
+        config = forward_config(tmp_path, receiver)
+        patch = tmp_path / "slow-polls"
+        patch.mkdir()
+        (patch / "sitecustomize.py").write_text(SLOW_POLLS)
+        ingest = EventRouterProcess(config=config, args=["--no-deliver"]).start()
+        worker = EventRouterProcess(
+            config=config, command="worker", env={"PYTHONPATH": str(patch)}
+        ).start()
+        try:
+            await asyncio.sleep(1.0)  # the worker's first claims: it has gone to sleep
+            took = []
+            for n, request in enumerate(signed_requests(3, tag="woken")):
+                begun = time.monotonic()
+                burst = await fire(f"{ingest.url}/hooks/demo", [request])
+                assert burst.statuses == [200]
+                deadline = begun + WOKEN_WITHIN
+                while len(receiver.seen) <= n:
+                    assert time.monotonic() < deadline, f"event {n} not delivered"
+                    await asyncio.sleep(0.005)
+                took.append(time.monotonic() - begun)
+            [event_id, *_] = burst.accepted_ids
+
+            # `eventrouter replay` from the command line: the worker delivers it again
+            replayed = await asyncio.to_thread(run_cli, config, "replay", event_id)
+            assert replayed.returncode == 0, replayed.stderr
+            deadline = time.monotonic() + WOKEN_WITHIN
+            while receiver.seen[event_id] < 2:
+                assert time.monotonic() < deadline, "the replay was not delivered"
+                await asyncio.sleep(0.005)
+            print(f"\ningest to delivery in another process: {[round(t * 1000) for t in took]} ms")
+        finally:
+            ingest.stop()
+            worker.stop()
         assert ingest.wait(timeout=5) == 0
         assert worker.wait(timeout=5) == 0

@@ -7,7 +7,8 @@ delivery outcomes, heartbeats) commits without its own fsync (``synchronous = NO
 cut may undo it, which makes the deliveries claimable again (at-least-once allows a repeat), and
 the next durable commit makes it durable too, since the write-ahead log is written in order.
 Reads go through a second connection on their own thread; WAL lets them run beside the writer.
-Checkpoints run on a third.
+Checkpoints run on a third. Workers hear of commits made by any process through a fourth
+(:meth:`SQLiteStore.watch`, eventrouter.store.sqlite_watch).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from eventrouter.store.sqlite_query import (
     list_attempts,
 )
 from eventrouter.store.sqlite_schema import migrate
+from eventrouter.store.sqlite_watch import CommitWatch, watch_commits
 
 if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter
@@ -347,6 +349,7 @@ class SQLiteStore(Store):
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._pending = 0  # writes submitted and not yet durable; only touched on the loop's thread
+        self._watches: list[CommitWatch] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -377,6 +380,8 @@ class SQLiteStore(Store):
         self._read_conn = await self._in_reader(lambda: _connect(self.path))
 
     async def close(self) -> None:
+        for watch in self._watches:
+            watch.stopped.set()  # its own connection: it ends (and its watch() returns) by itself
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.close()
@@ -395,6 +400,28 @@ class SQLiteStore(Store):
     @property
     def pending_writes(self) -> int:
         return self._pending
+
+    async def watch(self, sinks: Sequence[str], wake: Callable[[str], None]) -> None:
+        """Call ``wake(sink)`` within WATCH_INTERVAL of a commit, by any connection in any
+        process, that gave ``sink`` work or changed its control record; every sink once when
+        the watch starts. Until cancelled (see eventrouter.store.sqlite_watch)."""
+        if not sinks:
+            return
+        mine: list[CommitWatch] = []
+
+        def started(watch: CommitWatch) -> None:
+            mine.append(watch)
+            self._watches.append(watch)
+
+        try:
+            await watch_commits(self.path, sinks, wake, started=started)
+        finally:
+            for watch in mine:
+                self._watches.remove(watch)
+
+    @property
+    def watching(self) -> bool:
+        return any(watch.watching for watch in self._watches)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run ``fn`` in the group commit; ``durable=False`` for bookkeeping that a power cut
