@@ -2,21 +2,20 @@
 
 The limiter is a GCRA (generic cell rate algorithm): one number per sink, the theoretical
 arrival time of the next permit, so it fits a single Redis key shared by every worker (see
-``store/lua/rate_permit.lua``); the SQLite store keeps it in the process (:class:`LocalRates`).
+``store/lua/rate_permit.lua``) and a row of the SQLite store's ``sink_rates`` table, shared by
+every process on the file (``serve`` and its delivery processes, ``eventrouter worker`` processes).
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
 
 from eventrouter.converter import converter
 
-__all__ = ["LocalRates", "RateLimit", "parse_rate_limit"]
+__all__ = ["RateLimit", "gcra", "parse_rate_limit", "shared_gcra"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -66,15 +65,11 @@ def gcra(tat: float, now: float, interval: float) -> tuple[float, float]:
     return base + interval, 0.0
 
 
-class LocalRates:
-    """The limiters of one process, by sink (the SQLite store's)."""
+def shared_gcra(tat: float, now: float, interval: float) -> tuple[float, float]:
+    """:func:`gcra` on a wall clock that several processes read (``time.time()``).
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._tat: dict[str, float] = {}
-
-    def permit(self, sink: str, interval: float) -> float:
-        """Take a permit (0 returned) or say how many seconds to wait before asking again."""
-        tat, wait = gcra(self._tat.get(sink, 0.0), self._clock(), interval)
-        self._tat[sink] = tat
-        return wait
+    A granted permit leaves ``tat`` at most two intervals ahead of ``now``; one further ahead
+    was written before the clock stepped back (NTP, a VM restored), and is brought back to two
+    intervals, so a clock step never holds a sink for as long as the step.
+    """
+    return gcra(min(tat, now + 2 * interval), now, interval)

@@ -1,4 +1,4 @@
-"""``rate_limit`` per sink (SQLite: within the process) and a Retry-After that holds the sink."""
+"""``rate_limit`` per sink (shared by every process on the store) and a Retry-After that holds the sink."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from eventrouter.config import parse_config
 from eventrouter.errors import ConfigError
 from eventrouter.plugins import Registry, create_plugin_manager
-from eventrouter.ratelimit import LocalRates, RateLimit, parse_rate_limit
+from eventrouter.ratelimit import RateLimit, gcra, parse_rate_limit, shared_gcra
 from tests.outage_kit import (
     RATE_RANGE,
     Switch,
@@ -49,16 +49,24 @@ def test_a_wrong_rate_limit_names_the_key(config_with) -> None:
     ]
 
 
-def test_the_local_limiter_spaces_permits_by_the_interval() -> None:
-    now = [100.0]
-    rates = LocalRates(clock=lambda: now[0])
-    assert rates.permit("a", 0.5) == 0.0
-    assert rates.permit("a", 0.5) == 0.0  # one permit of slack: a late waiter keeps the rate
-    assert rates.permit("a", 0.5) == pytest.approx(0.5)
-    assert rates.permit("b", 0.5) == 0.0  # each sink its own
-    now[0] += 0.5
-    assert rates.permit("a", 0.5) == 0.0
-    assert rates.permit("a", 0.5) == pytest.approx(0.5)
+def test_the_limiter_spaces_permits_by_the_interval() -> None:
+    tat = 0.0
+    taken = []
+    for now in (100.0, 100.0, 100.0, 100.5, 100.5):
+        tat, wait = gcra(tat, now, 0.5)
+        taken.append(wait)
+    # one permit of slack (a late waiter keeps the rate), then one per interval
+    assert taken == [0.0, 0.0, pytest.approx(0.5), 0.0, pytest.approx(0.5)]
+
+
+def test_a_clock_stepped_back_holds_a_shared_limiter_two_intervals_at_most() -> None:
+    tat, _ = shared_gcra(0.0, 10_000.0, 0.5)
+    tat, _ = shared_gcra(tat, 10_000.0, 0.5)
+    # the wall clock steps back an hour (NTP, a VM restored)
+    _, wait = shared_gcra(tat, 10_000.0 - 3600, 0.5)
+    assert wait == pytest.approx(0.5)
+    # plain gcra would wait out the hour
+    assert gcra(tat, 10_000.0 - 3600, 0.5)[1] > 3600
 
 
 async def test_a_rate_limit_of_50_per_second_holds_within_the_process(

@@ -591,6 +591,16 @@ async def test_rate_permits_are_spaced_by_the_interval(store):
     assert await store.rate_permit("beta", interval=60.0) == 0.0  # each sink has its own
 
 
+async def test_rate_permits_are_shared_by_every_process_on_the_store(store_factory):
+    # serve's delivery processes, or eventrouter workers: a sink's limit is the sink's, not
+    # each process's
+    first, second = await store_factory(), await store_factory()
+    assert await first.rate_permit("alpha", interval=60.0) == 0.0
+    assert await second.rate_permit("alpha", interval=60.0) == 0.0  # the one permit of slack
+    assert await first.rate_permit("alpha", interval=60.0) > 0.0
+    assert await second.rate_permit("alpha", interval=60.0) > 0.0
+
+
 # -- the query layer, attempt history, bulk-action marks, heartbeats (issue 13) ----------------
 
 

@@ -28,7 +28,7 @@ from eventrouter.circuit import SinkControl
 from eventrouter.errors import Overloaded, StoreUnavailable
 from eventrouter.events import Event
 from eventrouter.query import FILTER_NAMES, indexed_values
-from eventrouter.ratelimit import LocalRates
+from eventrouter.ratelimit import shared_gcra
 from eventrouter.store.base import (
     CONSOLE_ACTION,
     LOST_WORKER,
@@ -725,9 +725,6 @@ class SQLiteStore(Store):
 
     # -- sink control (see eventrouter.circuit) --------------------------------------------
 
-    #: the sinks' rate limiters: per process, as the SQLite store serves one process
-    _rates: LocalRates | None = None
-
     async def get_control(self, sink: str) -> SinkControl:
         row = await self._read(
             lambda conn: conn.execute(
@@ -758,9 +755,21 @@ class SQLiteStore(Store):
         return await self._write(write)
 
     async def rate_permit(self, sink: str, *, interval: float) -> float:
-        if self._rates is None:
-            self._rates = LocalRates()
-        return self._rates.permit(sink, interval)
+        def take(conn: sqlite3.Connection) -> float:
+            # one row per sink, read and written in the writer's transaction: every process on
+            # the file takes its permits from the same limiter
+            row = conn.execute("SELECT tat FROM sink_rates WHERE sink = ?", (sink,)).fetchone()
+            tat, wait = shared_gcra(0.0 if row is None else row[0], time.time(), interval)
+            if not wait:
+                conn.execute(
+                    "INSERT INTO sink_rates (sink, tat) VALUES (?, ?)"
+                    " ON CONFLICT (sink) DO UPDATE SET tat = excluded.tat",
+                    (sink, tat),
+                )
+            return wait
+
+        # a permit a power cut undoes is one delivery started early, never an event lost
+        return await self._write(take, durable=False)
 
     # -- queries, attempt history, heartbeats ---------------------------------------------
 

@@ -136,6 +136,16 @@ CREATE INDEX events_campaign ON events (campaign_id, received_at) WHERE campaign
 """
 
 
+#: version 3 -> 4: each sink's rate limiter (eventrouter.ratelimit: the GCRA's theoretical
+#: arrival time of the next permit, wall-clock seconds), shared by every process on the file
+_V4 = """
+CREATE TABLE sink_rates (
+    sink TEXT PRIMARY KEY,
+    tat REAL NOT NULL
+);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     """The statements of ``sql`` run one by one (``executescript`` would commit the
     migration's transaction)."""
@@ -156,6 +166,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _script(_V1),
     _script(_V2),
     _script(_V3),
+    _script(_V4),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
