@@ -24,7 +24,9 @@ neighbour's burst spoils a round's p99, not the server's ability.
 
 Then the drain: a store is filled with ``--backlog`` pending CSV deliveries through the store's
 own ``ingest`` (as the server writes them), ``eventrouter serve`` is started on it, and the time
-until the backlog is empty (or what was delivered by ``--drain-timeout``) gives the drain rate.
+until the backlog is empty (or what was delivered by ``--drain-timeout``) gives the drain rate;
+once for each of ``--drain-processes`` (default 0,1,2: serve delivering itself, then with
+``--delivery-processes 1`` and ``2``; the CPU counted is serve's and its children's).
 With ``--profile FILE``, py-spy samples the draining server: how busy each thread was, and where
 the event loop's busy time went. Last, ingest and drain together: ``--shared-backlog`` pending
 deliveries (default 30,000) and webhooks at ``--shared-rate`` (default 300/s) while they drain:
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -381,23 +384,52 @@ class Drain:
     profile: list[str]
 
 
-def measure_drain(tmp: Path, args: argparse.Namespace) -> Drain:
-    """Fill a store with ``args.backlog`` deliveries, then time ``serve`` draining them (and
-    with ``--profile``, sample where its time goes with py-spy)."""
-    directory = tmp / "drain"
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc): serve's delivery processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def family_cpu(pid: int, children: list[int]) -> float:
+    """CPU seconds of ``pid`` and ``children`` (those still running)."""
+    total = cpu_seconds(pid)
+    for child in children:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(child)
+    return total
+
+
+def measure_drain(tmp: Path, args: argparse.Namespace, *, delivery_processes: int = 0) -> Drain:
+    """Fill a store with ``args.backlog`` deliveries, then time ``serve`` draining them, itself
+    or in ``delivery_processes`` processes of its own (and with ``--profile``, sample where its
+    time goes with py-spy)."""
+    directory = tmp / f"drain-{delivery_processes}"
     directory.mkdir()
     config = load_config(write_config(directory, 0, sink="csv"), installed_types())
     print(f"  filling a store with {args.backlog:,} pending CSV deliveries", file=sys.stderr)
     filled = asyncio.run(fill(config, args.backlog))
     profile: list[str] = []
     spy = None
-    with eventrouter(directory, args, sink="csv") as (base, _, process):
+    with eventrouter(directory, args, sink="csv", delivery_processes=delivery_processes) as (
+        base,
+        _,
+        process,
+    ):
         asyncio.run(wait_ready(f"{base}/healthz", timeout=60))
+        children = children_of(process.pid)
         spy = start_profiler(process.pid, args.profile) if args.profile else None
-        cpu_before = cpu_seconds(process.pid)
+        cpu_before = family_cpu(process.pid, children)
         started = time.monotonic()
         drained = asyncio.run(wait_drained(base, args.drain_timeout, every=1.0))
-        cpu = cpu_seconds(process.pid) - cpu_before
+        cpu = family_cpu(process.pid, children) - cpu_before
         drain_seconds = time.monotonic() - started
         left = 0 if drained is not None else asyncio.run(backlog(base))
     if spy is not None:
@@ -555,6 +587,12 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=150.0)
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument(
+        "--drain-processes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0, 1, 2],
+        help="drain with serve alone (0) and with serve --delivery-processes N, comma-separated",
+    )
+    parser.add_argument(
         "--shared-backlog",
         type=int,
         default=30_000,
@@ -593,7 +631,10 @@ def main() -> None:
             (tmp / "signer").mkdir()
             signer = load_config(write_config(tmp / "signer", 0, sink="csv"), installed_types())
             results["flask baseline"] = measure_flask(tmp, args, signer)
-        drain = None if args.skip_drain else measure_drain(tmp, args)
+        drains = {
+            processes: measure_drain(tmp, args, delivery_processes=processes)
+            for processes in ([] if args.skip_drain else args.drain_processes)
+        }
         shared = None if args.skip_drain or not args.shared_backlog else measure_shared(tmp, args)
 
     print(
@@ -611,13 +652,14 @@ def main() -> None:
         if baseline and name.startswith("eventrouter"):
             print(f"{name} / flask baseline: {mine / baseline:.2f}x (target >= 2x)")
     half_load(results.get("eventrouter csv", []), sustained.get("eventrouter csv", 0))
-    if drain is not None:
+    for processes, drain in drains.items():
         finished = "drained" if drain.delivered == args.backlog else "not drained"
+        who = f"{processes} delivery processes" if processes else "serve alone"
         print(
-            f"drain: {args.backlog:,} pending CSV deliveries (filled in {drain.filled:.0f}s),"
-            f" {finished}: {drain.delivered:,} delivered in {drain.seconds:.1f}s,"
-            f" {drain.delivered / drain.seconds:,.0f} events/s (target >= 20,000); server CPU"
-            f" {drain.cpu / drain.seconds:.0%} of one core,"
+            f"drain ({who}): {args.backlog:,} pending CSV deliveries (filled in"
+            f" {drain.filled:.0f}s), {finished}: {drain.delivered:,} delivered in"
+            f" {drain.seconds:.1f}s, {drain.delivered / drain.seconds:,.0f} events/s (target >="
+            f" 20,000); CPU {drain.cpu / drain.seconds:.0%} of one core,"
             f" {drain.cpu / max(1, drain.delivered) * 1e6:,.0f} µs per delivery"
         )
         if drain.profile:
