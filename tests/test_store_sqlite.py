@@ -228,3 +228,23 @@ def test_a_log_that_checkpoints_never_catch_up_on_starts_over_past_its_limit(tmp
         for conn in (writer, reader, own):
             if conn is not None:
                 conn.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_the_store_goes_on(
+    tmp_path, monkeypatch
+):
+    # the writer tries again every BUSY_RETRY, not forever: another process that holds the
+    # write lock longer than BUSY_TIMEOUT_MS makes that write fail, not hang
+    monkeypatch.setattr("eventrouter.store.sqlite.BUSY_TIMEOUT_MS", 300)
+    store = SQLiteStore(tmp_path / "events.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await asyncio.wait_for(store.ingest(event(1), ["a"]), timeout=10)
+        other.execute("COMMIT")
+        assert (await store.ingest(event(2), ["a"])).accepted
+    finally:
+        other.close()
+        await store.close()

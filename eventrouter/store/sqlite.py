@@ -53,7 +53,7 @@ from eventrouter.store.sqlite_query import (
     list_attempts,
 )
 from eventrouter.store.sqlite_schema import migrate
-from eventrouter.store.sqlite_watch import CommitWatch, watch_commits
+from eventrouter.store.sqlite_watch import CommitWatch, busy, watch_commits
 
 if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter
@@ -66,6 +66,11 @@ T = TypeVar("T")
 
 #: how long a connection waits for another process's lock (a CLI command, a second server)
 BUSY_TIMEOUT_MS = 30000
+#: while another process holds the write lock, the writer tries again this often. SQLite's own
+#: busy handler sleeps 1, 2, 5, 10, 15 ms... between tries, so a commit waited several
+#: milliseconds for a lock freed in a fraction of one: with delivery in a process of its own,
+#: ingest's commits wait behind the delivery's claims and outcomes
+BUSY_RETRY = 0.0002
 
 #: the write-ahead log's size past which a checkpoint makes it start over (see _Checkpointer)
 WAL_LIMIT = 64 * 2**20
@@ -168,16 +173,21 @@ class _GroupCommit:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not busy(exc):
                 raise
             await loop.run_in_executor(self._blocking, self._begin_waiting)
 
     def _begin_waiting(self) -> None:
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        finally:
-            self.conn.execute("PRAGMA busy_timeout = 0")
+        """``BEGIN IMMEDIATE`` tried every BUSY_RETRY until BUSY_TIMEOUT_MS have passed."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            time.sleep(BUSY_RETRY)
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not busy(exc) or time.monotonic() >= deadline:
+                    raise
 
     def _execute(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run the batch's jobs in the open transaction.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["WATCH_INTERVAL", "CommitWatch", "open_connection", "watch_commits"]
+__all__ = ["WATCH_INTERVAL", "CommitWatch", "busy", "open_connection", "watch_commits"]
 
 log = logging.getLogger("eventrouter.store")
 
@@ -53,7 +53,8 @@ def open_connection(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None, timeout=0)
 
 
-def _busy(exc: sqlite3.Error) -> bool:
+def busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock (try again), not a failure."""
     return isinstance(exc, sqlite3.OperationalError) and (
         "locked" in str(exc) or "busy" in str(exc)
     )
@@ -132,7 +133,7 @@ class CommitWatch(threading.Thread):
                     if changed:
                         self.changed(changed)
             except sqlite3.Error as exc:
-                if not _busy(exc):
+                if not busy(exc):
                     raise
             # a plain sleep: waiting on ``stopped`` with a timeout cost more (90 µs a round
             # against 50-75 µs measured); a stop is seen one interval late at most
