@@ -131,7 +131,9 @@ class DeliveryProcesses:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
         if running:
-            log.info("stopping %d delivery processes", len(running))
+            log.info(
+                "stopping %d delivery process%s", len(running), "es" if len(running) > 1 else ""
+            )
             _, late = await asyncio.wait(
                 [asyncio.ensure_future(p.wait()) for p in running], timeout=self.grace
             )

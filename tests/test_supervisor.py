@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -68,14 +69,27 @@ async def send(url: str, count: int, tag: str) -> None:
                 assert answer.status == 200, await answer.text()
 
 
+async def serve_with_children(
+    config: Path, count: int, *, args: Sequence[str] = ()
+) -> tuple[EventRouterProcess, list[int]]:
+    """``serve`` started on ``config``, once it has ``count`` children: it and their pids."""
+    serve = EventRouterProcess(config=config, args=args).start()
+    assert serve.process is not None
+    pid = serve.process.pid
+    try:
+        await wait_until(
+            lambda: len(children_of(pid)) == count, timeout=10, what=f"{count} children"
+        )
+    except BaseException:
+        serve.stop()
+        raise
+    return serve, children_of(pid)
+
+
 async def test_delivery_processes_deliver_restart_and_stop_with_serve(tmp_path: Path) -> None:
-    serve = EventRouterProcess(config=write_config(tmp_path)).start()
+    serve, (child,) = await serve_with_children(write_config(tmp_path), 1)
     try:
         assert serve.process is not None
-        await wait_until(
-            lambda: len(children_of(serve.process.pid)) == 1, timeout=10, what="a child process"
-        )
-        (child,) = children_of(serve.process.pid)
         assert metric(serve.url, "eventrouter_delivery_processes") == 1
 
         # serve does not deliver itself: every row comes from the child
@@ -114,13 +128,8 @@ async def test_delivery_processes_deliver_restart_and_stop_with_serve(tmp_path: 
 
 
 async def test_a_child_stops_by_itself_when_serve_is_killed(tmp_path: Path) -> None:
-    serve = EventRouterProcess(config=write_config(tmp_path)).start()
+    serve, (child,) = await serve_with_children(write_config(tmp_path), 1)
     try:
-        assert serve.process is not None
-        await wait_until(
-            lambda: len(children_of(serve.process.pid)) == 1, timeout=10, what="a child process"
-        )
-        (child,) = children_of(serve.process.pid)
         serve.signal(signal.SIGKILL)
         assert await asyncio.to_thread(serve.wait, timeout=10) == -signal.SIGKILL
         # it notices within a second that serve is gone, and stops as on SIGTERM
@@ -134,12 +143,8 @@ async def test_the_command_line_overrides_the_config_and_no_deliver_starts_none(
     tmp_path: Path,
 ) -> None:
     config = write_config(tmp_path, processes=0)
-    serve = EventRouterProcess(config=config, args=["--delivery-processes", "2"]).start()
+    serve, _ = await serve_with_children(config, 2, args=["--delivery-processes", "2"])
     try:
-        assert serve.process is not None
-        await wait_until(
-            lambda: len(children_of(serve.process.pid)) == 2, timeout=10, what="two children"
-        )
         assert "delivering in 2 processes of its own" in serve.logs()
     finally:
         serve.stop()
@@ -182,13 +187,8 @@ def test_bad_settings_name_their_key(
 
 async def test_a_stop_signal_to_every_process_at_once_restarts_nothing(tmp_path: Path) -> None:
     # what systemd does by default (KillMode=control-group): SIGTERM to serve and its children
-    serve = EventRouterProcess(config=write_config(tmp_path, processes=2)).start()
+    serve, children = await serve_with_children(write_config(tmp_path, processes=2), 2)
     try:
-        assert serve.process is not None
-        await wait_until(
-            lambda: len(children_of(serve.process.pid)) == 2, timeout=10, what="two children"
-        )
-        children = children_of(serve.process.pid)
         serve.signal(signal.SIGTERM)
         for child in children:
             os.kill(child, signal.SIGTERM)
