@@ -41,6 +41,7 @@ __all__ = [
     "RESTART_BACKOFF",
     "DeliveryProcesses",
     "exit_with_parent",
+    "worker_command",
 ]
 
 log = logging.getLogger("eventrouter.supervisor")
