@@ -156,7 +156,12 @@ async def test_cancelling_the_watch_closes_its_connection(tmp_path, monkeypatch)
         assert not store.watching
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
             conn.execute("SELECT 1")
-        assert not [t for t in threading.enumerate() if t.name == "eventrouter-sqlite-watch"]
+        # the thread tells the loop it has ended as its last act: it may take a moment to exit
+        await wait_until(
+            lambda: not [t for t in threading.enumerate() if t.name == "eventrouter-sqlite-watch"],
+            timeout=5,
+            what="the watch's thread to exit",
+        )
     finally:
         await store.close()
 
