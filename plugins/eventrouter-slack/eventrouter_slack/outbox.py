@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from attrs import define, field
 
@@ -26,19 +26,31 @@ Send = Callable[[Sequence[Event]], Awaitable[None]]
 
 
 class Pacer:
-    """Spaces posts to one destination: one per interval, and none before a 429's Retry-After."""
+    """Spaces posts to one destination: one per interval, and none before a 429's Retry-After.
+
+    The interval runs from when the previous post *ended*, not from when it was sent: a post
+    slowed on its way (a new connection, a stalled machine) must not let the next one reach Slack
+    less than an interval after it.
+    """
 
     def __init__(self) -> None:
         self._next = 0.0
         self._lock = asyncio.Lock()
 
-    async def wait_turn(self, interval: float) -> None:
-        """Wait until a post may go out, and keep the next ``interval`` seconds for it."""
+    @contextlib.asynccontextmanager
+    async def turn(self, interval: float) -> AsyncIterator[None]:
+        """Wait until a post may go out and hold the destination while it is made.
+
+        On leaving, the next ``interval`` seconds are kept free of posts to this destination.
+        """
         async with self._lock:
             # a time to wait for, not an event; defer() may push it further while we sleep
             while (delay := self._next - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
-            self._next = time.monotonic() + interval
+            try:
+                yield
+            finally:
+                self._next = max(self._next, time.monotonic() + interval)
 
     def defer(self, seconds: float) -> None:
         """Hold every post for ``seconds`` (Slack said to wait)."""
@@ -142,14 +154,14 @@ class Outbox:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            await self._pacer.wait_turn(self._interval)
-            if not self._queue or self._queue[0].due > time.monotonic():
-                continue
-            self._posting = self._queue.popleft()
-            try:
-                await self._post(self._posting)
-            finally:
-                self._posting = None
+            async with self._pacer.turn(self._interval):
+                if not self._queue or self._queue[0].due > time.monotonic():
+                    continue
+                self._posting = self._queue.popleft()
+                try:
+                    await self._post(self._posting)
+                finally:
+                    self._posting = None
 
     async def _post(self, batch: _Batch) -> None:
         entries = [entry for entry in batch.entries if not entry.done.done()]

@@ -77,6 +77,28 @@ async def test_sinks_posting_to_one_destination_share_its_pace(fake_slack, make_
     assert api[0].at < hooks[1].at
 
 
+async def test_the_pace_runs_from_when_a_slow_post_reached_slack(calls):
+    # the first post takes 0.4 s to get through (a new connection, a stalled machine); the next
+    # must still reach Slack a whole interval after it, not 0.3 s after it was sent
+    sent: list[str] = []
+    arrived: list[float] = []
+
+    async def send(events):
+        sent.append(events[0].id)
+        if len(sent) == 1:
+            await asyncio.sleep(0.4)
+        arrived.append(time.monotonic())
+
+    pacer = Pacer()
+    one = Outbox(send=send, pacer=pacer, interval=0.3, name="one")
+    two = Outbox(send=send, pacer=pacer, interval=0.3, name="two")
+    await asyncio.gather(one.submit(calls[0]), two.submit(calls[1]))
+    assert len(arrived) == 2
+    assert arrived[1] - arrived[0] >= 0.3
+    await one.close()
+    await two.close()
+
+
 async def test_retry_after_holds_the_next_message(fake_slack, make_sink, calls):
     fake_slack.script(
         "/services/T0001/B0001/XXXXwebhookSECRETxxxx",
