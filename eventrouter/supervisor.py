@@ -36,6 +36,7 @@ from aiohttp import web
 from eventrouter.metrics import Metrics
 
 __all__ = [
+    "EXIT_SETTLE",
     "KILL_MARGIN",
     "PARENT_CHECK_INTERVAL",
     "RESTART_BACKOFF",
@@ -55,6 +56,10 @@ HEALTHY_RUN = 60.0
 KILL_MARGIN = 10.0
 #: seconds between a child's looks at whether ``serve`` is still its parent
 PARENT_CHECK_INTERVAL = 1.0
+#: seconds a child's exit waits before it is judged: a stop signal to the whole service
+#: (systemd's KillMode=control-group) reaches serve and its children at once, and the event loop
+#: may hear of a child's exit before it runs serve's own signal handler
+EXIT_SETTLE = 0.5
 
 
 class DeliveryProcesses:
@@ -101,9 +106,9 @@ class DeliveryProcesses:
             started = time.monotonic()
             code = await process.wait()
             self.metrics.delivery_processes.dec()
-            if self._stopping:
-                return
             ran = time.monotonic() - started
+            if await self._stopped_after(EXIT_SETTLE):
+                return
             if ran >= HEALTHY_RUN:
                 pause = RESTART_BACKOFF[0]
             log.warning(
@@ -115,9 +120,16 @@ class DeliveryProcesses:
                 pause,
             )
             self.metrics.delivery_process_restarts.inc()
-            await asyncio.sleep(pause)
+            if await self._stopped_after(pause):
+                return
             pause = min(pause * 2, RESTART_BACKOFF[1])
             await self._spawn(number)
+
+    async def _stopped_after(self, seconds: float) -> bool:
+        """Whether the supervisor is stopping, now or ``seconds`` later."""
+        if not self._stopping:
+            await asyncio.sleep(seconds)
+        return self._stopping
 
     def stopping(self) -> None:
         """``serve`` is shutting down: a child that exits from now on is not started again
