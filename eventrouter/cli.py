@@ -186,6 +186,7 @@ def _run_server(
     from eventrouter.console import ConsoleListenError
     from eventrouter.dispatch import SinkStartFailed
     from eventrouter.logs import setup_logging
+    from eventrouter.loops import loop_name, run
     from eventrouter.redact import Redactor
     from eventrouter.runner import PortUnavailable
     from eventrouter.runner import serve as serve_app
@@ -254,16 +255,17 @@ def _run_server(
                 "sink %s (%s), concurrency %d", name, spec.sink.type_name, spec.delivery.concurrency
             )
         log.info(
-            "eventrouter %s %s, listening on http://%s:%d (%s store)",
+            "eventrouter %s %s, listening on http://%s:%d (%s store, %s event loop)",
             __version__,
             role,
             host,
             bound,
             config.store.backend,
+            loop_name(asyncio.get_running_loop()),
         )
 
     try:
-        asyncio.run(
+        run(
             serve_app(
                 app,
                 host=host,
@@ -271,7 +273,8 @@ def _run_server(
                 options=config.server,
                 on_started=started,
                 on_stopping=supervisor.stopping if supervisor is not None else None,
-            )
+            ),
+            event_loop=config.server.event_loop,
         )
     except ConsoleListenError as exc:  # the console's own port ([console] port)
         raise click.ClickException(str(exc)) from None
@@ -303,6 +306,7 @@ def console(ctx: click.Context, config_path: Path, log_format: str, log_level: s
     from eventrouter.app import METRICS
     from eventrouter.console import create_console_app
     from eventrouter.logs import setup_logging
+    from eventrouter.loops import loop_name, run
     from eventrouter.metrics import Metrics
     from eventrouter.redact import Redactor
     from eventrouter.runner import PortUnavailable
@@ -313,12 +317,20 @@ def console(ctx: click.Context, config_path: Path, log_format: str, log_level: s
     host, port = config.console.host, config.console.port
 
     def started(bound: int) -> None:
-        logging.getLogger("eventrouter").info("console at http://%s:%d", host, bound)
+        logging.getLogger("eventrouter").info(
+            "console at http://%s:%d (%s event loop)",
+            host,
+            bound,
+            loop_name(asyncio.get_running_loop()),
+        )
 
     app = create_console_app(config)
     app[METRICS] = Metrics()  # the connection guard's counts (the console serves no /metrics)
     try:
-        asyncio.run(serve_app(app, host=host, port=port, options=config.server, on_started=started))
+        run(
+            serve_app(app, host=host, port=port, options=config.server, on_started=started),
+            event_loop=config.server.event_loop,
+        )
     except PortUnavailable as exc:
         raise click.ClickException(
             f"console: cannot listen on {host}:{port}: {exc.strerror or exc} (change [console] port)"

@@ -27,6 +27,7 @@ from attrs import define, field, frozen
 from eventrouter.circuit import DEFAULT_CIRCUIT_FAILURES, DEFAULT_PROBE_SCHEDULE
 from eventrouter.converter import Duration, Secret, converter
 from eventrouter.errors import ConfigError
+from eventrouter.loops import EVENT_LOOPS, uvloop_installed
 from eventrouter.operator_events import OPERATOR_SOURCE
 from eventrouter.plugins import Registry, install_hint
 from eventrouter.ratelimit import RateLimit
@@ -89,6 +90,18 @@ class ServerConfig:
         default=0,
         validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535)),
     )
+    #: the event loop serve, worker and console run on: uvloop's, asyncio's own, or ``auto``
+    #: (uvloop's where it is installed, which it is with eventrouter on Linux and macOS)
+    event_loop: str = field(default="auto")
+
+    @event_loop.validator
+    def _event_loop(self, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in EVENT_LOOPS:
+            raise ValueError(f"expected one of {', '.join(map(repr, EVENT_LOOPS))}, got {value!r}")
+        if value == "uvloop" and not uvloop_installed():
+            raise ValueError(
+                'uvloop is not installed here (pip install uvloop), or set event_loop = "auto"'
+            )
 
     @header_timeout.validator
     @read_timeout.validator

@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -159,8 +159,8 @@ class GuardedConnection(web.RequestHandler):
         self.peer = parse_address(peername[0] if peername else None)
         refusal = guard.admit(self)
         if refusal is not None:
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(refusal)
+            # a stream transport (uvloop's is one without subclassing asyncio.Transport)
+            cast(asyncio.Transport, transport).write(refusal)
             transport.close()
             return
         self.admitted = True

@@ -383,3 +383,20 @@ def test_secrets_left_to_the_default_written_in_the_file_are_named(registry):
     environ = {"NEW_SECRET": WHSEC, "DEMO_SECRET": WHSEC, "FWD_AUTH": "Bearer 0123456789"}
     config = parse_config(document, registry, environ=environ)
     assert (config.default_secrets, default_secrets_warning(config, "x.toml")) == ((), None)
+
+
+def test_the_event_loop_is_one_of_three_and_uvloop_only_where_it_is_installed(
+    registry, monkeypatch
+):
+    assert parse_config({}, registry).server.event_loop == "auto"
+    for name in ("auto", "asyncio"):
+        assert parse_config({"server": {"event_loop": name}}, registry).server.event_loop == name
+    assert problems({"server": {"event_loop": "libuv"}}, registry) == [
+        "server.event_loop: expected one of 'auto', 'uvloop', 'asyncio', got 'libuv'"
+    ]
+    monkeypatch.setattr("eventrouter.config.uvloop_installed", lambda: False)
+    assert problems({"server": {"event_loop": "uvloop"}}, registry) == [
+        'server.event_loop: uvloop is not installed here (pip install uvloop), or set event_loop = "auto"'
+    ]
+    # "auto" falls back to asyncio's own loop there
+    assert parse_config({"server": {"event_loop": "auto"}}, registry).server.event_loop == "auto"

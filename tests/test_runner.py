@@ -17,10 +17,17 @@ from eventrouter.config import ServerConfig
 from eventrouter.connections import ConnectionGuard
 from eventrouter.converter import Duration
 from eventrouter.events import Event, EventData, utcnow
+from eventrouter.loops import loop_factory, loop_name, run, uvloop_installed
 from eventrouter.metrics import Metrics
 from eventrouter.runner import YOUNG_COLLECTION_THRESHOLD, refuse_new_connections
 from eventrouter.store.sqlite import SQLiteStore
-from tests.processes import wait_until, write_demo_config
+from tests.processes import (
+    EventRouterProcess,
+    fire,
+    signed_requests,
+    wait_until,
+    write_demo_config,
+)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket filters")
 
@@ -238,3 +245,45 @@ sinks = ["archive"]
     assert "sinks.archive: the csv sink cannot start: " in result.stderr
     assert "check [sinks.archive] in the configuration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "loop"),
+    [
+        pytest.param(
+            "",
+            "uvloop",
+            marks=pytest.mark.skipif(not uvloop_installed(), reason="uvloop is not installed"),
+        ),
+        ('event_loop = "asyncio"', "asyncio"),
+    ],
+)
+def test_serve_runs_on_the_event_loop_the_config_names(tmp_path, setting, loop):
+    """By default on uvloop where it is installed: the start-up line says which; webhooks are
+    taken and SIGTERM stops it cleanly on either loop."""
+    config = write_demo_config(tmp_path, server=setting)
+    server = EventRouterProcess(config).start()
+    try:
+        burst = asyncio.run(
+            fire(f"{server.url}/hooks/demo", signed_requests(20, tag=loop), concurrency=4)
+        )
+        assert burst.statuses == [200] * 20
+    finally:
+        server.signal()
+        returncode = server.wait()
+    logs = server.logs()
+    assert returncode == 0, logs
+    assert f"(sqlite store, {loop} event loop)" in logs
+    assert "Traceback" not in logs
+
+
+def test_the_loops_run_a_coroutine_and_say_which_they_are():
+    async def which() -> str:
+        return loop_name(asyncio.get_running_loop())
+
+    assert run(which(), event_loop="asyncio") == "asyncio"
+    assert loop_factory("asyncio") is asyncio.new_event_loop
+    expected = "uvloop" if uvloop_installed() else "asyncio"
+    assert run(which(), event_loop="auto") == expected
+    with pytest.raises(ValueError, match="unknown event loop 'libuv'"):
+        loop_factory("libuv")
