@@ -10,6 +10,10 @@ costs, start-up and shutdown cancelling out. Same requests, same client code as
 valgrind). Needs valgrind (Debian: ``apt-get install valgrind``).
 
     python bench/instructions.py [--small 300] [--large 1300] [--log-level warning]
+                                 [--event-loop auto|asyncio|uvloop] [--bare-event-loop asyncio|uvloop]
+
+eventrouter runs on the event loop its config names (``auto``: uvloop, as ``serve`` does by
+default); the bare app on asyncio's own, as ``web.run_app`` runs it, unless told otherwise.
 
 Two counts per server: every thread, and the event loop's thread alone. The bare app has one
 thread; eventrouter's store commits (the fsync) and checkpoints on helper threads, which run
@@ -107,6 +111,18 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="warning", help="eventrouter's --log-level (serve's default: info)"
     )
+    parser.add_argument(
+        "--bare-event-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the bare app's event loop (default asyncio's own, as web.run_app runs it)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="eventrouter's [server] event_loop (default auto: uvloop where installed)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -115,15 +131,26 @@ def main() -> None:
         workdir = Path(tmp)
         er_port, bare_port = free_port(), free_port()
         # the bare app answers /healthz too (wait_ready accepts any status below 500)
-        bare = [sys.executable, "-c", BARE_APP, str(bare_port)]
+        bare_app = BARE_APP
+        if args.bare_event_loop == "uvloop":
+            uvloop = (
+                "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())"
+            )
+            bare_app = f"{uvloop}\n{bare_app}"
+        bare = [sys.executable, "-c", bare_app, str(bare_port)]
         bare_cost = per_request(bare, bare_port, args.small, args.large, workdir, "bare")
         config = write_config(workdir, er_port, bare_port, deliver=False)
+        text = config.read_text()
+        config.write_text(
+            text.replace("[server]\n", f'[server]\nevent_loop = "{args.event_loop}"\n', 1)
+        )
         command = serve_command(config, log_level=args.log_level)
         er_cost = per_request(command, er_port, args.small, args.large, workdir, "er")
 
     print(
         f"\ninstructions per request (callgrind; {args.large} minus {args.small} requests,"
-        f" concurrency 16; eventrouter --log-level {args.log_level})"
+        f" concurrency 16; eventrouter --log-level {args.log_level}, event_loop"
+        f" {args.event_loop}; bare aiohttp on {args.bare_event_loop})"
     )
     print(f"{'server':<14}{'every thread':>16}{'event loop thread':>20}")
     for name, (every, main_thread) in (("bare aiohttp", bare_cost), ("eventrouter", er_cost)):
