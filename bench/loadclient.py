@@ -71,7 +71,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.answer is not None and not self.answer.done():
+        if self.answer is None or self.answer.done():
+            return
+        if exc is None and self.buffer.find(b"\r\n\r\n") >= 0:  # an answer read to the close
+            self.answer.set_result((int(self.buffer[9:12]), True))
+        else:
             self.answer.set_exception(ConnectionError("the server closed the connection"))
 
 
