@@ -173,23 +173,19 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
 
 
-def drive(load: Any) -> Any:
-    """Run the load client's coroutine ``load`` on uvloop's event loop where it is installed.
-
-    The client shares this machine's two cores with the servers it measures, and every target
-    alike: the fewer instructions it takes per request, the less it takes from them and the
-    less late it sends (the "client late" column).
-    """
-    return loops.run(load, event_loop="auto")
-
-
-async def open_loop(
+def open_loop(
     url: str, requests: list[tuple[bytes, dict[str, str]]], rate: int
 ) -> tuple[list[float], list[float], int]:
-    """Send request *i* at ``start + i / rate`` whatever the answers so far (``bench/loadclient.py``);
-    return latencies from the scheduled time (s), how late each request started (s) and the
-    non-200 count."""
-    return await loadclient.open_loop(url, requests, rate, connections=CONNECTIONS)
+    """Send request *i* at ``start + i / rate`` whatever the answers so far; latencies from the
+    scheduled time (s), how late each request started (s) and the non-200 count.
+
+    ``bench/loadclient.py``'s client, on uvloop's event loop where it is installed: it shares
+    this machine's two cores with the servers it measures, every target alike, and the fewer
+    instructions it takes per request, the less it takes from them and the less late it sends
+    (the "client late" column).
+    """
+    load = loadclient.open_loop(url, requests, rate, connections=CONNECTIONS)
+    return loops.run(load, event_loop="auto")
 
 
 async def backlog(base: str) -> int:
@@ -231,7 +227,7 @@ def run_rates(
     asyncio.run(wait_ready(f"{base}/healthz" if has_queue else base, timeout=60))
     # a second at the lowest rate first, not counted: connections, caches and files warm up
     warm_up = signed_requests(config, args.rates[0], f"{name[:3]}warm")
-    drive(open_loop(base + path, warm_up, args.rates[0]))
+    open_loop(base + path, warm_up, args.rates[0])
     if has_queue:
         asyncio.run(wait_drained(base, args.settle))
     for rate in args.rates:
@@ -239,7 +235,7 @@ def run_rates(
         for round_ in range(args.rounds):
             tag = f"{name[:3]}{rate}r{round_}"
             requests = signed_requests(config, int(rate * args.seconds), tag)
-            answers = drive(open_loop(base + path, requests, rate))
+            answers = open_loop(base + path, requests, rate)
             left = asyncio.run(backlog(base)) if has_queue else None
             step = Step.of(rate, len(requests), answers, backlog=left)
             rounds.append(step)
@@ -461,7 +457,7 @@ def measure_shared(tmp: Path, args: argparse.Namespace) -> Shared:
     with eventrouter(directory, args, sink="csv") as (base, _, _):
         asyncio.run(wait_ready(f"{base}/healthz", timeout=60))
         started = time.monotonic()
-        answers = drive(open_loop(base + "/hooks/bench", requests, args.shared_rate))
+        answers = open_loop(base + "/hooks/bench", requests, args.shared_rate)
         seconds = time.monotonic() - started
         left = asyncio.run(backlog(base))
     step = Step.of(args.shared_rate, len(requests), answers, backlog=left)
