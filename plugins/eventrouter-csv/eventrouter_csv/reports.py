@@ -98,14 +98,16 @@ def is_public_address(address: str) -> bool:
     """False for private, loopback, link-local, multicast, reserved or unspecified addresses.
 
     An IPv6 address that embeds IPv4 addresses is public only when every one of them is: an
-    IPv4-mapped or NAT64 address is judged by its IPv4 address alone (it is only a way of
-    writing it), a 6to4 or Teredo address by itself and by the IPv4 addresses it leads to.
+    IPv4-mapped, NAT64 or 6to4 address is judged by its IPv4 address alone (it is only a way of
+    writing it, or of reaching it: a 6to4 address is the relay in front of that IPv4 router;
+    and Python's own view of 2002::/16 changed between 3.11 patch releases: 3.11.2 calls it
+    private, 3.11.7 global), a Teredo address by itself and by the IPv4 addresses it leads to.
     """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv4Address):
         return _is_public(ip)
     embedded = embedded_ipv4(ip)
-    if ip.ipv4_mapped is not None or ip in _NAT64:
+    if ip.ipv4_mapped is not None or ip in _NAT64 or ip.sixtofour is not None:
         return _is_public(embedded[0])
     return _is_public(ip) and all(_is_public(inner) for inner in embedded)
 
