@@ -431,12 +431,13 @@ async def test_two_downloads_of_one_report_at_once_both_succeed(http, tmp_path, 
 
     async def report(request):
         requests.append(request)
+        first = len(requests) == 1  # known now: the other request may come in while this writes
         response = web.StreamResponse()
         response.enable_chunked_encoding()
         await response.prepare(request)
         await response.write(body[0])
         # the first finishes once both have begun their partial files, the second after that
-        await asyncio.wait_for(both_open.wait() if len(requests) == 1 else first_done.wait(), 10)
+        await asyncio.wait_for(both_open.wait() if first else first_done.wait(), 10)
         await response.write(body[1])
         await response.write_eof()
         return response
