@@ -138,12 +138,22 @@ def test_vocabularies_come_back_as_enums():
     assert event.data.campaign.status is CampaignStatus.COOLDOWN
 
 
+def _nested(depth, value=1):
+    for n in range(depth):
+        value = [value] if n % 2 else {"k": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ({"x": float("nan")}, "cannot represent"),
         ({"x": float("inf")}, "cannot represent"),
         ({"x": "\ud800"}, "lone UTF-16 surrogate"),
+        ({"x": [1, "a", None, True, {"y": (2.5, -float("inf"))}]}, "cannot represent"),
+        # past the depth where the check stops recursing and walks a stack
+        ({"x": _nested(100, float("nan"))}, "cannot represent"),
+        ({"x": _nested(1500, 1.5)}, "nested too deeply"),
     ],
 )
 def test_what_json_cannot_carry_is_a_payload_error(raw, message):
@@ -156,16 +166,15 @@ def test_what_json_cannot_carry_is_a_payload_error(raw, message):
 def test_nesting_limit():
     from eventrouter.payload import MAX_NESTING, nesting_exceeds
 
-    def nested(depth):
-        value: object = 1
-        for _ in range(depth):
-            value = [value]
-        return value
-
-    assert not nesting_exceeds(nested(MAX_NESTING))
-    assert nesting_exceeds(nested(MAX_NESTING + 1))
-    assert nesting_exceeds({"a": {"b": nested(5000)}})  # no recursion, however deep
+    assert not nesting_exceeds(_nested(MAX_NESTING))
+    assert nesting_exceeds(_nested(MAX_NESTING + 1))
+    assert nesting_exceeds(_nested(MAX_NESTING, []))  # an empty list counts as a level
+    assert nesting_exceeds({"a": {"b": _nested(5000)}})  # however deep the input goes
     assert not nesting_exceeds(full_event().raw)
+    assert not nesting_exceeds("text") and not nesting_exceeds(None)
+    # a limit deeper than the walk recurses: the same answers, from an explicit stack
+    assert not nesting_exceeds(_nested(1000), limit=1000)
+    assert nesting_exceeds(_nested(1001), limit=1000)
 
 
 # -- round trips of arbitrary events (hypothesis) ----------------------------------------------
