@@ -555,7 +555,7 @@ def main() -> None:
     parser.add_argument(
         "--rates",
         type=lambda text: [int(r) for r in text.split(",")],
-        default=[100, 200, 300, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000],
+        default=[100, 200, 300, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000],
         help="rising request rates, comma-separated",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="load time per rate")

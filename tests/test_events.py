@@ -171,7 +171,8 @@ def test_nesting_limit():
     assert nesting_exceeds(_nested(MAX_NESTING, []))  # an empty list counts as a level
     assert nesting_exceeds({"a": {"b": _nested(5000)}})  # however deep the input goes
     assert not nesting_exceeds(full_event().raw)
-    assert not nesting_exceeds("text") and not nesting_exceeds(None)
+    assert not nesting_exceeds("text")
+    assert not nesting_exceeds(None)
     # a limit deeper than the walk recurses: the same answers, from an explicit stack
     assert not nesting_exceeds(_nested(1000), limit=1000)
     assert nesting_exceeds(_nested(1001), limit=1000)
