@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -18,7 +17,6 @@ def _loadclient():
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("loadclient", module)
     spec.loader.exec_module(module)
     return module
 
