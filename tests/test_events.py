@@ -7,12 +7,14 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from cloudevents.core.bindings.http import from_http_event, to_binary_event, to_structured_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventrouter import fastjson
 from eventrouter.events import (
     REDACTED,
     AnsweredBy,
@@ -26,6 +28,7 @@ from eventrouter.events import (
     EventData,
     EventType,
     TranscriptTurn,
+    _strict_dumps,
     new_event_id,
 )
 
@@ -116,6 +119,51 @@ def test_cloudevent_round_trip_is_lossless_structured_and_binary():
 def test_naive_times_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         full_event().evolve(time=datetime(2024, 1, 1))
+    for make in (
+        lambda at: Call(started_at=at),
+        lambda at: Call(ended_at=at),
+        lambda at: TranscriptTurn(speaker="agent", text="hi", at=at),
+        lambda at: Campaign(next_cycle_at=at),
+    ):
+        with pytest.raises(ValueError, match="timezone-aware"):
+            make(datetime(2024, 1, 1))
+
+
+#: Asia/Kolkata's local mean time (until 1854): an offset of seconds, which RFC 3339 cannot write
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def test_a_time_in_local_mean_time_is_held_in_utc_and_reads_back_from_the_store():
+    # a naive time before 1854 read in the source's time_zone (Asia/Kolkata) has an offset of
+    # seconds: before, the store wrote "+05:53:28" and its reader refused the event at every
+    # claim, holding up the sink's deliveries behind it
+    old = datetime(1850, 6, 1, 9, 30, tzinfo=KOLKATA)
+    assert old.utcoffset() == timedelta(hours=5, minutes=53, seconds=28)
+    turn = TranscriptTurn(speaker="agent", text="hi", at=old)
+    call = Call(started_at=old, ended_at=old, transcript=(turn,))
+    event = full_event().evolve(
+        time=old, data=EventData(call=call, campaign=Campaign(next_cycle_at=old))
+    )
+    for held in (event.time, call.started_at, call.ended_at, turn.at):
+        assert held.tzinfo is UTC
+        assert held == old  # the same instant
+    assert event.data.campaign.next_cycle_at.tzinfo is UTC
+    text = event.to_json()
+    assert '"time":"1850-06-01T03:36:32+00:00"' in text
+    assert Event.from_stored_json(text) == event
+    assert Event.from_json(text) == event
+    # "0001-01-01 00:00:00", a placeholder some systems send for "no date": UTC has no date
+    # for it, so its offset loses its seconds (28 s off an instant that means nothing)
+    placeholder = full_event().evolve(time=datetime(1, 1, 1, tzinfo=KOLKATA))
+    assert placeholder.time.utcoffset() == timedelta(hours=5, minutes=53)
+    assert '"time":"0001-01-01T00:00:00+05:53"' in placeholder.to_json()
+    assert Event.from_stored_json(placeholder.to_json()) == placeholder
+    west = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(minutes=25, seconds=21)))
+    assert Call(started_at=west).started_at.utcoffset() == -timedelta(minutes=25)
+    # an offset of whole minutes is kept as it is
+    kept = full_event().evolve(time=datetime(2024, 6, 1, 9, 30, tzinfo=KOLKATA))
+    assert kept.time.tzinfo is KOLKATA
+    assert '"time":"2024-06-01T09:30:00+05:30"' in kept.to_json()
 
 
 def test_redacted_blanks_sensitive_paths_only():
@@ -188,7 +236,15 @@ AWARE = st.datetimes(
     min_value=datetime(1900, 1, 1),
     max_value=datetime(2200, 1, 1),
     timezones=st.sampled_from(
-        [UTC, IST, timezone(timedelta(hours=-6)), timezone(timedelta(hours=13, minutes=45))]
+        [
+            UTC,
+            IST,
+            timezone(timedelta(hours=-6)),
+            timezone(timedelta(hours=13, minutes=45)),
+            # local mean time (Kolkata's, Dublin's): held in UTC (see _rfc3339)
+            timezone(timedelta(hours=5, minutes=53, seconds=28)),
+            timezone(-timedelta(minutes=25, seconds=21)),
+        ]
     ),
 )
 NUMBER = st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
@@ -274,6 +330,32 @@ def test_any_event_round_trips_through_json_and_cloudevents(event):
     assert Event.from_cloudevent(cloudevent) == event
     for encode in (to_structured_event, to_binary_event):
         assert Event.from_cloudevent(from_http_event(encode(cloudevent))) == event
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=EVENTS)
+def test_to_json_writes_exactly_what_to_dict_gives_the_json_codec(event):
+    # to_json hands the model to orjson whole (_fields_of), skipping to_dict: the same text
+    assert event.to_json() == fastjson.dumps(event.to_dict(), _strict_dumps)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        2**70,  # beyond 64 bits: orjson refuses it, the fallback writes it
+        Contact(name="x"),  # objects a plugin left in attributes, written as they always were
+        datetime(1850, 1, 1, tzinfo=ZoneInfo("Asia/Kolkata")),
+        CallStatus.COMPLETED,
+    ],
+)
+def test_what_is_no_json_in_the_json_parts_is_written_as_before(odd):
+    for depth in (1, 100):  # 100: past the recursion, through the explicit stack
+        nested: object = odd
+        for _ in range(depth):
+            nested = [nested]
+        event = full_event().evolve(data=EventData(attributes={"odd": nested}))
+        assert event.to_json() == fastjson.dumps(event.to_dict(), _strict_dumps)
+        assert json.loads(event.to_json())["data"]["attributes"]["odd"] is not None
 
 
 def test_an_empty_subject_is_no_subject():
