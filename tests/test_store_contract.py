@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from attrs import evolve
@@ -190,6 +191,23 @@ async def test_claim_then_ack(store):
     # a second ack of the same delivery changes nothing
     await store.ack(delivery)
     assert record(await store.get_event(event.id), "alpha") == done
+
+
+async def test_an_event_timed_in_local_mean_time_is_claimed_like_any_other(store):
+    # a naive "0001-01-01 00:00:00" read in Asia/Kolkata (+05:53:28 then), and a time of 1850:
+    # the stores' reader used to refuse them, failing every claim of the sink behind them
+    kolkata = ZoneInfo("Asia/Kolkata")
+    event = evolve(
+        make_event(),
+        time=datetime(1, 1, 1, tzinfo=kolkata),
+        data=EventData(call=Call(started_at=datetime(1850, 6, 1, tzinfo=kolkata))),
+    )
+    await store.ingest(event, ["alpha"])
+    delivery = await claim_one(store, "alpha")
+    assert delivery.event == event
+    assert delivery.event.data.call.started_at == datetime(1850, 6, 1, tzinfo=kolkata)
+    await store.ack(delivery)
+    assert record(await store.get_event(event.id), "alpha").state == DeliveryState.DONE
 
 
 async def test_claim_respects_limit_and_order(store):
