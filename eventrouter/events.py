@@ -374,6 +374,33 @@ _MODEL_FIELDS: dict[type, tuple[str, ...]] = {
     for cls in (Event, EventData, Contact, Call, TranscriptTurn, Campaign)
 }
 
+_NONE = type(None)
+#: the fields of the model whose value cattrs writes by its class (an enum's value, a datetime's
+#: isoformat(), a part's fields): a value of another class is refused there (AttributeError),
+#: and must be here too, or orjson would write what the stores' reader then refuses
+_TYPED_FIELDS: dict[type, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    Event: (("data", EventData),),
+    EventData: (
+        ("contact", (Contact, _NONE)),
+        ("call", (Call, _NONE)),
+        ("campaign", (Campaign, _NONE)),
+    ),
+    Contact: (),
+    Call: (
+        ("direction", (CallDirection, _NONE)),
+        ("status", CallStatus),
+        ("answered_by", (AnsweredBy, _NONE)),
+        ("started_at", (datetime, _NONE)),
+        ("ended_at", (datetime, _NONE)),
+    ),
+    TranscriptTurn: (("at", (datetime, _NONE)),),
+    Campaign: (
+        ("status", CampaignStatus),
+        ("previous_status", (CampaignStatus, _NONE)),
+        ("next_cycle_at", (datetime, _NONE)),
+    ),
+}
+
 
 def _fields_of(value: Any) -> dict[str, Any]:
     """orjson's ``default`` for :meth:`Event.to_json`: a model object as the dict of its fields,
@@ -382,13 +409,20 @@ def _fields_of(value: Any) -> dict[str, Any]:
     Half the time of :meth:`Event.to_dict` and then orjson, and the same text: the fields in
     the order cattrs writes them, an enum as its value, a datetime as ``isoformat()`` writes it
     (the model holds no offset of seconds, the one place where orjson's text would differ), a
-    tuple as an array. Anything else is TypeError. An event whose JSON parts hold a value of a
-    type JSON does not have (``_scan``) is written by way of :meth:`to_dict`, as it always was:
-    cattrs and orjson write some of those differently.
+    tuple as an array. Anything else is TypeError, and so is a field holding a value of another
+    class than its own (``_TYPED_FIELDS``): the event is then written, or refused, by way of
+    :meth:`to_dict`, as it always was. So is an event whose JSON parts hold a value of a type JSON
+    does not have (``_scan``): cattrs and orjson write some of those differently.
     """
-    names = _MODEL_FIELDS.get(type(value))
+    kind = type(value)
+    names = _MODEL_FIELDS.get(kind)
     if names is None:
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        raise TypeError(f"{kind.__name__} is not JSON serializable")
+    for name, expected in _TYPED_FIELDS[kind]:
+        if not isinstance(getattr(value, name), expected):
+            raise TypeError(f"{kind.__name__}.{name} holds a value of another class")
+    if kind is Call and not all(type(turn) is TranscriptTurn for turn in value.transcript):
+        raise TypeError("Call.transcript holds what is no TranscriptTurn")
     return {name: getattr(value, name) for name in names}
 
 
