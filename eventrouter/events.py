@@ -12,6 +12,8 @@ import math
 import random
 import secrets
 import time
+import types
+import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -68,11 +70,7 @@ def _rfc3339(value: datetime) -> datetime:
         try:
             return value.astimezone(UTC)
         except OverflowError:  # the first hours of year 1 east of Greenwich (the last of 9999 west)
-            minutes = (
-                int(offset.total_seconds() // 60)
-                if offset >= timedelta()
-                else -int(-offset.total_seconds() // 60)
-            )
+            minutes = int(offset.total_seconds() / 60)  # towards zero
             return value.replace(tzinfo=timezone(timedelta(minutes=minutes)))
     return value
 
@@ -374,32 +372,28 @@ _MODEL_FIELDS: dict[type, tuple[str, ...]] = {
     for cls in (Event, EventData, Contact, Call, TranscriptTurn, Campaign)
 }
 
-_NONE = type(None)
-#: the fields of the model whose value cattrs writes by its class (an enum's value, a datetime's
-#: isoformat(), a part's fields): a value of another class is refused there (AttributeError),
-#: and must be here too, or orjson would write what the stores' reader then refuses
-_TYPED_FIELDS: dict[type, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
-    Event: (("data", EventData),),
-    EventData: (
-        ("contact", (Contact, _NONE)),
-        ("call", (Call, _NONE)),
-        ("campaign", (Campaign, _NONE)),
-    ),
-    Contact: (),
-    Call: (
-        ("direction", (CallDirection, _NONE)),
-        ("status", CallStatus),
-        ("answered_by", (AnsweredBy, _NONE)),
-        ("started_at", (datetime, _NONE)),
-        ("ended_at", (datetime, _NONE)),
-    ),
-    TranscriptTurn: (("at", (datetime, _NONE)),),
-    Campaign: (
-        ("status", CampaignStatus),
-        ("previous_status", (CampaignStatus, _NONE)),
-        ("next_cycle_at", (datetime, _NONE)),
-    ),
-}
+
+def _typed_fields(cls: type) -> tuple[tuple[str, tuple[type, ...]], ...]:
+    """The fields of ``cls`` whose value cattrs writes by its class (an enum's value, a
+    datetime's isoformat(), a part's fields), with the classes (None too, if optional) each may
+    hold: a value of another class is refused there (AttributeError), and must be in
+    :func:`_fields_of` too, or orjson would write what the stores' reader then refuses."""
+    hints = typing.get_type_hints(cls)  # Annotated[datetime, ...] read as datetime
+    typed = []
+    for name in _MODEL_FIELDS[cls]:
+        hint = hints[name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        classes = typing.get_args(hint) if union else (hint,)
+        if any(
+            isinstance(c, type) and (issubclass(c, enum.Enum | datetime) or c in _MODEL_FIELDS)
+            for c in classes
+        ):
+            typed.append((name, tuple(classes)))
+    return tuple(typed)
+
+
+#: the fields :func:`_fields_of` checks the class of, by class of the model
+_TYPED_FIELDS = {cls: _typed_fields(cls) for cls in _MODEL_FIELDS}
 
 
 def _fields_of(value: Any) -> dict[str, Any]:
