@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -208,6 +209,49 @@ async def test_an_event_timed_in_local_mean_time_is_claimed_like_any_other(store
     assert delivery.event.data.call.started_at == datetime(1850, 6, 1, tzinfo=kolkata)
     await store.ack(delivery)
     assert record(await store.get_event(event.id), "alpha").state == DeliveryState.DONE
+
+
+def _stored_as(event: Event, change: Callable[[dict], None]) -> Event:
+    """``event``, whose JSON (what the stores write) is changed by ``change``: as an event that
+    another version of eventrouter wrote, or one a disk or a hand has spoilt, is stored."""
+    body = json.loads(event.to_json())
+    change(body)
+    object.__setattr__(event, "_json", json.dumps(body))
+    return event
+
+
+async def test_an_event_the_reader_refuses_is_dead_lettered_not_holding_up_its_claim(store):
+    # One stored event the reader refuses (here a CallStatus a later version has, and a contact
+    # whose phone is a number) used to make every claim of the sink raise, leaving the good
+    # deliveries claimed with it in flight until their lease ran out, again and again.
+    good = [make_event(), make_event()]
+    bad = [
+        _stored_as(make_event(), lambda b: b["data"].update(call={"status": "sk_live_hidden"})),
+        _stored_as(make_event(), lambda b: b["data"].update(contact={"phone": 123})),
+    ]
+    for event in (good[0], bad[0], bad[1], good[1]):
+        await store.ingest(event, ["alpha"])
+    claimed = await store.claim("alpha", limit=10, lease=30)
+    assert sorted(d.event.id for d in claimed) == sorted(e.id for e in good)
+    letters = {d.event_id: d for d in await store.list_dead_letters()}
+    assert set(letters) == {e.id for e in bad}
+    # what was wrong and where, never the value itself
+    assert letters[bad[0].id].reason == (
+        "the stored event could not be read: Invalid enum value - at `$.data.call.status`"
+    )
+    assert letters[bad[1].id].reason == (
+        "the stored event could not be read: Expected `str | null`, got `int`"
+        " - at `$.data.contact.phone`"
+    )
+    assert letters[bad[0].id].attempts == 0  # dead-lettered without an attempt
+    assert await store.list_attempts(bad[0].id) == []
+    for delivery in claimed:
+        await store.ack(delivery)
+    assert await store.claim("alpha", limit=10, lease=30) == []
+    depth = (await store.queue_depth())["alpha"]
+    assert depth.get("dead") == 2
+    assert not depth.get("inflight")
+    assert not depth.get("pending")
 
 
 async def test_claim_respects_limit_and_order(store):

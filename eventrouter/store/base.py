@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from attrs import frozen
 
 from eventrouter.circuit import SinkControl
-from eventrouter.events import Event
+from eventrouter.events import Event, without_value
 
 if TYPE_CHECKING:
     from eventrouter.query import Cursor, EventFilter
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONSOLE_ACTION",
     "LOST_WORKER",
+    "UNREADABLE",
     "Attempt",
     "AttemptOutcome",
     "DeadLetter",
@@ -48,15 +49,32 @@ T = TypeVar("T")
 DECODE_SLICE = 16
 
 
-async def claimed_deliveries(rows: Iterable[T], make: Callable[[T], Delivery]) -> list[Delivery]:
+async def claimed_deliveries(
+    rows: Iterable[T], make: Callable[[T], Delivery]
+) -> tuple[list[Delivery], list[tuple[T, str]]]:
     """``make(row)`` for each claimed row (it decodes the event: the costly part of a claim),
-    letting requests in between slices of a big claim."""
+    letting requests in between slices of a big claim.
+
+    Returns the deliveries and the rows whose stored event could not be read, each with the
+    reason (:func:`unreadable`): the store dead-letters those, so that one event its reader
+    refuses does not hold up the deliveries claimed with it, claim after claim.
+    """
     deliveries = []
+    refused = []
     for n, row in enumerate(rows, 1):
-        deliveries.append(make(row))
+        try:
+            deliveries.append(make(row))
+        except ValueError as error:  # the stored reader's refusal (Event.from_stored_json)
+            refused.append((row, unreadable(error)))
         if n % DECODE_SLICE == 0:
             await asyncio.sleep(0)
-    return deliveries
+    return deliveries, refused
+
+
+def unreadable(error: ValueError) -> str:
+    """The dead letter's error of a delivery whose stored event the reader refused: what was
+    wrong and where, not the value (:func:`~eventrouter.events.without_value`)."""
+    return f"{UNREADABLE}: {without_value(error)}"
 
 
 class DeliveryState(enum.StrEnum):
@@ -132,6 +150,10 @@ class IngestResult:
 
 #: the error a takeover records for the attempt whose worker vanished (its lease ran out)
 LOST_WORKER = "worker lost during delivery (its lease ran out)"
+
+#: the start of the error of a delivery dead-lettered because its stored event could not be
+#: read (:func:`claimed_deliveries`)
+UNREADABLE = "the stored event could not be read"
 
 
 @frozen

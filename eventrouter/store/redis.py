@@ -516,7 +516,7 @@ class RedisStore(Store):
                 now=time.time(),
                 error=LOST_WORKER,
             )
-        return await claimed_deliveries(
+        deliveries, refused = await claimed_deliveries(
             claimed,
             lambda row: Delivery(
                 event=Event.from_stored_json(row.body),
@@ -527,6 +527,28 @@ class RedisStore(Store):
                 trigger=Trigger(row.trigger),
             ),
         )
+        if refused:
+            # dead-lettered without an attempt (see claimed_deliveries)
+            now = time.time()
+            ends = []
+            for row, error in refused:
+                log.error("sink %s: event %s dead-lettered: %s", sink, row.event_id, error)
+                ends.append(
+                    EndClaim(
+                        sink=sink,
+                        event_id=row.event_id,
+                        token=row.token,
+                        outcome="dead",
+                        attempts=row.attempts,
+                        now=now,
+                        due=now,
+                        error=error,
+                        attempt="",
+                    )
+                )
+            with _unavailable("delivery outcome update"):
+                await scripts.end_claims(ends)
+        return deliveries
 
     async def next_due(self, sink: str) -> datetime | None:
         with _unavailable("next_due"):

@@ -517,7 +517,7 @@ class SQLiteStore(Store):
         # the token is the lease's end: an outcome recorded for this claim after another worker
         # has taken the delivery over (a new lease) changes nothing
         token = repr(ends)
-        return await claimed_deliveries(
+        deliveries, refused = await claimed_deliveries(
             rows,
             lambda row: Delivery(
                 event=Event.from_stored_json(row[3]),
@@ -528,6 +528,27 @@ class SQLiteStore(Store):
                 trigger=Trigger(row[4]),
             ),
         )
+        if refused:
+            await self._bury(sink, ends, [(row[0], error) for row, error in refused])
+        return deliveries
+
+    async def _bury(self, sink: str, lease: float, refused: list[tuple[str, str]]) -> None:
+        """Dead-letter the deliveries of this claim whose stored event could not be read (see
+        :func:`~eventrouter.store.base.claimed_deliveries`); no attempt was made."""
+        now = time.time()
+        errors = dict(refused)
+        for event_id, error in refused:
+            log.error("sink %s: event %s dead-lettered: %s", sink, event_id, error)
+
+        def write(conn: sqlite3.Connection) -> None:
+            current = _current_claims(conn, {(eid, sink): lease for eid in errors})
+            conn.executemany(
+                "UPDATE deliveries SET state = 'dead', last_error = ?, updated_at = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(errors[eid], now, eid, sink) for eid, _ in current],
+            )
+
+        await self._write(write, durable=False)
 
     async def next_due(self, sink: str) -> datetime | None:
         row = await self._read(
