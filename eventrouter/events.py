@@ -10,6 +10,7 @@ import enum
 import json
 import math
 import random
+import re
 import secrets
 import time
 import types
@@ -285,7 +286,7 @@ class Event:
             except orjson.JSONEncodeError:
                 pass  # what orjson does not write (see fastjson): the fallback's rules
         try:
-            return fastjson.dumps(self.to_dict(), _strict_dumps)
+            text = fastjson.dumps(self.to_dict(), _strict_dumps)
         except RecursionError:
             raise PayloadError("the payload is nested too deeply to store") from None
         except UnicodeEncodeError:
@@ -294,6 +295,13 @@ class Event:
             ) from None
         except ValueError as exc:
             raise PayloadError(f"the payload holds a value JSON cannot represent ({exc})") from None
+        # the old way writes what a field holds, of whatever class (attrs does not check): what
+        # the stores' reader would refuse, at every claim of the event, is refused here instead
+        try:
+            _STORED_READER.decode(text)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"the event cannot be stored: {without_value(exc)}") from None
+        return text
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
@@ -366,6 +374,16 @@ class Event:
 #: reads the stores' JSON (:meth:`Event.from_stored_json`); one decoder made once
 _STORED_READER = msgspec.json.Decoder(Event)
 
+
+def without_value(error: Exception) -> str:
+    """What the stores' reader found wrong and where (``Expected `str`, got `int` - at
+    `$.data.call.id```), without the value itself: msgspec quotes a vocabulary word it does
+    not know, which could be anything the payload held."""
+    return _QUOTED_VALUE.sub("", str(error))
+
+
+_QUOTED_VALUE = re.compile(r" '.*'(?= - at `)", re.DOTALL)
+
 #: the fields :meth:`Event.to_dict` writes of each class of the model (``_fields_of``)
 _MODEL_FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(a.name for a in attrs.fields(cls) if a.init)
@@ -373,27 +391,40 @@ _MODEL_FIELDS: dict[type, tuple[str, ...]] = {
 }
 
 
-def _typed_fields(cls: type) -> tuple[tuple[str, tuple[type, ...]], ...]:
-    """The fields of ``cls`` whose value cattrs writes by its class (an enum's value, a
-    datetime's isoformat(), a part's fields), with the classes (None too, if optional) each may
-    hold: a value of another class is refused there (AttributeError), and must be in
-    :func:`_fields_of` too, or orjson would write what the stores' reader then refuses."""
+def _field_checks(
+    cls: type,
+) -> tuple[tuple[str, frozenset[type] | None, frozenset[type] | None], ...]:
+    """What :func:`_fields_of` checks of each field of ``cls``, read off its type hints: the
+    exact classes its value may be (None's too, if optional), and for a tuple or a dict, those
+    of its items (None: anything, for ``Any``: JSON, which ``_scan`` checks). A value of
+    another class (a 1 for a str, a str for an enum, a bool for an int) is written the old way,
+    whose text the stores' reader then checks: what it would refuse is never stored."""
     hints = typing.get_type_hints(cls)  # Annotated[datetime, ...] read as datetime
-    typed = []
+
+    def classes(hint: Any) -> frozenset[type] | None:
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = set(typing.get_args(hint) if union else (hint,))
+        if not all(isinstance(c, type) and c is not Any for c in options):
+            return None  # Any
+        if float in options:
+            options.add(int)  # JSON has numbers: the reader takes an integer for a float
+        return frozenset(options)
+
+    checks: list[tuple[str, frozenset[type] | None, frozenset[type] | None]] = []
     for name in _MODEL_FIELDS[cls]:
         hint = hints[name]
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        classes = typing.get_args(hint) if union else (hint,)
-        if any(
-            isinstance(c, type) and (issubclass(c, enum.Enum | datetime) or c in _MODEL_FIELDS)
-            for c in classes
-        ):
-            typed.append((name, tuple(classes)))
-    return tuple(typed)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin is tuple:  # tuple[X, ...]: a list is written alike
+            checks.append((name, frozenset({tuple, list}), classes(args[0])))
+        elif origin is dict:  # dict[str, X]: orjson refuses keys that are not str
+            checks.append((name, frozenset({dict}), classes(args[1])))
+        else:
+            checks.append((name, classes(hint), None))
+    return tuple(checks)
 
 
-#: the fields :func:`_fields_of` checks the class of, by class of the model
-_TYPED_FIELDS = {cls: _typed_fields(cls) for cls in _MODEL_FIELDS}
+#: what :func:`_fields_of` checks, by class of the model
+_FIELD_CHECKS = {cls: _field_checks(cls) for cls in _MODEL_FIELDS}
 
 
 def _fields_of(value: Any) -> dict[str, Any]:
@@ -404,20 +435,39 @@ def _fields_of(value: Any) -> dict[str, Any]:
     the order cattrs writes them, an enum as its value, a datetime as ``isoformat()`` writes it
     (the model holds no offset of seconds, the one place where orjson's text would differ), a
     tuple as an array. Anything else is TypeError, and so is a field holding a value of another
-    class than its own (``_TYPED_FIELDS``): the event is then written, or refused, by way of
-    :meth:`to_dict`, as it always was. So is an event whose JSON parts hold a value of a type JSON
-    does not have (``_scan``): cattrs and orjson write some of those differently.
+    class than its type hint's (``_FIELD_CHECKS``): the event is then written, or refused, by
+    way of :meth:`to_dict`, and read back (see :meth:`Event._write_json`). So is an event whose
+    JSON parts hold a value of a type JSON does not have (``_scan``): cattrs and orjson write
+    some of those differently.
     """
     kind = type(value)
-    names = _MODEL_FIELDS.get(kind)
-    if names is None:
+    checks = _FIELD_CHECKS.get(kind)
+    if checks is None:
         raise TypeError(f"{kind.__name__} is not JSON serializable")
-    for name, expected in _TYPED_FIELDS[kind]:
-        if not isinstance(getattr(value, name), expected):
+    fields = {}
+    for name, exact, items in checks:
+        field = fields[name] = getattr(value, name)
+        if exact is not None and (
+            (type(field) not in exact and not _kin(type(field), exact))
+            or (
+                items is not None
+                and not all(
+                    type(i) in items or _kin(type(i), items)
+                    for i in (field.values() if type(field) is dict else field)
+                )
+            )
+        ):
             raise TypeError(f"{kind.__name__}.{name} holds a value of another class")
-    if kind is Call and not all(type(turn) is TranscriptTurn for turn in value.transcript):
-        raise TypeError("Call.transcript holds what is no TranscriptTurn")
-    return {name: getattr(value, name) for name in names}
+    return fields
+
+
+def _kin(kind: type, classes: frozenset[type]) -> bool:
+    """Whether a value of ``kind`` is written as one of ``classes`` would be, by both ways and
+    as the stores' reader takes it: a str's subclass (an ``EventType``) for a str, an int's
+    (an IntEnum, but no bool) for an int."""
+    return (str in classes and issubclass(kind, str)) or (
+        int in classes and issubclass(kind, int) and not issubclass(kind, bool)
+    )
 
 
 def _strict_dumps(value: Any) -> str:

@@ -54,6 +54,13 @@ class Outcome(NamedTuple):
         return cls(label, status, body, extra.get("retry_after"))
 
 
+def _parser_failed() -> Outcome:
+    """A genuine request whose plugin failed to make a storable event of it: 503, so that the
+    provider retries once the plugin is fixed."""
+    message = "the event could not be parsed; retry later"
+    return Outcome.refusal("unavailable", 503, "parser_failed", message, retry_after=60)
+
+
 class _Refused(Exception):
     """A step refused the request; ``outcome`` says how to answer."""
 
@@ -170,13 +177,10 @@ class Ingest:
             outcome = Outcome.refusal("invalid", 400, "invalid_payload", exc.message, **extra)
             raise _Refused(outcome) from None
         except Exception:
-            # authenticated, so genuine: answer 503 so the provider retries once the plugin is fixed
             log.exception(
                 "source %s: the %s plugin failed to parse a request", self.name, source.type_name
             )
-            message = "the event could not be parsed; retry later"
-            outcome = Outcome.refusal("unavailable", 503, "parser_failed", message, retry_after=60)
-            raise _Refused(outcome) from None
+            raise _Refused(_parser_failed()) from None
         if nesting_exceeds(event.raw):
             message = f"the payload nests deeper than {MAX_NESTING} levels"
             raise _Refused(Outcome.refusal("invalid", 400, "invalid_payload", message))
@@ -200,6 +204,14 @@ class Ingest:
             raise _Refused(
                 Outcome.refusal("invalid", 400, "invalid_payload", exc.message)
             ) from None
+        except Exception:  # a field of the model holding what it cannot (see Event.to_json)
+            log.exception(
+                "source %s: the event made of a request cannot be stored (the %s plugin's, or"
+                " an event_normalised hook's)",
+                self.name,
+                self.source.type_name,
+            )
+            raise _Refused(_parser_failed()) from None
         return event, sinks
 
     def _stored(self, event: Event, sinks: list[str], stored: IngestResult) -> Outcome:

@@ -11,7 +11,7 @@ from pathlib import Path
 from eventrouter import hookimpl
 from eventrouter.config import parse_config
 from eventrouter.errors import Overloaded, StoreUnavailable
-from eventrouter.events import Event
+from eventrouter.events import Contact, Event, EventData
 from eventrouter.ingest import Ingest, Outcome
 from eventrouter.plugins import Registry, create_plugin_manager
 from eventrouter.sources import WebhookRequest
@@ -284,6 +284,27 @@ async def test_a_failing_transform_plugin_answers_503_not_500(
     async with router.client.get("/metrics") as response:
         text = await response.text()
     assert 'eventrouter_requests_total{outcome="error",source="demo"} 1.0' in text
+
+
+async def test_an_event_the_stores_could_not_read_back_is_answered_503_never_stored(
+    make_router, basic_config, register_plugin, caplog
+):
+    # attrs does not check a field's class: a hook that puts a number in a str field makes an
+    # event the stores' reader would refuse at every claim. Refused before the store (503, so
+    # the provider retries once the hook is fixed), with what is wrong and where in the log.
+    class Careless:
+        @hookimpl
+        def event_normalised(self, event):
+            return event.evolve(data=EventData(contact=Contact(phone=919876543210)))
+
+    register_plugin(Careless())
+    router = await make_router(basic_config)
+    status, body = await router.post("demo", EVENT)
+    assert (status, body["error"]) == (503, "parser_failed")
+    assert body["retry_after"] == 60
+    assert await router.store.list_events() == []
+    assert "Expected `str | null`, got `int` - at `$.data.contact.phone`" in caplog.text
+    assert "919876543210" not in caplog.text
 
 
 async def test_a_body_that_does_not_decode_gets_400(make_router, basic_config, caplog):
